@@ -1,0 +1,45 @@
+# muster — the two set-up commands are `make run` and `make test`.
+SHELL := /bin/bash
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/muster-target
+CARGO ?= cargo
+# Integration tests start real processes; two at a time suits a 2-core machine.
+TEST_THREADS ?= 2
+
+.PHONY: run test unit interop bench lint fmt deps build release clean
+
+## run: one node with embedded defaults (data in ./data, created on start)
+run: release
+	$(CARGO_TARGET_DIR)/release/muster agent --data-dir ./data
+
+## test: everything — unit tests, in-process tests and interop against the real `serf` agent
+test: deps
+	$(CARGO) build --release --bin muster
+	MUSTER_BIN=$(CARGO_TARGET_DIR)/release/muster $(CARGO) test --release --all-targets -- --test-threads=$(TEST_THREADS)
+
+## unit: the pure cores' tests only (no processes, no network)
+unit:
+	$(CARGO) test --lib
+
+## bench: whole-cluster timings of muster vs. serf agents on 127.0.0.1 (see scripts/bench.sh)
+bench: deps release
+	MUSTER_BIN=$(CARGO_TARGET_DIR)/release/muster scripts/bench.sh
+
+## lint: formatting and clippy with warnings as errors
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+deps:
+	scripts/deps.sh
+
+release:
+	$(CARGO) build --release --bin muster
+
+build:
+	$(CARGO) build
+
+clean:
+	$(CARGO) clean

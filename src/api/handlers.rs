@@ -1,0 +1,129 @@
+//! The route handlers: read the membership view, shape the seed's JSON. No side effects.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::Json;
+use serde::Serialize;
+
+use super::{ApiError, ApiState, MemberFilter, HTTP_PORT_TAG};
+use crate::config::defaults;
+use crate::logging::{format_rfc3339, unix_ms_now, Precision};
+use crate::membership::{counts, MemberInfo, MemberStatus, Mode};
+
+#[derive(Debug, Serialize)]
+pub(super) struct Health {
+    status: &'static str,
+    node: String,
+    cluster: String,
+    version: &'static str,
+    uptime_seconds: u64,
+    members: MemberCounts,
+}
+
+#[derive(Debug, Serialize)]
+struct MemberCounts {
+    alive: usize,
+    failed: usize,
+    left: usize,
+    leaving: usize,
+    total: usize,
+}
+
+/// `GET /health`: always 200 while the process serves; the counts say how healthy the view is.
+pub(super) async fn health(State(state): State<Arc<ApiState>>) -> Json<Health> {
+    let members = state.members_now();
+    let by_status = counts(&members);
+    let count = |s| by_status.get(&s).copied().unwrap_or(0);
+    Json(Health {
+        status: "ok",
+        node: state.node_name.clone(),
+        cluster: state.cluster.clone(),
+        version: state.version,
+        uptime_seconds: state.started.elapsed().as_secs(),
+        members: MemberCounts {
+            alive: count(MemberStatus::Alive),
+            failed: count(MemberStatus::Failed),
+            left: count(MemberStatus::Left),
+            leaving: count(MemberStatus::Leaving),
+            total: members.len(),
+        },
+    })
+}
+
+/// The seed's `/discovery` answer.
+#[derive(Debug, Serialize)]
+pub(super) struct Discovery {
+    node_id: String,
+    mode: Mode,
+    discovered_servers: Vec<DiscoveredServer>,
+}
+
+#[derive(Debug, Serialize)]
+struct DiscoveredServer {
+    host: IpAddr,
+    port: u16,
+    node_id: String,
+    mode: Mode,
+    /// RFC 3339 UTC.
+    last_seen: String,
+}
+
+/// `GET /discovery`: every alive member but this node, with its API port from its
+/// `http_port` tag (else 9999). This node's own mode stays `unknown` until leadership exists.
+pub(super) async fn discovery(State(state): State<Arc<ApiState>>) -> Json<Discovery> {
+    let members = state.members_now();
+    let now_ms = unix_ms_now();
+    let discovered_servers = members
+        .iter()
+        .filter(|m| m.status == MemberStatus::Alive && m.name != state.node_name)
+        .map(|m| DiscoveredServer {
+            host: m.addr,
+            port: api_port(m),
+            node_id: m.name.clone(),
+            mode: m.mode,
+            last_seen: last_seen(now_ms, m.last_seen_ms_ago),
+        })
+        .collect();
+    Json(Discovery { node_id: state.node_name.clone(), mode: Mode::Unknown, discovered_servers })
+}
+
+fn api_port(m: &MemberInfo) -> u16 {
+    m.tags.get(HTTP_PORT_TAG).and_then(|p| p.trim().parse().ok()).unwrap_or(defaults::HTTP_PORT)
+}
+
+fn last_seen(now_ms: i64, ago_ms: u64) -> String {
+    let ago_ms = i64::try_from(ago_ms).unwrap_or(i64::MAX);
+    format_rfc3339(now_ms.saturating_sub(ago_ms), Precision::Millis)
+}
+
+/// `GET /v1/members[?status=S][&tag=K=V]...`: the members, sorted by name, filtered.
+pub(super) async fn members(
+    State(state): State<Arc<ApiState>>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<Vec<MemberInfo>>, ApiError> {
+    let Query(pairs) = query.map_err(|rejection| ApiError::BadQuery {
+        param: "query".to_string(),
+        reason: rejection.body_text(),
+    })?;
+    let filter = MemberFilter::from_query(&pairs)?;
+    let members = state.members_now();
+    let mut out: Vec<MemberInfo> = members.iter().filter(|m| filter.matches(m)).cloned().collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Json(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_seen_subtracts_the_age() {
+        // Proves last_seen is now minus the age, and that absurd ages do not overflow.
+        assert_eq!(last_seen(1_735_689_600_000, 1_500), "2024-12-31T23:59:58.500Z");
+        let ancient = last_seen(0, u64::MAX); // must not panic on overflow
+        assert!(ancient.starts_with('-'), "{ancient}");
+    }
+}

@@ -1,0 +1,124 @@
+//! The node's HTTP API on the API listener (axum): `GET /health`, `GET /discovery` (the seed's
+//! shapes) and `GET /v1/members`. Handlers only read the membership watch and shape JSON; every
+//! error maps to a status in one table ([`ApiError::status`]) and answers `{"error": ".."}`.
+//!
+//! May import `membership`, `config` (defaults) and `logging` (timestamps); nothing above them.
+
+mod filter;
+mod handlers;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::http::{Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+pub use filter::{FilterError, MemberFilter};
+
+use crate::membership::MemberInfo;
+
+/// The member tag through which a node publishes its API port; `/discovery` reads it and falls
+/// back to 9999.
+pub const HTTP_PORT_TAG: &str = "http_port";
+
+/// What the handlers read. Cheap to share: the membership view is a watch of an `Arc`.
+pub struct ApiState {
+    pub node_name: String,
+    pub cluster: String,
+    /// `env!("CARGO_PKG_VERSION")`.
+    pub version: &'static str,
+    pub started: Instant,
+    pub members: watch::Receiver<Arc<Vec<MemberInfo>>>,
+}
+
+impl ApiState {
+    /// The current membership view (released from the watch at once).
+    fn members_now(&self) -> Arc<Vec<MemberInfo>> {
+        Arc::clone(&self.members.borrow())
+    }
+}
+
+/// Every route of the API.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/health", get(handlers::health))
+        .route("/discovery", get(handlers::discovery))
+        .route("/v1/members", get(handlers::members))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(log_request))
+        .with_state(Arc::new(state))
+}
+
+/// Serves [`router`] on `listener` until `shutdown` is cancelled, then stops accepting and
+/// waits for in-flight requests (the node bounds that wait with its own grace period). The
+/// caller logs the listening address.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+    tracing::info!("api: stopped");
+    Ok(())
+}
+
+/// Why a request failed; [`ApiError::status`] is the one error→status table.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid query parameter '{param}': {reason}")]
+    BadQuery { param: String, reason: String },
+    #[error("no route for {method} {path}")]
+    NotFound { method: Method, path: String },
+    #[error("{method} is not allowed on {path}; use GET")]
+    MethodNotAllowed { method: Method, path: String },
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadQuery { .. } => StatusCode::BAD_REQUEST,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+}
+
+impl From<FilterError> for ApiError {
+    fn from(err: FilterError) -> Self {
+        ApiError::BadQuery { param: err.param().to_string(), reason: err.to_string() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.to_string() });
+        (self.status(), Json(body)).into_response()
+    }
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::NotFound { method, path: uri.path().to_string() }
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed { method, path: uri.path().to_string() }
+}
+
+/// One debug line per request.
+async fn log_request(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let response = next.run(request).await;
+    tracing::debug!(http.method = %method, http.path = %path, http.status = response.status().as_u16(), "api: request");
+    response
+}

@@ -1,0 +1,250 @@
+//! The `muster agent` flags and the settings table that ties each flag to its environment names
+//! and config-file key. Flags stay strings here so that flag, env and file values are parsed
+//! (and their errors worded) the same way in `merge`.
+
+use std::path::PathBuf;
+
+use super::{
+    format_duration_ms, join_tags, Config, DiscoveryBackend, LogCaller, LogFormat, LogTime, Profile, Role,
+};
+
+/// `muster agent` flags. Every flag is optional so that "not given" falls through to the
+/// environment, then the config file, then the default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct AgentArgs {
+    /// Member name, unique in the cluster.
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// Gossip listen address, UDP and TCP (a bare IP gets port 7946).
+    #[arg(long, value_name = "IP[:PORT]")]
+    pub bind: Option<String>,
+    /// Address other members use to reach this one (a bare IP gets the bind port).
+    #[arg(long, value_name = "IP[:PORT]")]
+    pub advertise: Option<String>,
+    /// Member to join at start (repeatable; commas also separate); port defaults to 7946.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub join: Vec<String>,
+    /// Member to join at start, retried with backoff until one answers (repeatable).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub retry_join: Vec<String>,
+    /// First join retry backoff, e.g. 500ms, 30s, 2m; doubles up to --retry-interval-max.
+    #[arg(long, value_name = "DURATION")]
+    pub retry_interval: Option<String>,
+    /// Cap on the join retry backoff.
+    #[arg(long, value_name = "DURATION")]
+    pub retry_interval_max: Option<String>,
+    /// Join attempts before giving up; 0 retries forever.
+    #[arg(long, value_name = "N")]
+    pub retry_max: Option<String>,
+    /// Serf tag gossiped with this member (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub tag: Vec<String>,
+    /// Serf gossip encryption key: base64 of 16, 24 or 32 bytes (see `muster keygen`).
+    #[arg(long, value_name = "BASE64")]
+    pub encrypt: Option<String>,
+    /// Serf keyring file: a JSON list of base64 keys, the first one primary.
+    #[arg(long, value_name = "PATH")]
+    pub keyring_file: Option<PathBuf>,
+    /// Directory for the node's state (created by the node).
+    #[arg(long, value_name = "PATH")]
+    pub data_dir: Option<PathBuf>,
+    /// Listen address of the HTTP/gRPC API (/health, /discovery, /v1/members).
+    #[arg(long, value_name = "IP[:PORT]")]
+    pub http_addr: Option<String>,
+    /// Listen address of Serf's RPC (what the `serf` CLI talks to); keep it on loopback.
+    #[arg(long, value_name = "IP[:PORT]")]
+    pub rpc_addr: Option<String>,
+    /// Shared token Serf RPC clients must send (`serf -rpc-auth`).
+    #[arg(long, value_name = "TOKEN")]
+    pub rpc_auth: Option<String>,
+    /// Whether this node may become the server (server: preferred; agent: never).
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+    /// Where join candidates come from (serf: --join/SERF_JOIN only).
+    #[arg(long, value_name = "BACKEND")]
+    pub discovery: Option<String>,
+    /// Cluster name, [A-Za-z0-9_-]+; mDNS advertises _serf_<cluster>._tcp.local.
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// Gossip timing preset, after memberlist's LAN/WAN/Local configs.
+    #[arg(long, value_name = "PROFILE")]
+    pub profile: Option<String>,
+    /// Log level: trace, debug, info, warn or error.
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Log encoding (auto: text on a terminal, else json).
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Name the code that logged (short: file:line; full: module and file:line).
+    #[arg(long, value_name = "CALLER")]
+    pub log_caller: Option<String>,
+    /// Log timestamps, in UTC.
+    #[arg(long, value_name = "TIME")]
+    pub log_time: Option<String>,
+    /// No colours in text logs.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub log_no_color: Option<String>,
+    /// JSON config file; keys are the flag names with '_' for '-'.
+    #[arg(long, value_name = "PATH")]
+    pub config_file: Option<PathBuf>,
+}
+
+/// One setting: its key (the `AgentArgs` field and clap id, and the config-file key) and the
+/// environment variables read for it, in order (muster's own name first, then the seed's).
+pub(crate) struct Setting {
+    pub key: &'static str,
+    pub env: &'static [&'static str],
+}
+
+impl Setting {
+    /// `--retry-interval` for key `retry_interval`.
+    pub fn flag(&self) -> String {
+        flag_of(self.key)
+    }
+
+    /// `--role (MUSTER_ROLE, ROLE)`, for messages about the effective value.
+    pub fn label(&self) -> String {
+        format!("{} ({})", self.flag(), self.env.join(", "))
+    }
+}
+
+pub(crate) fn flag_of(key: &str) -> String {
+    format!("--{}", key.replace('_', "-"))
+}
+
+/// The settings table. Environment names derive from the flag (`MUSTER_<FLAG>`); the seed's
+/// names (`SERF_JOIN`, `ROLE`, `DISCOVERY_BACKEND`, `LOG_*`, `SERF_ENCRYPT_KEY`) follow.
+#[rustfmt::skip]
+pub(crate) const SETTINGS: &[Setting] = &[
+    Setting { key: "node", env: &["MUSTER_NODE"] },
+    Setting { key: "bind", env: &["MUSTER_BIND"] },
+    Setting { key: "advertise", env: &["MUSTER_ADVERTISE"] },
+    Setting { key: "join", env: &["MUSTER_JOIN", "SERF_JOIN"] },
+    Setting { key: "retry_join", env: &["MUSTER_RETRY_JOIN"] },
+    Setting { key: "retry_interval", env: &["MUSTER_RETRY_INTERVAL"] },
+    Setting { key: "retry_interval_max", env: &["MUSTER_RETRY_INTERVAL_MAX"] },
+    Setting { key: "retry_max", env: &["MUSTER_RETRY_MAX"] },
+    Setting { key: "tag", env: &["MUSTER_TAGS"] },
+    Setting { key: "encrypt", env: &["MUSTER_ENCRYPT", "SERF_ENCRYPT_KEY"] },
+    Setting { key: "keyring_file", env: &["MUSTER_KEYRING_FILE"] },
+    Setting { key: "data_dir", env: &["MUSTER_DATA_DIR"] },
+    Setting { key: "http_addr", env: &["MUSTER_HTTP_ADDR"] },
+    Setting { key: "rpc_addr", env: &["MUSTER_RPC_ADDR"] },
+    Setting { key: "rpc_auth", env: &["MUSTER_RPC_AUTH"] },
+    Setting { key: "role", env: &["MUSTER_ROLE", "ROLE"] },
+    Setting { key: "discovery", env: &["MUSTER_DISCOVERY", "DISCOVERY_BACKEND"] },
+    Setting { key: "cluster", env: &["MUSTER_CLUSTER"] },
+    Setting { key: "profile", env: &["MUSTER_PROFILE"] },
+    Setting { key: "log_level", env: &["MUSTER_LOG_LEVEL", "LOG_LEVEL"] },
+    Setting { key: "log_format", env: &["MUSTER_LOG_FORMAT", "LOG_FORMAT"] },
+    Setting { key: "log_caller", env: &["MUSTER_LOG_CALLER", "LOG_CALLER"] },
+    Setting { key: "log_time", env: &["MUSTER_LOG_TIME", "LOG_TIME"] },
+    Setting { key: "log_no_color", env: &["MUSTER_LOG_NO_COLOR", "LOG_NO_COLOR"] },
+    Setting { key: "config_file", env: &["MUSTER_CONFIG_FILE"] },
+];
+
+/// The table row for `key`. Every key used in this module is in the table; an unknown key
+/// (a programming error) gets a row with no environment names.
+pub(crate) fn setting(key: &'static str) -> &'static Setting {
+    const NONE: Setting = Setting { key: "", env: &[] };
+    SETTINGS.iter().find(|s| s.key == key).unwrap_or(&NONE)
+}
+
+/// The default of `key` as `--help` shows it, read from `Config::default()`.
+fn default_text(key: &str, d: &Config) -> Option<String> {
+    Some(match key {
+        "node" => format!("this host's name, {}", d.node),
+        "bind" => d.bind.to_string(),
+        "advertise" => "the bind address".to_string(),
+        "retry_interval" => format_duration_ms(d.retry_interval_ms),
+        "retry_interval_max" => format_duration_ms(d.retry_interval_max_ms),
+        "retry_max" => d.retry_max.to_string(),
+        "tag" if !d.tags.is_empty() => join_tags(&d.tags),
+        "data_dir" => d.data_dir.display().to_string(),
+        "http_addr" => d.http_addr.to_string(),
+        "rpc_addr" => d.rpc_addr.to_string(),
+        "role" => d.role.to_string(),
+        "discovery" => d.discovery.to_string(),
+        "cluster" => d.cluster.clone(),
+        "profile" => d.profile.to_string(),
+        "log_level" => d.log.level.to_string().to_lowercase(),
+        "log_format" => d.log.format.to_string(),
+        "log_caller" => d.log.caller.to_string(),
+        "log_time" => d.log.time.to_string(),
+        "log_no_color" => d.log.no_color.to_string(),
+        _ => return None,
+    })
+}
+
+/// The allowed values of `key`, for `--help`.
+fn choices(key: &str) -> Option<&'static [&'static str]> {
+    Some(match key {
+        "role" => Role::CHOICES,
+        "discovery" => DiscoveryBackend::CHOICES,
+        "profile" => Profile::CHOICES,
+        "log_format" => LogFormat::CHOICES,
+        "log_caller" => LogCaller::CHOICES,
+        "log_time" => LogTime::CHOICES,
+        _ => return None,
+    })
+}
+
+/// Adds `[default: ..]` and `[env: ..]` to every `agent` flag's help, from the defaults and the
+/// settings table. Apply it to the `agent` subcommand before parsing.
+pub fn annotate_help(cmd: clap::Command) -> clap::Command {
+    let defaults = Config::default();
+    SETTINGS.iter().fold(cmd, |cmd, s| {
+        let mut extra = String::new();
+        if let Some(values) = choices(s.key) {
+            extra.push_str(&format!(" [possible values: {}]", values.join(", ")));
+        }
+        if let Some(d) = default_text(s.key, &defaults) {
+            extra.push_str(&format!(" [default: {d}]"));
+        }
+        extra.push_str(&format!(" [env: {}]", s.env.join(", ")));
+        if !cmd.get_arguments().any(|a| a.get_id() == s.key) {
+            return cmd;
+        }
+        cmd.mut_arg(s.key, |arg| {
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            arg.help(format!("{help}{extra}"))
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: AgentArgs,
+    }
+
+    #[test]
+    fn every_flag_is_in_the_settings_table_and_help_shows_defaults() {
+        // Proves the table and the clap flags agree one to one, and help shows defaults and env.
+        let cmd = annotate_help(Wrapper::command());
+        let ids: Vec<String> =
+            cmd.get_arguments().map(|a| a.get_id().to_string()).filter(|id| id != "help").collect();
+        assert_eq!(ids.len(), SETTINGS.len());
+        for s in SETTINGS {
+            assert!(ids.iter().any(|id| id == s.key), "{} has no flag", s.key);
+        }
+        let help = cmd.clone().render_long_help().to_string();
+        assert!(help.contains("[default: 0.0.0.0:7946]"), "{help}");
+        assert!(help.contains("[env: MUSTER_JOIN, SERF_JOIN]"), "{help}");
+        assert!(help.contains("[default: 1s]"), "{help}");
+    }
+
+    #[test]
+    fn log_no_color_flag_without_value_means_true() {
+        // Proves `--log-no-color` alone is accepted and reads as "true".
+        let w = Wrapper::try_parse_from(["x", "--log-no-color"]).unwrap();
+        assert_eq!(w.args.log_no_color.as_deref(), Some("true"));
+        let w = Wrapper::try_parse_from(["x", "--log-no-color=false"]).unwrap();
+        assert_eq!(w.args.log_no_color.as_deref(), Some("false"));
+    }
+}

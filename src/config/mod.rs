@@ -1,0 +1,409 @@
+//! The node's configuration: one immutable [`Config`], merged flag > env > file > default and
+//! validated once.
+//!
+//! Owns the settings table (flag, environment names, file key), the defaults, parsing of
+//! user-written values and the rules a config must satisfy. Must not import any other muster
+//! module: everything else reads a finished `Config`.
+//!
+//! Layout: `args` (the `agent` flags and the settings table), `file` (the JSON config file),
+//! `merge` (sources → `Config`), `values` (parsers for humane values), `validate`.
+
+mod args;
+mod file;
+mod merge;
+mod validate;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub use args::{annotate_help, AgentArgs};
+pub use file::FileConfig;
+pub use merge::merge;
+pub use validate::split_join_target;
+pub use values::{format_duration_ms, parse_duration_ms};
+
+/// Every default in one place: `Config::default()` and the `--help` text both read these.
+pub mod defaults {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+    /// Serf's gossip port (UDP+TCP), so existing firewalls and `SERF_JOIN=host:7946` work.
+    pub const GOSSIP_PORT: u16 = 7946;
+    /// Gossip listens on every interface.
+    pub const BIND: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), GOSSIP_PORT);
+    /// The seed's health port; gRPC, REST and the dashboard share it.
+    pub const HTTP_PORT: u16 = 9999;
+    /// Serf's RPC port, on loopback only by default.
+    pub const RPC_PORT: u16 = 7373;
+    pub const RPC_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), RPC_PORT);
+    /// The HTTP API listens on every interface.
+    pub const HTTP_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), HTTP_PORT);
+    /// First join retry backoff; doubles up to `RETRY_INTERVAL_MAX_MS`.
+    pub const RETRY_INTERVAL_MS: u64 = 1_000;
+    /// Backoff cap for join retries.
+    pub const RETRY_INTERVAL_MAX_MS: u64 = 30_000;
+    /// 0 retries join forever.
+    pub const RETRY_MAX: u32 = 0;
+    /// Relative to the working directory; the node creates it.
+    pub const DATA_DIR: &str = "./data";
+    /// The mDNS service becomes `_serf_muster._tcp.local`.
+    pub const CLUSTER: &str = "muster";
+    /// The node name when the host has none.
+    pub const NODE_FALLBACK: &str = "muster-node";
+    /// Serf's limit on encoded tags (memberlist `MetaMaxSize`).
+    pub const TAGS_ENCODED_MAX_BYTES: usize = 512;
+}
+
+/// Defines an enum of user-facing choices with its spellings, `parse` and `Display`.
+macro_rules! choice_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// Every accepted spelling, in the order errors and `--help` list them.
+            pub const CHOICES: &'static [&'static str] = &[$($text),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            /// Parses one of [`Self::CHOICES`], ignoring ASCII case.
+            pub fn parse(s: &str) -> Option<Self> {
+                $(if s.eq_ignore_ascii_case($text) {
+                    return Some($name::$variant);
+                })+
+                None
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+choice_enum! {
+    /// Whether this node may become the server.
+    Role {
+        /// Eligible to vote and serve.
+        Auto => "auto",
+        /// Eligible, and preferred when the cluster chooses.
+        Server => "server",
+        /// Never votes, never serves: always runs the proxy stack.
+        Agent => "agent",
+    }
+}
+
+choice_enum! {
+    /// Where join candidates come from.
+    DiscoveryBackend {
+        /// `--join`/`SERF_JOIN` when given, plus mDNS.
+        Auto => "auto",
+        Mdns => "mdns",
+        /// Only `--join`/`SERF_JOIN`.
+        Serf => "serf",
+        /// Peers from `tailscale status --json`.
+        Tailscale => "tailscale",
+    }
+}
+
+choice_enum! {
+    /// Gossip timing preset, after memberlist's `DefaultLANConfig`/`WAN`/`Local`.
+    Profile {
+        Lan => "lan",
+        Wan => "wan",
+        Local => "local",
+    }
+}
+
+choice_enum! {
+    /// Log line encoding.
+    LogFormat {
+        /// Text on a terminal, JSON otherwise.
+        Auto => "auto",
+        Json => "json",
+        Text => "text",
+    }
+}
+
+choice_enum! {
+    /// Whether log lines name the code that wrote them.
+    LogCaller {
+        Off => "off",
+        /// `file:line`.
+        Short => "short",
+        /// Module path and `file:line`.
+        Full => "full",
+    }
+}
+
+choice_enum! {
+    /// Log timestamps, always UTC.
+    LogTime {
+        Off => "off",
+        Rfc3339 => "rfc3339",
+        Rfc3339Ms => "rfc3339ms",
+    }
+}
+
+/// How the node logs (the seed's `LOG_*` variables).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub level: tracing::Level,
+    pub format: LogFormat,
+    pub caller: LogCaller,
+    pub time: LogTime,
+    /// No ANSI colours even on a terminal.
+    pub no_color: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: tracing::Level::INFO,
+            format: LogFormat::Auto,
+            caller: LogCaller::Off,
+            time: LogTime::Rfc3339Ms,
+            no_color: false,
+        }
+    }
+}
+
+/// The effective configuration of one node. Build it with [`Config::load`] (or [`merge`] then
+/// [`Config::validate`]); it does not change afterwards.
+///
+/// `Debug` redacts the encryption key, like [`Config::redacted`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Member name, unique in the cluster.
+    pub node: String,
+    /// Gossip listen address (UDP and TCP).
+    pub bind: SocketAddr,
+    /// Address other members should use to reach this one, when `bind` is not it.
+    pub advertise: Option<SocketAddr>,
+    /// Members to join at start: `host` or `host:port`; failure to join is an error.
+    pub join: Vec<String>,
+    /// Members to join at start, retried with backoff until one answers.
+    pub retry_join: Vec<String>,
+    /// First retry backoff.
+    pub retry_interval_ms: u64,
+    /// Backoff cap.
+    pub retry_interval_max_ms: u64,
+    /// Join attempts before giving up; 0 = forever.
+    pub retry_max: u32,
+    /// Serf tags gossiped with this member.
+    pub tags: BTreeMap<String, String>,
+    /// Serf's base64 gossip key (16, 24 or 32 bytes). Never log it.
+    pub encrypt_key: Option<String>,
+    /// Serf keyring file (JSON list of base64 keys).
+    pub keyring_file: Option<PathBuf>,
+    /// Where the node keeps its state; the node creates it.
+    pub data_dir: PathBuf,
+    /// The HTTP/gRPC listener.
+    pub http_addr: SocketAddr,
+    /// Serf RPC listener (the `serf` CLI, Serf client libraries).
+    pub rpc_addr: SocketAddr,
+    /// Serf RPC auth token. Never log it.
+    pub rpc_auth: Option<String>,
+    pub role: Role,
+    pub discovery: DiscoveryBackend,
+    /// Cluster name: `[A-Za-z0-9_-]+`, used in the mDNS service name.
+    pub cluster: String,
+    pub profile: Profile,
+    pub log: LogConfig,
+    /// The JSON file this config was read from, if any.
+    pub config_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node: default_node_name(),
+            bind: defaults::BIND,
+            advertise: None,
+            join: Vec::new(),
+            retry_join: Vec::new(),
+            retry_interval_ms: defaults::RETRY_INTERVAL_MS,
+            retry_interval_max_ms: defaults::RETRY_INTERVAL_MAX_MS,
+            retry_max: defaults::RETRY_MAX,
+            tags: BTreeMap::new(),
+            encrypt_key: None,
+            keyring_file: None,
+            data_dir: PathBuf::from(defaults::DATA_DIR),
+            http_addr: defaults::HTTP_ADDR,
+            rpc_addr: defaults::RPC_ADDR,
+            rpc_auth: None,
+            role: Role::Auto,
+            discovery: DiscoveryBackend::Auto,
+            cluster: defaults::CLUSTER.to_string(),
+            profile: Profile::Lan,
+            log: LogConfig::default(),
+            config_file: None,
+        }
+    }
+}
+
+/// This host's name, or [`defaults::NODE_FALLBACK`] when it has none.
+pub fn default_node_name() -> String {
+    let name = gethostname::gethostname().to_string_lossy().trim().to_string();
+    if name.is_empty() {
+        defaults::NODE_FALLBACK.to_string()
+    } else {
+        name
+    }
+}
+
+impl Config {
+    /// Reads the config file named by `--config-file`/`MUSTER_CONFIG_FILE` (if any), merges
+    /// flag > env > file > default, and validates the result.
+    pub fn load(args: &AgentArgs, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let path = merge::config_file_path(args, &env);
+        let file = match &path {
+            Some(p) => Some(FileConfig::read(p)?),
+            None => None,
+        };
+        let config = merge(args, &env, file.as_ref())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// A view for the start-up log line: every setting, the encryption key as `<redacted>`.
+    pub fn redacted(&self) -> Redacted<'_> {
+        Redacted(self)
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.redacted(), f)
+    }
+}
+
+/// [`Config`] with its secrets hidden. `Display` is one `key=value` line; `Debug` is a struct.
+pub struct Redacted<'a>(&'a Config);
+
+const REDACTED: &str = "<redacted>";
+
+impl Redacted<'_> {
+    fn encrypt(&self) -> &'static str {
+        if self.0.encrypt_key.is_some() {
+            REDACTED
+        } else {
+            "none"
+        }
+    }
+}
+
+fn opt<T: fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "none".to_string(), ToString::to_string)
+}
+
+fn join_tags(tags: &BTreeMap<String, String>) -> String {
+    let pairs: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    pairs.join(",")
+}
+
+impl fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = self.0;
+        write!(
+            f,
+            "node={} cluster={} role={} profile={} discovery={} bind={} advertise={} \
+             join=[{}] retry_join=[{}] retry_interval={} retry_interval_max={} retry_max={} \
+             tags=[{}] encrypt={} keyring_file={} data_dir={} http_addr={} rpc_addr={} rpc_auth={} log.level={} \
+             log.format={} log.caller={} log.time={} log.no_color={} config_file={}",
+            c.node,
+            c.cluster,
+            c.role,
+            c.profile,
+            c.discovery,
+            c.bind,
+            opt(&c.advertise),
+            c.join.join(","),
+            c.retry_join.join(","),
+            format_duration_ms(c.retry_interval_ms),
+            format_duration_ms(c.retry_interval_max_ms),
+            c.retry_max,
+            join_tags(&c.tags),
+            self.encrypt(),
+            opt(&c.keyring_file.as_ref().map(|p| p.display())),
+            c.data_dir.display(),
+            c.http_addr,
+            c.rpc_addr,
+            if c.rpc_auth.is_some() { REDACTED } else { "none" },
+            c.log.level.as_str().to_ascii_lowercase(),
+            c.log.format,
+            c.log.caller,
+            c.log.time,
+            c.log.no_color,
+            opt(&c.config_file.as_ref().map(|p| p.display())),
+        )
+    }
+}
+
+impl fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = self.0;
+        f.debug_struct("Config")
+            .field("node", &c.node)
+            .field("bind", &c.bind)
+            .field("advertise", &c.advertise)
+            .field("join", &c.join)
+            .field("retry_join", &c.retry_join)
+            .field("retry_interval_ms", &c.retry_interval_ms)
+            .field("retry_interval_max_ms", &c.retry_interval_max_ms)
+            .field("retry_max", &c.retry_max)
+            .field("tags", &c.tags)
+            .field("encrypt_key", &c.encrypt_key.as_ref().map(|_| REDACTED))
+            .field("keyring_file", &c.keyring_file)
+            .field("data_dir", &c.data_dir)
+            .field("http_addr", &c.http_addr)
+            .field("rpc_addr", &c.rpc_addr)
+            .field("rpc_auth", &c.rpc_auth.as_ref().map(|_| REDACTED))
+            .field("role", &c.role)
+            .field("discovery", &c.discovery)
+            .field("cluster", &c.cluster)
+            .field("profile", &c.profile)
+            .field("log", &c.log)
+            .field("config_file", &c.config_file)
+            .finish()
+    }
+}
+
+/// Why a configuration was rejected. Messages name the flag (and where the value came from)
+/// and say what is allowed; they never contain the encryption key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value that does not parse. `origin` is empty for a flag, else ` (ENV_NAME)` or
+    /// ` (config file key 'k')`.
+    #[error("invalid value '{value}' for {flag}{origin}: {expected}")]
+    InvalidValue { flag: String, origin: String, value: String, expected: String },
+    /// A parsed config that breaks a rule. `setting` is the flag with its environment names.
+    #[error("invalid {setting}: {reason}")]
+    Invalid { setting: String, reason: String },
+    #[error("cannot read config file {path}: {cause}")]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        cause: std::io::Error,
+    },
+    #[error("config file {path} is not a JSON object: {reason}")]
+    FileSyntax { path: PathBuf, reason: String },
+    #[error("config file {path}: unknown key '{key}'; known keys: {known}")]
+    UnknownKey { path: PathBuf, key: String, known: String },
+    #[error("config file {path}: key '{key}' {reason}")]
+    FileValue { path: PathBuf, key: String, reason: String },
+}

@@ -1,0 +1,202 @@
+//! Tests of the whole merge: precedence between flag, env, file and default, the seed's
+//! environment names, and the messages users see.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use clap::Parser;
+
+use super::*;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: AgentArgs,
+}
+
+fn args(flags: &[&str]) -> AgentArgs {
+    let argv = std::iter::once("muster").chain(flags.iter().copied());
+    Cli::try_parse_from(argv).unwrap().args
+}
+
+fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    move |k: &str| map.get(k).cloned()
+}
+
+fn file(text: &str) -> FileConfig {
+    FileConfig::parse(Path::new("test.json"), text).unwrap()
+}
+
+fn merged(flags: &[&str], vars: &[(&str, &str)], text: Option<&str>) -> Result<Config, ConfigError> {
+    let f = text.map(file);
+    let c = merge(&args(flags), &env(vars), f.as_ref())?;
+    c.validate()?;
+    Ok(c)
+}
+
+#[test]
+fn flag_beats_env_beats_file_beats_default() {
+    // Proves the precedence chain on a scalar, a parsed value and a list, one source at a time.
+    let text = Some(r#"{"node":"file","role":"server","join":["file:1"],"retry_interval":"5s"}"#);
+    let flags = ["--node", "flag", "--role", "auto", "--join", "flag:1", "--retry-interval", "2s"];
+    let vars =
+        [("MUSTER_NODE", "env"), ("ROLE", "agent"), ("SERF_JOIN", "env:1"), ("MUSTER_RETRY_INTERVAL", "3s")];
+
+    let c = merged(&flags, &vars, text).unwrap();
+    assert_eq!((c.node.as_str(), c.role, c.retry_interval_ms), ("flag", Role::Auto, 2_000));
+    assert_eq!(c.join, ["flag:1"]);
+
+    let c = merged(&[], &vars, text).unwrap();
+    assert_eq!((c.node.as_str(), c.role, c.retry_interval_ms), ("env", Role::Agent, 3_000));
+    assert_eq!(c.join, ["env:1"]);
+
+    let c = merged(&[], &[], text).unwrap();
+    assert_eq!((c.node.as_str(), c.role, c.retry_interval_ms), ("file", Role::Server, 5_000));
+    assert_eq!(c.join, ["file:1"]);
+
+    let c = merged(&[], &[], None).unwrap();
+    assert_eq!(c, Config::default());
+    assert_eq!(c.node, default_node_name());
+    assert_eq!(c.bind, "0.0.0.0:7946".parse().unwrap());
+    assert_eq!(c.http_addr, "0.0.0.0:9999".parse().unwrap());
+    assert_eq!(c.cluster, "muster");
+    assert_eq!(c.log, LogConfig::default());
+}
+
+#[test]
+fn muster_env_names_beat_the_seed_names_and_blank_env_is_unset() {
+    // Proves MUSTER_ROLE wins over ROLE, and that `SERF_JOIN=` (as compose writes it) falls
+    // through to the file instead of clearing the list.
+    let c = merged(&[], &[("MUSTER_ROLE", "server"), ("ROLE", "agent")], None).unwrap();
+    assert_eq!(c.role, Role::Server);
+    let c = merged(&[], &[("SERF_JOIN", " "), ("MUSTER_JOIN", "")], Some(r#"{"join":"f"}"#));
+    assert_eq!(c.unwrap().join, ["f"]);
+}
+
+#[test]
+fn serf_join_splits_on_commas() {
+    // Proves SERF_JOIN's comma-separated list, with spaces and empty items tolerated.
+    let c = merged(&[], &[("SERF_JOIN", "a:7946, b ,,[::1]:8000")], None).unwrap();
+    assert_eq!(c.join, ["a:7946", "b", "[::1]:8000"]);
+    let c = merged(&["--join", "x,y", "--join", "z"], &[], None).unwrap();
+    assert_eq!(c.join, ["x", "y", "z"]);
+    let err = merged(&[], &[("SERF_JOIN", "a,b:notaport")], None).unwrap_err();
+    assert!(err.to_string().contains("b:notaport"), "{err}");
+}
+
+#[test]
+fn bad_choice_names_the_flag_the_source_and_the_choices() {
+    // Proves the message format users see for a bad enum value from each source.
+    let err = merged(&[], &[("ROLE", "x")], None).unwrap_err();
+    assert_eq!(err.to_string(), "invalid value 'x' for --role (ROLE): expected one of auto, server, agent");
+    let err = merged(&["--discovery", "dns"], &[], None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid value 'dns' for --discovery: expected one of auto, mdns, serf, tailscale"
+    );
+    let err = merged(&[], &[], Some(r#"{"log_time":"unix"}"#)).unwrap_err();
+    assert!(err.to_string().contains("for --log-time (config file test.json)"), "{err}");
+    let err = merged(&[], &[("LOG_LEVEL", "loud")], None).unwrap_err();
+    assert!(err.to_string().contains("--log-level (LOG_LEVEL)"), "{err}");
+}
+
+#[test]
+fn seed_log_variables_are_read() {
+    // Proves LOG_LEVEL/FORMAT/CALLER/TIME/NO_COLOR map onto LogConfig, case-insensitively.
+    let vars = [
+        ("LOG_LEVEL", "DEBUG"),
+        ("LOG_FORMAT", "json"),
+        ("LOG_CALLER", "full"),
+        ("LOG_TIME", "rfc3339"),
+        ("LOG_NO_COLOR", "1"),
+    ];
+    let c = merged(&[], &vars, None).unwrap();
+    let want = LogConfig {
+        level: tracing::Level::DEBUG,
+        format: LogFormat::Json,
+        caller: LogCaller::Full,
+        time: LogTime::Rfc3339,
+        no_color: true,
+    };
+    assert_eq!(c.log, want);
+}
+
+#[test]
+fn tags_come_from_flags_env_or_file_and_bad_ones_are_named() {
+    // Proves the three tag syntaxes and that a bad or repeated tag is an error naming --tag.
+    let c = merged(&["--tag", "a=1", "--tag", "b=x,y"], &[], None).unwrap();
+    let want: BTreeMap<String, String> = [("a".into(), "1".into()), ("b".into(), "x,y".into())].into();
+    assert_eq!(c.tags, want);
+    let c = merged(&[], &[("MUSTER_TAGS", "a=1, b=x")], None).unwrap();
+    assert_eq!(c.tags.get("b").map(String::as_str), Some("x"));
+    let c = merged(&[], &[], Some(r#"{"tags":{"a":"1"}}"#)).unwrap();
+    assert_eq!(c.tags.get("a").map(String::as_str), Some("1"));
+
+    let err = merged(&["--tag", "=v"], &[], None).unwrap_err();
+    assert_eq!(err.to_string(), "invalid value '=v' for --tag: expected KEY=VALUE with a non-empty KEY");
+    let err = merged(&[], &[("MUSTER_TAGS", "a=1,novalue")], None).unwrap_err();
+    assert!(err.to_string().contains("'novalue' for --tag (MUSTER_TAGS)"), "{err}");
+    let err = merged(&["--tag", "a=1", "--tag", "a=2"], &[], None).unwrap_err();
+    assert!(err.to_string().contains("given twice"), "{err}");
+}
+
+#[test]
+fn encrypt_key_comes_from_serf_env_and_bad_lengths_fail() {
+    // Proves SERF_ENCRYPT_KEY is read, and a 20-byte key fails naming the flag and the count.
+    let key16 = "AAAAAAAAAAAAAAAAAAAAAA==";
+    let c = merged(&[], &[("SERF_ENCRYPT_KEY", key16)], None).unwrap();
+    assert_eq!(c.encrypt_key.as_deref(), Some(key16));
+    let key20 = "AAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    let err = merged(&["--encrypt", key20], &[], None).unwrap_err().to_string();
+    assert!(err.contains("--encrypt") && err.contains("20 bytes"), "{err}");
+    assert!(!err.contains(key20), "the key leaked: {err}");
+}
+
+#[test]
+fn bare_ips_get_default_ports() {
+    // Proves a bare --bind IP gets 7946 and a bare --advertise IP gets the bind port.
+    let c = merged(&["--bind", "10.0.0.5:8001", "--advertise", "192.0.2.1"], &[], None).unwrap();
+    assert_eq!(c.bind, "10.0.0.5:8001".parse().unwrap());
+    assert_eq!(c.advertise, Some("192.0.2.1:8001".parse().unwrap()));
+    let c = merged(&["--bind", "10.0.0.5", "--http-addr", "127.0.0.1"], &[], None).unwrap();
+    assert_eq!(c.bind, "10.0.0.5:7946".parse().unwrap());
+    assert_eq!(c.http_addr, "127.0.0.1:9999".parse().unwrap());
+    let err = merged(&["--advertise", "0.0.0.0"], &[], None).unwrap_err();
+    assert!(err.to_string().contains("--advertise"), "{err}");
+}
+
+#[test]
+fn unknown_file_key_is_an_error_naming_it() {
+    // Proves a typo in the config file stops the load with the key in the message.
+    let err = FileConfig::parse(Path::new("c.json"), r#"{"nod":"a"}"#).unwrap_err();
+    assert!(err.to_string().contains("unknown key 'nod'"), "{err}");
+}
+
+#[test]
+fn load_reads_the_file_named_by_the_env() {
+    // Proves Config::load finds MUSTER_CONFIG_FILE, reads it and validates the result.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("muster.json");
+    std::fs::write(&path, r#"{"node":"from-file","cluster":"bad.name"}"#).unwrap();
+    let path_text = path.display().to_string();
+    let err = Config::load(&args(&[]), env(&[("MUSTER_CONFIG_FILE", &path_text)])).unwrap_err();
+    assert!(err.to_string().contains("--cluster"), "{err}");
+    let c = Config::load(&args(&["--cluster", "good"]), env(&[("MUSTER_CONFIG_FILE", &path_text)])).unwrap();
+    assert_eq!((c.node.as_str(), c.cluster.as_str()), ("from-file", "good"));
+    assert_eq!(c.config_file.as_deref(), Some(path.as_path()));
+    let missing = Config::load(&args(&["--config-file", "/nonexistent/x.json"]), env(&[]));
+    assert!(missing.unwrap_err().to_string().contains("/nonexistent/x.json"));
+}
+
+#[test]
+fn redacted_view_hides_the_key() {
+    // Proves neither the log line nor Debug ever print the encryption key.
+    let key = "AAAAAAAAAAAAAAAAAAAAAA==";
+    let c = Config { encrypt_key: Some(key.into()), ..Config::default() };
+    let line = c.redacted().to_string();
+    assert!(line.contains("encrypt=<redacted>") && !line.contains(key), "{line}");
+    let debug = format!("{c:?}");
+    assert!(debug.contains("<redacted>") && !debug.contains(key), "{debug}");
+    assert!(Config::default().redacted().to_string().contains("encrypt=none"));
+}

@@ -1,0 +1,665 @@
+//! The one task that owns the `swim` and `serf` cores: it reads UDP packets, commands from the
+//! node and results from TCP tasks, runs the cores' timers, and carries out their effects.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::stream::{self, RemoteState};
+use super::GossipError;
+use crate::gossip::serf::snapshot::Snapshot;
+use crate::gossip::serf::{Serf, SerfConfig, SerfEffect, SerfError, SerfEvent, LEAVE_KEY};
+use crate::gossip::swim::{Effect, LocalNode, Swim, Timing};
+use crate::gossip::wire::{
+    decode_packet, encode_packets, encode_tags, Ack, Keyring, PacketOptions, PushPullHeader, Security,
+    StreamMessage,
+};
+use crate::membership::{MemberInfo, MemberStatus};
+
+/// Commands queued to the driver at most.
+const COMMANDS_MAX: usize = 256;
+/// Results from TCP tasks queued at most.
+const INTERNAL_MAX: usize = 1024;
+/// Events buffered for slow subscribers before they lag.
+const EVENTS_MAX: usize = 1024;
+/// One warning per peer address this often when its packets cannot be decoded.
+const DECODE_WARN_EVERY: Duration = Duration::from_secs(10);
+/// How long a graceful leave waits for each broadcast to go out, and then to propagate.
+const BROADCAST_TIMEOUT: Duration = Duration::from_secs(5);
+const LEAVE_PROPAGATE_DELAY: Duration = Duration::from_secs(1);
+
+/// Everything the driver needs.
+#[derive(Debug, Clone)]
+pub struct GossipConfig {
+    pub node: String,
+    pub bind: SocketAddr,
+    /// The address other members reach us at (not unspecified).
+    pub advertise: SocketAddr,
+    pub tags: BTreeMap<String, String>,
+    pub timing: Timing,
+    pub serf: SerfConfig,
+    pub keyring: Option<Keyring>,
+    /// memberlist label ("" for none); packets with another label are rejected.
+    pub label: String,
+    /// Where the member snapshot lives; `None` keeps no snapshot.
+    pub snapshot_path: Option<PathBuf>,
+    /// Seed for the cores' randomness.
+    pub seed: u64,
+}
+
+enum Command {
+    Join {
+        addrs: Vec<SocketAddr>,
+        reply: oneshot::Sender<Result<usize, GossipError>>,
+    },
+    UserEvent {
+        name: String,
+        payload: Vec<u8>,
+        coalesce: bool,
+        reply: oneshot::Sender<Result<(), SerfError>>,
+    },
+    Leave {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+enum Internal {
+    PushPullIn {
+        remote: RemoteState,
+        join: bool,
+        reply: oneshot::Sender<StreamMessage>,
+    },
+    Merge {
+        remote: RemoteState,
+        join: bool,
+    },
+    JoinDone {
+        ok: usize,
+        tried: usize,
+        errors: Vec<String>,
+        reply: Option<oneshot::Sender<Result<usize, GossipError>>>,
+    },
+    TcpPing {
+        seq: u32,
+        ok: bool,
+    },
+    User {
+        from: SocketAddr,
+        payload: Vec<u8>,
+    },
+}
+
+/// How the rest of the node talks to gossip. Cheap to clone.
+#[derive(Clone)]
+pub struct GossipHandle {
+    cmd: mpsc::Sender<Command>,
+    members: watch::Receiver<Arc<Vec<MemberInfo>>>,
+    events: broadcast::Sender<SerfEvent>,
+    local_addr: SocketAddr,
+}
+
+impl GossipHandle {
+    /// Joins through the given addresses; Ok with how many answered.
+    pub async fn join(&self, addrs: Vec<SocketAddr>) -> Result<usize, GossipError> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd.send(Command::Join { addrs, reply }).await.map_err(|_| GossipError::Closed)?;
+        rx.await.map_err(|_| GossipError::Closed)?
+    }
+
+    /// Sends a user event to every member (Serf's `serf event`).
+    pub async fn user_event(&self, name: &str, payload: &[u8], coalesce: bool) -> Result<(), GossipError> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::UserEvent { name: name.to_string(), payload: payload.to_vec(), coalesce, reply };
+        self.cmd.send(cmd).await.map_err(|_| GossipError::Closed)?;
+        Ok(rx.await.map_err(|_| GossipError::Closed)??)
+    }
+
+    /// Leaves gracefully: returns once the leave has been told and given time to spread.
+    pub async fn leave(&self) -> Result<(), GossipError> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd.send(Command::Leave { reply }).await.map_err(|_| GossipError::Closed)?;
+        rx.await.map_err(|_| GossipError::Closed)
+    }
+
+    pub fn members(&self) -> watch::Receiver<Arc<Vec<MemberInfo>>> {
+        self.members.clone()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<SerfEvent> {
+        self.events.subscribe()
+    }
+
+    /// The address the gossip sockets are bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+}
+
+/// Binds the sockets, restores the snapshot and spawns the driver.
+pub async fn start(
+    cfg: GossipConfig,
+    shutdown: CancellationToken,
+) -> Result<(GossipHandle, JoinHandle<()>), GossipError> {
+    let udp =
+        UdpSocket::bind(cfg.bind).await.map_err(|source| GossipError::Bind { addr: cfg.bind, source })?;
+    let local_addr = udp.local_addr().map_err(GossipError::Io)?;
+    let tcp = TcpListener::bind(local_addr)
+        .await
+        .map_err(|source| GossipError::Bind { addr: local_addr, source })?;
+    let advertise = if cfg.advertise.port() == 0 {
+        SocketAddr::new(cfg.advertise.ip(), local_addr.port())
+    } else {
+        cfg.advertise
+    };
+    let meta = encode_tags(&cfg.tags).map_err(GossipError::Wire)?;
+    let now = Instant::now();
+    let local = LocalNode { name: cfg.node.clone(), addr: advertise.ip(), port: advertise.port(), meta };
+    let swim = Swim::new(local, cfg.timing.clone(), cfg.seed, now);
+    let mut serf = Serf::new(cfg.node.clone(), cfg.serf.clone(), cfg.seed, now);
+
+    let mut rejoin = Vec::new();
+    if let Some(path) = &cfg.snapshot_path {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let (snap, skipped) = Snapshot::parse(&text);
+                serf.restore_clocks(snap.clock, snap.event_clock, snap.query_clock);
+                if !snap.left {
+                    rejoin = snap.alive.iter().filter(|(n, _)| *n != cfg.node).map(|(_, a)| *a).collect();
+                }
+                tracing::info!(path = %path.display(), members = rejoin.len(), skipped, left = snap.left, "gossip: restored snapshot");
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "gossip: cannot read snapshot"),
+        }
+    }
+
+    let (cmd_tx, cmd_rx) = mpsc::channel(COMMANDS_MAX);
+    let (int_tx, int_rx) = mpsc::channel(INTERNAL_MAX);
+    let (members_tx, members_rx) = watch::channel(Arc::new(Vec::new()));
+    let (events_tx, _) = broadcast::channel(EVENTS_MAX);
+    let sec = Arc::new(Sec { label: cfg.label.clone(), keyring: cfg.keyring.clone() });
+    tracing::info!(
+        node.id = %cfg.node, bind = %local_addr, advertise = %advertise, encrypted = cfg.keyring.is_some(),
+        "gossip: listening on udp+tcp"
+    );
+
+    let accept = tokio::spawn(accept_loop(
+        tcp,
+        int_tx.clone(),
+        sec.clone(),
+        cfg.node.clone(),
+        cfg.timing.tcp_timeout,
+        shutdown.clone(),
+    ));
+    let mut driver = Driver {
+        swim,
+        serf,
+        udp: Arc::new(udp),
+        sec,
+        int_tx,
+        members_tx,
+        events_tx: events_tx.clone(),
+        snapshot_path: cfg.snapshot_path.clone(),
+        snapshot_dirty: true,
+        leave: None,
+        left: false,
+        decode_warned: HashMap::new(),
+        timing: cfg.timing.clone(),
+        node: cfg.node.clone(),
+    };
+    driver.pump(now);
+    let task = tokio::spawn(async move {
+        driver.run(cmd_rx, int_rx, shutdown).await;
+        accept.abort();
+    });
+    let handle = GossipHandle { cmd: cmd_tx, members: members_rx, events: events_tx, local_addr };
+    if !rejoin.is_empty() {
+        let h = handle.clone();
+        tokio::spawn(async move {
+            match h.join(rejoin).await {
+                Ok(n) => tracing::info!(answered = n, "gossip: rejoined members from the snapshot"),
+                Err(e) => tracing::warn!(error = %e, "gossip: could not rejoin any member from the snapshot"),
+            }
+        });
+    }
+    Ok((handle, task))
+}
+
+/// Security settings shared with TCP tasks.
+struct Sec {
+    label: String,
+    keyring: Option<Keyring>,
+}
+
+impl Sec {
+    fn view(&self) -> Security<'_> {
+        Security { label: &self.label, keyring: self.keyring.as_ref(), verify_incoming: true }
+    }
+}
+
+enum LeaveStage {
+    Intent,
+    Dead,
+    Propagate,
+}
+
+struct Leave {
+    stage: LeaveStage,
+    until: Instant,
+    replies: Vec<oneshot::Sender<()>>,
+}
+
+struct Driver {
+    swim: Swim,
+    serf: Serf,
+    udp: Arc<UdpSocket>,
+    sec: Arc<Sec>,
+    int_tx: mpsc::Sender<Internal>,
+    members_tx: watch::Sender<Arc<Vec<MemberInfo>>>,
+    events_tx: broadcast::Sender<SerfEvent>,
+    snapshot_path: Option<PathBuf>,
+    snapshot_dirty: bool,
+    leave: Option<Leave>,
+    left: bool,
+    decode_warned: HashMap<IpAddr, Instant>,
+    timing: Timing,
+    node: String,
+}
+
+impl Driver {
+    async fn run(
+        &mut self,
+        mut cmd_rx: mpsc::Receiver<Command>,
+        mut int_rx: mpsc::Receiver<Internal>,
+        shutdown: CancellationToken,
+    ) {
+        let mut buf = vec![0u8; 65536];
+        let mut refresh = tokio::time::interval(Duration::from_secs(1));
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let udp = self.udp.clone();
+        loop {
+            let deadline = self.next_deadline();
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = udp.recv_from(&mut buf) => match r {
+                    Ok((n, from)) => self.on_packet(from, &buf[..n]),
+                    Err(e) => tracing::debug!(error = %e, "gossip: udp receive error"),
+                },
+                Some(cmd) = cmd_rx.recv() => self.on_command(cmd),
+                Some(i) = int_rx.recv() => self.on_internal(i),
+                _ = tokio::time::sleep_until(deadline.into()) => {}
+                _ = refresh.tick() => {
+                    self.publish(Instant::now());
+                    self.write_snapshot();
+                }
+            }
+            let now = Instant::now();
+            if now >= self.swim.next_deadline() {
+                self.swim.tick(now);
+            }
+            if now >= self.serf.next_deadline() {
+                self.serf.tick(now);
+            }
+            self.advance_leave(now);
+            self.pump(now);
+        }
+        self.write_snapshot();
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let mut t = self.swim.next_deadline().min(self.serf.next_deadline());
+        if let Some(l) = &self.leave {
+            // Poll the leave every gossip interval: broadcasts go out on gossip rounds.
+            t = t.min(l.until).min(Instant::now() + self.timing.gossip_interval);
+        }
+        t
+    }
+
+    fn on_packet(&mut self, from: SocketAddr, bytes: &[u8]) {
+        let msgs = match decode_packet(bytes, &self.sec.view()) {
+            Ok(m) => m,
+            Err(e) => {
+                let now = Instant::now();
+                let warn = self
+                    .decode_warned
+                    .get(&from.ip())
+                    .is_none_or(|t| now.duration_since(*t) >= DECODE_WARN_EVERY);
+                if warn {
+                    self.decode_warned.insert(from.ip(), now);
+                    if self.decode_warned.len() > 4096 {
+                        self.decode_warned.clear();
+                    }
+                    tracing::warn!(peer.addr = %from, error = %e, "gossip: dropping a packet we cannot read");
+                }
+                return;
+            }
+        };
+        let now = Instant::now();
+        for m in msgs {
+            self.swim.handle_message(from, m, now);
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        let now = Instant::now();
+        match cmd {
+            Command::Join { addrs, reply } => self.start_join(addrs, Some(reply)),
+            Command::UserEvent { name, payload, coalesce, reply } => {
+                let r = self.serf.user_event(&name, &payload, coalesce);
+                if r.is_ok() {
+                    tracing::info!(event = %name, bytes = payload.len(), "serf: sent user event");
+                }
+                let _ = reply.send(r);
+            }
+            Command::Leave { reply } => {
+                if self.left {
+                    let _ = reply.send(());
+                    return;
+                }
+                match &mut self.leave {
+                    Some(l) => l.replies.push(reply),
+                    None => {
+                        tracing::info!("gossip: leaving the cluster gracefully");
+                        self.serf.leave(now);
+                        self.leave = Some(Leave {
+                            stage: LeaveStage::Intent,
+                            until: now + BROADCAST_TIMEOUT,
+                            replies: vec![reply],
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn advance_leave(&mut self, now: Instant) {
+        let Some(l) = &mut self.leave else { return };
+        match l.stage {
+            LeaveStage::Intent => {
+                if !self.swim.user_broadcast_queued(LEAVE_KEY) || now >= l.until {
+                    self.swim.leave(now);
+                    l.stage = LeaveStage::Dead;
+                    l.until = now + BROADCAST_TIMEOUT;
+                }
+            }
+            LeaveStage::Dead => {
+                if self.swim.leave_sent() || now >= l.until {
+                    l.stage = LeaveStage::Propagate;
+                    l.until = now + LEAVE_PROPAGATE_DELAY;
+                }
+            }
+            LeaveStage::Propagate => {
+                if now >= l.until {
+                    if let Some(l) = self.leave.take() {
+                        for r in l.replies {
+                            let _ = r.send(());
+                        }
+                    }
+                    self.left = true;
+                    self.snapshot_dirty = true;
+                    self.write_snapshot();
+                    tracing::info!("gossip: left the cluster");
+                }
+            }
+        }
+    }
+
+    fn on_internal(&mut self, i: Internal) {
+        let now = Instant::now();
+        match i {
+            Internal::PushPullIn { remote, join, reply } => {
+                let _ = reply.send(self.local_push_pull(join));
+                self.merge(remote, join, now);
+            }
+            Internal::Merge { remote, join } => self.merge(remote, join, now),
+            Internal::JoinDone { ok, tried, errors, reply } => {
+                if ok > 0 {
+                    self.serf.broadcast_join();
+                }
+                let result = if ok > 0 || tried == 0 {
+                    Ok(ok)
+                } else {
+                    Err(GossipError::JoinFailed { tried, errors: errors.join("; ") })
+                };
+                match reply {
+                    Some(r) => {
+                        let _ = r.send(result);
+                    }
+                    None => {
+                        if let Err(e) = result {
+                            tracing::debug!(error = %e, "gossip: reconnect failed");
+                        }
+                    }
+                }
+            }
+            Internal::TcpPing { seq, ok } => self.swim.tcp_ping_result(seq, ok, now),
+            Internal::User { from, payload } => {
+                self.swim.handle_message(from, crate::gossip::wire::Message::User(payload), now)
+            }
+        }
+    }
+
+    fn merge(&mut self, remote: RemoteState, join: bool, now: Instant) {
+        self.swim.merge_remote(remote.states, now);
+        self.pump(now);
+        self.serf.merge_remote_state(&remote.user_state, join, now);
+    }
+
+    fn local_push_pull(&self, join: bool) -> StreamMessage {
+        let states = self.swim.local_state();
+        let user_state = self.serf.local_state();
+        let header =
+            PushPullHeader { nodes: states.len() as u32, user_state_len: user_state.len() as u32, join };
+        StreamMessage::PushPull { header, states, user_state }
+    }
+
+    fn start_join(
+        &mut self,
+        addrs: Vec<SocketAddr>,
+        reply: Option<oneshot::Sender<Result<usize, GossipError>>>,
+    ) {
+        let ours = self.local_push_pull(true);
+        let sec = self.sec.clone();
+        let tx = self.int_tx.clone();
+        let deadline = self.timing.tcp_timeout;
+        tokio::spawn(async move {
+            let mut ok = 0;
+            let mut errors = Vec::new();
+            for a in &addrs {
+                match stream::push_pull(*a, ours.clone(), &sec.view(), deadline).await {
+                    Ok(remote) => {
+                        ok += 1;
+                        if tx.send(Internal::Merge { remote, join: true }).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer.addr = %a, error = %e, "gossip: join attempt failed");
+                        errors.push(format!("{a}: {e}"));
+                    }
+                }
+            }
+            let _ = tx.send(Internal::JoinDone { ok, tried: addrs.len(), errors, reply }).await;
+        });
+    }
+
+    /// Carries out the cores' effects until neither has more.
+    fn pump(&mut self, now: Instant) {
+        for _ in 0..64 {
+            let effects = self.swim.take_effects();
+            let serf_effects = self.serf.take_effects();
+            if effects.is_empty() && serf_effects.is_empty() {
+                return;
+            }
+            for e in effects {
+                self.do_effect(e, now);
+            }
+            for e in serf_effects {
+                self.do_serf_effect(e);
+            }
+        }
+        tracing::warn!("gossip: effect loop did not settle; continuing next turn");
+    }
+
+    fn do_effect(&mut self, e: Effect, now: Instant) {
+        match e {
+            Effect::Send { to, msgs, crc } => {
+                let opts = PacketOptions { crc, compress: false };
+                match encode_packets(&msgs, self.timing.udp_buffer_bytes, opts, &self.sec.view()) {
+                    Ok(packets) => {
+                        for p in packets {
+                            if let Err(err) = self.udp.try_send_to(&p, to) {
+                                tracing::debug!(peer.addr = %to, error = %err, "gossip: udp send failed");
+                            }
+                        }
+                    }
+                    Err(err) => tracing::warn!(peer.addr = %to, error = %err, "gossip: cannot encode packet"),
+                }
+            }
+            Effect::TcpPing { to, ping, deadline } => {
+                let sec = self.sec.clone();
+                let tx = self.int_tx.clone();
+                let wait = deadline.saturating_duration_since(now).max(Duration::from_millis(10));
+                tokio::spawn(async move {
+                    let seq = ping.seq_no;
+                    let ok = matches!(stream::tcp_ping(to, ping, &sec.view(), wait).await, Ok(true));
+                    let _ = tx.send(Internal::TcpPing { seq, ok }).await;
+                });
+            }
+            Effect::PushPull { to, join } => {
+                let ours = self.local_push_pull(join);
+                let sec = self.sec.clone();
+                let tx = self.int_tx.clone();
+                let deadline = self.timing.tcp_timeout;
+                tokio::spawn(async move {
+                    match stream::push_pull(to, ours, &sec.view(), deadline).await {
+                        Ok(remote) => {
+                            let _ = tx.send(Internal::Merge { remote, join }).await;
+                        }
+                        Err(e) => tracing::debug!(peer.addr = %to, error = %e, "gossip: push/pull failed"),
+                    }
+                });
+            }
+            Effect::Member(ev) => {
+                self.snapshot_dirty = true;
+                self.serf.handle_member_event(ev, now);
+                self.publish(now);
+            }
+            Effect::User(payload) => self.serf.handle_user_msg(&payload, now),
+        }
+    }
+
+    fn do_serf_effect(&mut self, e: SerfEffect) {
+        match e {
+            SerfEffect::Broadcast { key, payload } => self.swim.queue_user_broadcast(key, payload),
+            SerfEffect::Event(ev) => {
+                if let SerfEvent::User { name, payload, ltime, .. } = &ev {
+                    tracing::info!(event = %name, ltime, payload = %String::from_utf8_lossy(payload), "serf: user event");
+                }
+                let _ = self.events_tx.send(ev);
+            }
+            SerfEffect::Reconnect(addr) => {
+                tracing::debug!(peer.addr = %addr, "gossip: trying to reconnect to a failed member");
+                self.start_join(vec![addr], None);
+            }
+        }
+    }
+
+    fn publish(&self, now: Instant) {
+        self.members_tx.send_replace(Arc::new(self.serf.member_infos(now)));
+    }
+
+    fn write_snapshot(&mut self) {
+        if !self.snapshot_dirty {
+            return;
+        }
+        let Some(path) = &self.snapshot_path else { return };
+        self.snapshot_dirty = false;
+        let (clock, event_clock, query_clock) = self.serf.clocks();
+        let alive = self
+            .serf
+            .members()
+            .filter(|m| m.status == MemberStatus::Alive && m.name != self.node)
+            .map(|m| (m.name.clone(), SocketAddr::new(m.addr, m.port)))
+            .collect();
+        let snap = Snapshot { alive, clock, event_clock, query_clock, left: self.left };
+        let tmp = path.with_extension("tmp");
+        let r = std::fs::write(&tmp, snap.render()).and_then(|_| std::fs::rename(&tmp, path));
+        if let Err(e) = r {
+            tracing::warn!(path = %path.display(), error = %e, "gossip: cannot write snapshot");
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tx: mpsc::Sender<Internal>,
+    sec: Arc<Sec>,
+    node: String,
+    deadline: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((conn, from)) => {
+                let (tx, sec, node) = (tx.clone(), sec.clone(), node.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = handle_conn(conn, from, tx, sec, node, deadline).await {
+                        tracing::warn!(peer.addr = %from, error = %e, "gossip: stream from peer failed");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "gossip: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn handle_conn(
+    mut conn: TcpStream,
+    from: SocketAddr,
+    tx: mpsc::Sender<Internal>,
+    sec: Arc<Sec>,
+    node: String,
+    deadline: Duration,
+) -> Result<(), GossipError> {
+    let _ = conn.set_nodelay(true);
+    let msg = stream::read_message(&mut conn, &sec.view(), deadline).await?;
+    match msg {
+        StreamMessage::PushPull { header, states, user_state } => {
+            let (reply, rx) = oneshot::channel();
+            let remote = RemoteState { states, user_state };
+            tx.send(Internal::PushPullIn { remote, join: header.join, reply })
+                .await
+                .map_err(|_| GossipError::Closed)?;
+            let ours = rx.await.map_err(|_| GossipError::Closed)?;
+            stream::write_message(&mut conn, &ours, &sec.view(), deadline).await
+        }
+        StreamMessage::Ping(p) => {
+            if !p.node.is_empty() && p.node != node {
+                tracing::warn!(peer.addr = %from, node = %p.node, "gossip: got a TCP ping for another node name");
+                return Ok(());
+            }
+            let ack = StreamMessage::Ack(Ack { seq_no: p.seq_no, payload: Vec::new() });
+            stream::write_message(&mut conn, &ack, &sec.view(), deadline).await
+        }
+        StreamMessage::User(payload) => {
+            tx.send(Internal::User { from, payload }).await.map_err(|_| GossipError::Closed)
+        }
+        StreamMessage::Err(e) => Err(GossipError::Remote { error: e.error }),
+        StreamMessage::Ack(_) => Err(GossipError::Unexpected { expected: "request" }),
+    }
+}

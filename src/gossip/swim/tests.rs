@@ -1,0 +1,252 @@
+//! Deterministic tests of the SWIM core: explicit time, seeded randomness, no sockets.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::gossip::wire::{Ack, Alive, Dead, Message, Suspect};
+
+fn local(name: &str, last_octet: u8) -> LocalNode {
+    LocalNode {
+        name: name.into(),
+        addr: IpAddr::V4(Ipv4Addr::new(127, 0, 0, last_octet)),
+        port: 7946,
+        meta: vec![],
+    }
+}
+
+fn alive(name: &str, last_octet: u8, inc: u32) -> Message {
+    Message::Alive(Alive {
+        incarnation: inc,
+        node: name.into(),
+        addr: vec![127, 0, 0, last_octet],
+        port: 7946,
+        meta: vec![],
+        vsn: VSN.to_vec(),
+    })
+}
+
+fn from() -> SocketAddr {
+    "127.0.0.9:7946".parse().unwrap()
+}
+
+/// A core that knows `others` as alive members.
+fn core_with(others: &[(&str, u8)], timing: Timing, now: Instant) -> Swim {
+    let mut s = Swim::new(local("me", 1), timing, 7, now);
+    for (n, o) in others {
+        s.handle_message(from(), alive(n, *o, 1), now);
+    }
+    s.take_effects();
+    s
+}
+
+/// Runs `tick` at every deadline up to `until`, collecting effects.
+fn run_until(s: &mut Swim, mut now: Instant, until: Instant) -> (Vec<Effect>, Instant) {
+    let mut all = Vec::new();
+    for _ in 0..100_000 {
+        let next = s.next_deadline().max(now);
+        if next > until {
+            break;
+        }
+        now = next;
+        s.tick(now);
+        all.extend(s.take_effects());
+    }
+    (all, until)
+}
+
+fn leaves(effects: &[Effect]) -> Vec<Node> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Member(MemberEvent::Leave(n)) => Some(n.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_unanswering_member_is_suspected_then_declared_dead_within_the_suspicion_timeout() {
+    // Proves the probe → indirect → suspect → dead path with LAN timing and no acks at all:
+    // in a 4-node cluster (k = 2 confirmations expected, none arrive) death comes after the
+    // maximum suspicion timeout (6 × 4 s) and not before the minimum (4 s).
+    let t0 = Instant::now();
+    let mut s = core_with(&[("a", 2), ("b", 3), ("c", 4)], Timing::lan(), t0);
+    let (effects, _) = run_until(&mut s, t0, t0 + Duration::from_secs(40));
+    let dead = leaves(&effects);
+    assert_eq!(dead.len(), 3, "every silent member is declared dead: {dead:?}");
+    assert!(dead.iter().all(|n| n.state == NodeState::Dead));
+    let first_dead = dead.iter().map(|n| n.state_change).min().unwrap();
+    let elapsed = first_dead - t0;
+    assert!(elapsed >= Duration::from_secs(4), "dead too early: {elapsed:?}");
+    assert!(elapsed <= Duration::from_secs(30), "dead too late: {elapsed:?}");
+    // Indirect probes went out (to the other members) and so did TCP fallback pings.
+    assert!(effects.iter().any(|e| matches!(e, Effect::Send { msgs, .. } if msgs[0][0] == 1)));
+    assert!(effects.iter().any(|e| matches!(e, Effect::TcpPing { .. })));
+}
+
+#[test]
+fn acks_keep_members_alive_and_restore_awareness() {
+    // Proves that answering every ping keeps all members alive and awareness at zero.
+    let t0 = Instant::now();
+    let mut s = core_with(&[("a", 2), ("b", 3)], Timing::lan(), t0);
+    let mut now = t0;
+    for _ in 0..200 {
+        now = s.next_deadline().max(now);
+        s.tick(now);
+        for e in s.take_effects() {
+            if let Effect::Send { msgs, .. } = e {
+                for m in msgs {
+                    if let Ok(Message::Ping(p)) = Message::decode(&m) {
+                        s.handle_message(
+                            from(),
+                            Message::Ack(Ack { seq_no: p.seq_no, payload: vec![] }),
+                            now,
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(now > t0 + Duration::from_secs(10));
+    assert!(s.nodes().all(|n| n.state == NodeState::Alive));
+    assert_eq!(s.awareness(), 0);
+}
+
+#[test]
+fn suspicion_about_ourselves_is_refuted_with_a_higher_incarnation() {
+    // Proves refutation: suspect or dead about us at incarnation N → we broadcast alive N+1.
+    let t0 = Instant::now();
+    let mut s = core_with(&[("a", 2)], Timing::lan(), t0);
+    s.handle_message(
+        from(),
+        Message::Suspect(Suspect { incarnation: 5, node: "me".into(), from: "a".into() }),
+        t0,
+    );
+    assert_eq!(s.node("me").unwrap().incarnation, 6);
+    assert_eq!(s.node("me").unwrap().state, NodeState::Alive);
+    s.handle_message(from(), Message::Dead(Dead { incarnation: 6, node: "me".into(), from: "a".into() }), t0);
+    assert_eq!(s.node("me").unwrap().incarnation, 7);
+    assert_eq!(s.awareness(), 2);
+    // The refutation is gossiped.
+    let (effects, _) = run_until(&mut s, t0, t0 + Duration::from_millis(500));
+    let sent_alive = effects.iter().any(|e| match e {
+        Effect::Send { msgs, .. } => msgs.iter().any(
+            |m| matches!(Message::decode(m), Ok(Message::Alive(a)) if a.node == "me" && a.incarnation == 7),
+        ),
+        _ => false,
+    });
+    assert!(sent_alive);
+}
+
+#[test]
+fn a_suspect_that_refutes_is_alive_again() {
+    // Proves alive with a higher incarnation clears a suspicion (no death later).
+    let t0 = Instant::now();
+    let mut s = core_with(&[("a", 2), ("b", 3)], Timing::lan(), t0);
+    s.handle_message(
+        from(),
+        Message::Suspect(Suspect { incarnation: 1, node: "a".into(), from: "b".into() }),
+        t0,
+    );
+    assert_eq!(s.node("a").unwrap().state, NodeState::Suspect);
+    s.handle_message(from(), alive("a", 2, 2), t0 + Duration::from_secs(1));
+    assert_eq!(s.node("a").unwrap().state, NodeState::Alive);
+    // An older alive does not roll back the incarnation.
+    s.handle_message(from(), alive("a", 2, 1), t0 + Duration::from_secs(1));
+    assert_eq!(s.node("a").unwrap().incarnation, 2);
+}
+
+#[test]
+fn dead_from_the_node_itself_means_left() {
+    // Proves graceful leave: dead with From == Node is reported as Left, not Dead.
+    let t0 = Instant::now();
+    let mut s = core_with(&[("a", 2)], Timing::lan(), t0);
+    s.handle_message(from(), Message::Dead(Dead { incarnation: 1, node: "a".into(), from: "a".into() }), t0);
+    let l = leaves(&s.take_effects());
+    assert_eq!(l.len(), 1);
+    assert_eq!(l[0].state, NodeState::Left);
+}
+
+#[test]
+fn our_leave_is_broadcast_and_tracked_until_sent() {
+    // Proves leave(): a dead-about-us-from-us goes out on gossip and leave_sent() flips.
+    let t0 = Instant::now();
+    let mut s = core_with(&[("a", 2)], Timing::lan(), t0);
+    s.leave(t0);
+    assert!(!s.leave_sent());
+    let (effects, _) = run_until(&mut s, t0, t0 + Duration::from_secs(5));
+    let sent_dead = effects.iter().any(|e| match e {
+        Effect::Send { msgs, .. } => msgs
+            .iter()
+            .any(|m| matches!(Message::decode(m), Ok(Message::Dead(d)) if d.node == "me" && d.from == "me")),
+        _ => false,
+    });
+    assert!(sent_dead);
+    assert!(s.leave_sent());
+}
+
+#[test]
+fn indirect_ping_is_relayed_and_answered_with_ack_or_nack() {
+    // Proves the relay: we ping the target for the requester, forward its ack, or nack on timeout.
+    let t0 = Instant::now();
+    let mut s = core_with(&[("a", 2)], Timing::lan(), t0);
+    let req = crate::gossip::wire::IndirectPing {
+        seq_no: 42,
+        target: vec![127, 0, 0, 2],
+        port: 7946,
+        node: "a".into(),
+        nack: true,
+        source_addr: vec![127, 0, 0, 3],
+        source_port: 7946,
+        source_node: "b".into(),
+    };
+    s.handle_message(from(), Message::IndirectPing(req.clone()), t0);
+    let eff = s.take_effects();
+    let ping_seq = eff
+        .iter()
+        .find_map(|e| match e {
+            Effect::Send { msgs, .. } => match Message::decode(&msgs[0]) {
+                Ok(Message::Ping(p)) => Some(p.seq_no),
+                _ => None,
+            },
+            _ => None,
+        })
+        .unwrap();
+    s.handle_message(from(), Message::Ack(Ack { seq_no: ping_seq, payload: vec![] }), t0);
+    let eff = s.take_effects();
+    assert!(eff.iter().any(|e| matches!(e, Effect::Send { to, msgs, .. }
+        if *to == "127.0.0.3:7946".parse().unwrap() && matches!(Message::decode(&msgs[0]), Ok(Message::Ack(a)) if a.seq_no == 42))));
+    // Unanswered: a nack after the probe timeout.
+    s.handle_message(from(), Message::IndirectPing(req), t0);
+    s.take_effects();
+    s.tick(t0 + Duration::from_millis(600));
+    let eff = s.take_effects();
+    assert!(eff.iter().any(|e| matches!(e, Effect::Send { msgs, .. } if matches!(Message::decode(&msgs[0]), Ok(Message::Nack(n)) if n.seq_no == 42))));
+}
+
+#[test]
+fn broadcasts_stop_after_the_retransmit_limit() {
+    // Proves piggybacked gossip ends: one alive broadcast in a 3-member cluster goes out
+    // 4·⌈log10 4⌉ = 4 times in all, then gossip rounds carry nothing.
+    let t0 = Instant::now();
+    let mut s = core_with(&[("a", 2), ("b", 3)], Timing::lan(), t0);
+    // Drain what joining queued.
+    let (_, t1) = run_until(&mut s, t0, t0 + Duration::from_secs(5));
+    s.handle_message(from(), alive("c", 4, 1), t1);
+    let mut count = 0;
+    let mut now = t1;
+    for _ in 0..200 {
+        now = s.next_deadline().max(now);
+        s.tick(now);
+        for e in s.take_effects() {
+            if let Effect::Send { msgs, .. } = e {
+                count += msgs
+                    .iter()
+                    .filter(|m| matches!(Message::decode(m), Ok(Message::Alive(a)) if a.node == "c"))
+                    .count();
+            }
+        }
+    }
+    assert_eq!(count, retransmit_limit(4, 4) as usize);
+}

@@ -1,0 +1,14 @@
+//! muster: one binary per host. Gossip (Serf's wire protocol) finds the hosts; later layers elect
+//! one server, replicate a service registry and run the matching Docker stack.
+//!
+//! Layout (dependencies point down): `config` → `gossip` (`wire`, `swim`, `serf` pure cores,
+//! `net` driver) → `discovery` → `membership` → `api` → `node` (the composition root).
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod discovery;
+pub mod gossip;
+pub mod logging;
+pub mod membership;
+pub mod node;

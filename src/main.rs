@@ -1,0 +1,121 @@
+//! The `muster` binary: parses the command line and hands each subcommand to the library
+//! (`agent` → `node::run`, `members` → `cli::members`, `keygen`, `version`). Owns exit codes
+//! and the printing of error chains; nothing else.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+
+use muster::cli::members::{self, MembersArgs};
+use muster::config::{self, AgentArgs, Config, ConfigError};
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// One binary per host: Serf-compatible gossip, one elected server, a replicated registry.
+#[derive(Debug, Parser)]
+#[command(name = "muster", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the node on this host (gossip, discovery, HTTP API).
+    Agent(Box<AgentArgs>),
+    /// List the members a running node knows, like `serf members`.
+    Members(MembersArgs),
+    /// Print a new random gossip encryption key for --encrypt.
+    Keygen,
+    /// Print the version.
+    Version,
+}
+
+/// Exit code for a configuration the user must fix (like clap's usage errors).
+const EXIT_CONFIG: u8 = 2;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let command = Cli::command().mut_subcommand("agent", config::annotate_help);
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    match cli.command {
+        Command::Agent(args) => report(agent(&args).await),
+        Command::Members(args) => report(members::run(&args).await.map_err(Into::into)),
+        Command::Keygen => {
+            println!("{}", muster::gossip::wire::generate_key());
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("muster {VERSION}");
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+async fn agent(args: &AgentArgs) -> anyhow::Result<()> {
+    let config = Config::load(args, |name| std::env::var(name).ok())?;
+    muster::logging::init(&config.log).context("cannot start logging")?;
+    tracing::info!(version = VERSION, config = %config.redacted(), "muster: starting");
+    muster::node::run(config).await
+}
+
+/// Prints the error chain on stderr; configuration errors exit 2, others 1.
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("muster: {err:#}");
+            if err.downcast_ref::<ConfigError>().is_some() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(argv: &[&str]) -> Result<Cli, clap::Error> {
+        let command = Cli::command().mut_subcommand("agent", config::annotate_help);
+        let matches = command.try_get_matches_from(argv)?;
+        Cli::from_arg_matches(&matches)
+    }
+
+    #[test]
+    fn command_line_is_well_formed() {
+        // Proves clap's own consistency checks pass for every subcommand.
+        Cli::command().mut_subcommand("agent", config::annotate_help).debug_assert();
+    }
+
+    #[test]
+    fn subcommands_parse() {
+        // Proves the four subcommands and their flags reach the right variants.
+        let cli = parse(&["muster", "agent", "--node", "n1", "--join", "a", "--join", "b"]).unwrap();
+        let Command::Agent(args) = cli.command else { panic!("not agent") };
+        assert_eq!(args.node.as_deref(), Some("n1"));
+        assert_eq!(args.join, ["a", "b"]);
+        let cli = parse(&["muster", "members", "--status", "alive", "--tag", "k=v", "--json"]).unwrap();
+        let Command::Members(args) = cli.command else { panic!("not members") };
+        assert_eq!((args.status.as_deref(), args.json, args.detailed), (Some("alive"), true, false));
+        assert!(matches!(parse(&["muster", "keygen"]).unwrap().command, Command::Keygen));
+        assert!(matches!(parse(&["muster", "version"]).unwrap().command, Command::Version));
+        assert!(parse(&["muster", "agent", "--no-such-flag"]).is_err());
+    }
+
+    #[test]
+    fn config_errors_exit_2() {
+        // Proves a bad configuration exits with the usage code and others with 1.
+        let bad = Config::load(&AgentArgs { role: Some("x".into()), ..AgentArgs::default() }, |_| None);
+        let code = report(Err(bad.unwrap_err().into()));
+        assert_eq!(format!("{code:?}"), format!("{:?}", ExitCode::from(EXIT_CONFIG)));
+        let code = report(Err(anyhow::anyhow!("boom")));
+        assert_eq!(format!("{code:?}"), format!("{:?}", ExitCode::FAILURE));
+    }
+}

@@ -1,0 +1,228 @@
+//! The composition root: builds every part of a node from one [`Config`], spawns each
+//! long-lived task on one tracker with one cancellation token, and shuts down in reverse
+//! order on SIGINT/SIGTERM (stop the API → leave the gossip cluster → stop the rest).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{self, ApiState};
+use crate::config::{Config, Profile};
+use crate::discovery::{self, retry_join};
+use crate::gossip::net::{self as gossip, GossipConfig};
+use crate::gossip::serf::SerfConfig;
+use crate::gossip::swim::Timing;
+use crate::gossip::wire::{decode_key, Keyring};
+
+/// How long shutdown waits for tasks after the leave.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long a graceful leave may take before we stop anyway.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Runs a node until a signal asks it to stop.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    config.validate()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let serf_dir = config.data_dir.join("serf");
+    std::fs::create_dir_all(&serf_dir).with_context(|| format!("cannot create {}", serf_dir.display()))?;
+
+    let shutdown = CancellationToken::new();
+    let api_shutdown = shutdown.child_token();
+    let tracker = TaskTracker::new();
+    let keyring = load_keyring(&config)?;
+    let advertise = advertise_addr(&config);
+    let mut tags = config.tags.clone();
+    tags.entry("http_port".to_string()).or_insert_with(|| config.http_addr.port().to_string());
+
+    let gossip_cfg = GossipConfig {
+        node: config.node.clone(),
+        bind: config.bind,
+        advertise,
+        tags,
+        timing: timing_for(config.profile),
+        serf: SerfConfig::default(),
+        keyring,
+        label: String::new(),
+        snapshot_path: Some(serf_dir.join("local.snapshot")),
+        seed: rand::random(),
+    };
+    let (gossip, gossip_task) = gossip::start(gossip_cfg, shutdown.clone()).await?;
+    let advertise = SocketAddr::new(advertise.ip(), gossip.local_addr().port());
+
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on --http-addr {}", config.http_addr))?;
+    tracing::info!(addr = %listener.local_addr()?, "http: listening");
+    let state = ApiState {
+        node_name: config.node.clone(),
+        cluster: config.cluster.clone(),
+        version: env!("CARGO_PKG_VERSION"),
+        started: Instant::now(),
+        members: gossip.members(),
+    };
+    let api_task = tracker.spawn(api::serve(listener, state, api_shutdown.clone()));
+
+    let port = crate::config::defaults::GOSSIP_PORT;
+    if !config.join.is_empty() {
+        match discovery::retry::join_all(&gossip, &config.join, port).await {
+            Ok(n) => tracing::info!(joined = n, addrs = ?config.join, "gossip: joined the cluster"),
+            Err(e) => {
+                shutdown.cancel();
+                bail!("cannot join any of --join/SERF_JOIN {:?}: {e}", config.join);
+            }
+        }
+    }
+    if !config.retry_join.is_empty() {
+        let (g, addrs, s) = (gossip.clone(), config.retry_join.clone(), shutdown.clone());
+        let (first, max, attempts) = (config.retry_interval_ms, config.retry_interval_max_ms, config.retry_max);
+        let fatal = shutdown.clone();
+        tracker.spawn(async move {
+            if let Err(e) = retry_join(g, addrs, first, max, attempts, port, s).await {
+                if !matches!(e, gossip::GossipError::Closed) {
+                    tracing::error!(error = %e, "retry-join: out of attempts; stopping the node");
+                    fatal.cancel();
+                }
+            }
+        });
+    }
+    let sources = discovery::choose(config.discovery, discovery::on_path("tailscale"));
+    tracing::info!(backend = %config.discovery, mdns = sources.mdns, tailscale = sources.tailscale,
+        static_joins = config.join.len() + config.retry_join.len(), "discovery: sources chosen");
+    if sources.mdns {
+        tracker.spawn(discovery::run_mdns(
+            gossip.clone(),
+            config.cluster.clone(),
+            config.node.clone(),
+            advertise,
+            shutdown.clone(),
+        ));
+    }
+    if sources.tailscale {
+        tracker.spawn(discovery::run_tailscale(gossip.clone(), advertise.port(), shutdown.clone()));
+    }
+    tracker.close();
+
+    let reason = tokio::select! {
+        s = wait_for_signal() => s,
+        _ = shutdown.cancelled() => "fatal error".to_string(),
+    };
+    tracing::info!(reason = %reason, "node: shutting down");
+    api_shutdown.cancel();
+    match tokio::time::timeout(LEAVE_TIMEOUT, gossip.leave()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "node: leave failed"),
+        Err(_) => tracing::warn!("node: leave timed out"),
+    }
+    shutdown.cancel();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+        tracing::warn!("node: tasks did not stop within the grace period");
+    }
+    let _ = gossip_task.await;
+    if let Ok(Err(e)) = api_task.await {
+        tracing::warn!(error = %e, "http: server ended with an error");
+    }
+    tracing::info!("node: stopped");
+    if reason == "fatal error" {
+        bail!("node stopped after a fatal error (see the log above)");
+    }
+    Ok(())
+}
+
+fn timing_for(p: Profile) -> Timing {
+    match p {
+        Profile::Lan => Timing::lan(),
+        Profile::Wan => Timing::wan(),
+        Profile::Local => Timing::local(),
+    }
+}
+
+async fn wait_for_signal() -> String {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return "interrupt".into();
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM".into(),
+        _ = int.recv() => "SIGINT".into(),
+    }
+}
+
+/// The address we tell others: `--advertise`, else the bind address, else this host's first
+/// private IPv4 address, else loopback.
+fn advertise_addr(config: &Config) -> SocketAddr {
+    if let Some(a) = config.advertise {
+        return a;
+    }
+    if !config.bind.ip().is_unspecified() {
+        return config.bind;
+    }
+    let ip = if_addrs::get_if_addrs()
+        .ok()
+        .and_then(|ifs| {
+            ifs.into_iter()
+                .filter(|i| !i.is_loopback())
+                .map(|i| i.ip())
+                .find(|ip| matches!(ip, IpAddr::V4(v4) if v4.is_private()))
+        })
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    SocketAddr::new(ip, config.bind.port())
+}
+
+/// The keyring from `--keyring-file` and/or `--encrypt`. A new keyring file is written when
+/// `--encrypt` names a key and the file does not exist yet.
+fn load_keyring(config: &Config) -> anyhow::Result<Option<Keyring>> {
+    let key = match &config.encrypt_key {
+        Some(k) => Some(decode_key(k).context("invalid --encrypt key")?),
+        None => None,
+    };
+    let Some(path) = &config.keyring_file else {
+        return Ok(match key {
+            Some(k) => Some(Keyring::new(k, Vec::new())?),
+            None => None,
+        });
+    };
+    if path.exists() {
+        let mut ring = read_keyring_file(path)?;
+        if let Some(k) = key {
+            if !ring.keys().contains(&k) {
+                tracing::info!(path = %path.display(), "gossip: --encrypt key added to the keyring as primary");
+                ring.install(k.clone())?;
+                ring.use_key(&k)?;
+            }
+        }
+        return Ok(Some(ring));
+    }
+    match key {
+        Some(k) => {
+            let ring = Keyring::new(k, Vec::new())?;
+            write_keyring_file(path, &ring)?;
+            Ok(Some(ring))
+        }
+        None => bail!("--keyring-file {} does not exist and no --encrypt key was given to create it", path.display()),
+    }
+}
+
+fn read_keyring_file(path: &Path) -> anyhow::Result<Keyring> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read keyring file {}", path.display()))?;
+    let list: Vec<String> = serde_json::from_str(&text)
+        .with_context(|| format!("keyring file {} must be a JSON list of base64 keys", path.display()))?;
+    Keyring::from_base64_list(&list).with_context(|| format!("keyring file {}", path.display()))
+}
+
+fn write_keyring_file(path: &Path, ring: &Keyring) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(&ring.to_base64_list())?;
+    std::fs::write(path, text).with_context(|| format!("cannot write keyring file {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(())
+}
+

@@ -1,0 +1,365 @@
+//! One RPC client connection: reads `{Command, Seq}` headers and bodies, enforces the
+//! handshake and auth order, dispatches commands to the gossip handle, and queues responses on
+//! the connection's bounded write queue, drained by its own writer task.
+//!
+//! Deliberate differences from the Go agent, each one kinder to clients and invisible to the
+//! `serf` CLI: a command refused for want of auth has its body read (Go leaves it in the stream
+//! and then reads it as the next header); a bad `members-filtered` regexp gets an error answer
+//! (Go closes the connection without one); Serf commands muster does not serve get
+//! "Unsupported command" but keep the connection open.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::frame::{FrameReader, ReadError};
+use super::members::{self, MemberFilter};
+use super::proto::{self as p, Command, RequestHeader};
+use super::{stats, stream, Shared};
+use crate::gossip::net::resolve;
+
+/// Responses and stream records queued per connection before streams are dropped.
+const WRITE_QUEUE_MAX: usize = 256;
+/// Largest request value accepted (a user event is at most 9 KiB).
+const REQUEST_MAX_BYTES: usize = 256 * 1024;
+/// A client that does not take a queued frame within this long is disconnected.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// After the request loop ends, queued answers get this long to go out.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// Open streams per connection.
+const STREAMS_MAX: usize = 32;
+/// Serf's default gossip port, for join addresses without one.
+const GOSSIP_PORT: u16 = 7946;
+
+/// Why a connection ended early.
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("cannot decode {what}: {source}")]
+    Decode { what: &'static str, source: rmp_serde::decode::Error },
+    #[error("cannot encode a response: {0}")]
+    Encode(#[from] rmp_serde::encode::Error),
+    #[error("connection closed before the body of {command:?} arrived")]
+    MissingBody { command: String },
+    #[error("{0}")]
+    Refused(&'static str),
+    #[error("unknown command {0:?}")]
+    Unknown(String),
+    #[error("write queue closed")]
+    WriterGone,
+}
+
+/// What to do after a request.
+enum Next {
+    Continue,
+    Close(ConnError),
+}
+
+/// Serves one client until it leaves, misbehaves or the node shuts down.
+pub async fn run(socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let _ = socket.set_nodelay(true);
+    let (rd, wr) = socket.into_split();
+    let cancel = shutdown.child_token();
+    let (out, out_rx) = mpsc::channel(WRITE_QUEUE_MAX);
+    let writer = tokio::spawn(write_loop(wr, out_rx, peer, cancel.clone()));
+    let mut conn = Conn {
+        peer,
+        shared,
+        reader: FrameReader::new(rd, REQUEST_MAX_BYTES),
+        out,
+        cancel: cancel.clone(),
+        handshaken: false,
+        authed: false,
+        streams: HashMap::new(),
+    };
+    tracing::debug!(peer.addr = %peer, "serf-rpc: client connected");
+    let result = tokio::select! {
+        _ = cancel.cancelled() => Ok(()),
+        r = conn.serve() => r,
+    };
+    match result {
+        Ok(()) => tracing::debug!(peer.addr = %peer, "serf-rpc: client disconnected"),
+        Err(e) => tracing::warn!(peer.addr = %peer, error = %e, "serf-rpc: closing client connection"),
+    }
+    conn.stop_streams();
+    drop(conn);
+    if tokio::time::timeout(DRAIN_TIMEOUT, writer).await.is_err() {
+        tracing::debug!(peer.addr = %peer, "serf-rpc: answers not drained in time");
+    }
+    cancel.cancel();
+}
+
+/// Writes queued frames in order until every sender is gone or the connection is cancelled.
+async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>, peer: SocketAddr, cancel: CancellationToken) {
+    loop {
+        let frame = tokio::select! {
+            _ = cancel.cancelled() => return,
+            f = rx.recv() => f,
+        };
+        let Some(frame) = frame else { break };
+        match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&frame)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(peer.addr = %peer, error = %e, "serf-rpc: write failed");
+                cancel.cancel();
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(peer.addr = %peer, "serf-rpc: client stopped reading; disconnecting it");
+                cancel.cancel();
+                return;
+            }
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+struct Conn {
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    reader: FrameReader<OwnedReadHalf>,
+    out: mpsc::Sender<Vec<u8>>,
+    cancel: CancellationToken,
+    handshaken: bool,
+    authed: bool,
+    /// Open streams by the Seq of their `stream` request.
+    streams: HashMap<u64, CancellationToken>,
+}
+
+impl Conn {
+    async fn serve(&mut self) -> Result<(), ConnError> {
+        while let Some(bytes) = self.reader.next_value().await? {
+            let header: RequestHeader =
+                rmp_serde::from_slice(&bytes).map_err(|source| ConnError::Decode { what: "request header", source })?;
+            tracing::debug!(peer.addr = %self.peer, command = %header.command, seq = header.seq, "serf-rpc: request");
+            if let Next::Close(why) = self.request(header).await? {
+                return Err(why);
+            }
+        }
+        Ok(())
+    }
+
+    async fn request(&mut self, header: RequestHeader) -> Result<Next, ConnError> {
+        let seq = header.seq;
+        let command = Command::parse(&header.command);
+        if command != Command::Handshake && !self.handshaken {
+            self.reply(seq, p::HANDSHAKE_REQUIRED).await?;
+            return Ok(Next::Close(ConnError::Refused("command before handshake")));
+        }
+        let auth_needed = self.shared.cfg.auth_key.is_some() && !self.authed;
+        if auth_needed && !matches!(command, Command::Handshake | Command::Auth) {
+            tracing::warn!(peer.addr = %self.peer, command = %header.command, "serf-rpc: client sent a command before auth");
+            if command.has_body() {
+                self.body_bytes(&header.command).await?;
+            }
+            self.reply(seq, p::AUTH_REQUIRED).await?;
+            return Ok(Next::Continue);
+        }
+        match command {
+            Command::Handshake => self.handshake(seq).await?,
+            Command::Auth => self.auth(seq).await?,
+            Command::Event => self.event(seq).await?,
+            Command::Join => self.join(seq).await?,
+            Command::Members => self.members(seq, None).await?,
+            Command::MembersFiltered => {
+                let req: p::MembersFilteredRequest = self.body(&header.command).await?;
+                self.members(seq, Some(req)).await?;
+            }
+            Command::Stream => self.stream(seq).await?,
+            Command::Stop => self.stop(seq).await?,
+            Command::Leave => self.leave(seq).await?,
+            Command::Stats => {
+                let members = self.shared.gossip.members().borrow().clone();
+                let s = stats::build(&self.shared.cfg.node_name, &members, &self.shared.clocks);
+                self.send(p::encode_response(seq, "", Some(&s))?).await?;
+            }
+            Command::NotServed { has_body } => {
+                if has_body {
+                    self.body_bytes(&header.command).await?;
+                }
+                tracing::info!(peer.addr = %self.peer, command = %header.command, "serf-rpc: command not served by muster");
+                self.reply(seq, p::UNSUPPORTED_COMMAND).await?;
+            }
+            Command::Unknown => {
+                self.reply(seq, p::UNSUPPORTED_COMMAND).await?;
+                return Ok(Next::Close(ConnError::Unknown(header.command)));
+            }
+        }
+        Ok(Next::Continue)
+    }
+
+    async fn handshake(&mut self, seq: u64) -> Result<(), ConnError> {
+        let req: p::HandshakeRequest = self.body(p::HANDSHAKE).await?;
+        let error = if req.version != p::IPC_VERSION {
+            p::UNSUPPORTED_IPC_VERSION
+        } else if self.handshaken {
+            p::DUPLICATE_HANDSHAKE
+        } else {
+            self.handshaken = true;
+            ""
+        };
+        self.reply(seq, error).await
+    }
+
+    async fn auth(&mut self, seq: u64) -> Result<(), ConnError> {
+        let req: p::AuthRequest = self.body(p::AUTH).await?;
+        // With no key configured every token is refused, as in Go (the key is then "").
+        let ok = match &self.shared.cfg.auth_key {
+            Some(key) => constant_time_eq(key.as_bytes(), req.auth_key.as_bytes()),
+            None => req.auth_key.is_empty(),
+        };
+        self.authed |= ok;
+        if !ok {
+            tracing::warn!(peer.addr = %self.peer, "serf-rpc: client sent a wrong auth token");
+        }
+        self.reply(seq, if ok { "" } else { p::INVALID_AUTH_TOKEN }).await
+    }
+
+    async fn event(&mut self, seq: u64) -> Result<(), ConnError> {
+        let req: p::EventRequest = self.body(p::EVENT).await?;
+        let payload = req.payload.map(|b| b.into_vec()).unwrap_or_default();
+        let result = self.shared.gossip.user_event(&req.name, &payload, req.coalesce).await;
+        let error = result.err().map(|e| e.to_string()).unwrap_or_default();
+        self.reply(seq, &error).await
+    }
+
+    async fn join(&mut self, seq: u64) -> Result<(), ConnError> {
+        let req: p::JoinRequest = self.body(p::JOIN).await?;
+        let existing = req.existing.unwrap_or_default();
+        if req.replay {
+            tracing::debug!(peer.addr = %self.peer, "serf-rpc: join -replay is not supported; old events are not replayed");
+        }
+        let mut addrs = Vec::new();
+        let mut errors = Vec::new();
+        for a in &existing {
+            match resolve(a, GOSSIP_PORT).await {
+                Ok(found) => addrs.extend(found),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        let (num, error) = if addrs.is_empty() {
+            let why = if errors.is_empty() { "no addresses to join".to_string() } else { errors.join("; ") };
+            (0, why)
+        } else {
+            match self.shared.gossip.join(addrs).await {
+                Ok(n) => (i32::try_from(n).unwrap_or(i32::MAX), String::new()),
+                Err(e) => (0, e.to_string()),
+            }
+        };
+        tracing::info!(peer.addr = %self.peer, addrs = ?existing, joined = num, error = %error, "serf-rpc: join");
+        self.send(p::encode_response(seq, &error, Some(&p::JoinResponse { num }))?).await
+    }
+
+    async fn members(&mut self, seq: u64, filter: Option<p::MembersFilteredRequest>) -> Result<(), ConnError> {
+        let members = self.shared.gossip.members().borrow().clone();
+        let filter = match filter {
+            None => None,
+            Some(req) => match MemberFilter::new(&req.tags.unwrap_or_default(), &req.status, &req.name) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    let error = format!("Failed to compile regex: {e}");
+                    let empty = p::MembersResponse::default();
+                    return self.send(p::encode_response(seq, &error, Some(&empty))?).await;
+                }
+            },
+        };
+        let resp = members::response(&members, filter.as_ref());
+        self.send(p::encode_response(seq, "", Some(&resp))?).await
+    }
+
+    async fn stream(&mut self, seq: u64) -> Result<(), ConnError> {
+        let req: p::StreamRequest = self.body(p::STREAM).await?;
+        self.streams.retain(|_, stop| !stop.is_cancelled());
+        let filters = match stream::parse_filters(&req.kind) {
+            Ok(f) => f,
+            Err(bad) => {
+                tracing::debug!(peer.addr = %self.peer, filter = %bad, "serf-rpc: invalid stream filter");
+                return self.reply(seq, p::INVALID_FILTER).await;
+            }
+        };
+        if self.streams.contains_key(&seq) {
+            return self.reply(seq, p::STREAM_EXISTS).await;
+        }
+        if self.streams.len() >= STREAMS_MAX {
+            return self.reply(seq, "Too many streams on this connection").await;
+        }
+        // Subscribe before answering so no event between the answer and the stream is lost;
+        // the answer is queued before the stream task can queue any record.
+        let events = self.shared.gossip.subscribe();
+        self.reply(seq, "").await?;
+        let stop = self.cancel.child_token();
+        self.streams.insert(seq, stop.clone());
+        tokio::spawn(stream::run(self.peer, seq, filters, events, self.out.clone(), stop));
+        tracing::debug!(peer.addr = %self.peer, seq, filter = %req.kind, "serf-rpc: stream started");
+        Ok(())
+    }
+
+    async fn stop(&mut self, seq: u64) -> Result<(), ConnError> {
+        let req: p::StopRequest = self.body(p::STOP).await?;
+        if let Some(stop) = self.streams.remove(&req.stop) {
+            stop.cancel();
+        }
+        self.reply(seq, "").await
+    }
+
+    async fn leave(&mut self, seq: u64) -> Result<(), ConnError> {
+        tracing::info!(peer.addr = %self.peer, "serf-rpc: graceful leave requested");
+        let error = match self.shared.gossip.leave().await {
+            Ok(()) => String::new(),
+            Err(e) => {
+                tracing::warn!(error = %e, "serf-rpc: leave failed");
+                e.to_string()
+            }
+        };
+        self.reply(seq, &error).await
+    }
+
+    fn stop_streams(&mut self) {
+        for (_, stop) in self.streams.drain() {
+            stop.cancel();
+        }
+    }
+
+    /// Reads and decodes the body that follows a header.
+    async fn body<T: DeserializeOwned>(&mut self, command: &str) -> Result<T, ConnError> {
+        let bytes = self.body_bytes(command).await?;
+        rmp_serde::from_slice(&bytes).map_err(|source| ConnError::Decode { what: "request body", source })
+    }
+
+    async fn body_bytes(&mut self, command: &str) -> Result<Vec<u8>, ConnError> {
+        self.reader.next_value().await?.ok_or_else(|| ConnError::MissingBody { command: command.to_string() })
+    }
+
+    /// A header-only answer.
+    async fn reply(&self, seq: u64, error: &str) -> Result<(), ConnError> {
+        self.send(p::encode_response::<()>(seq, error, None)?).await
+    }
+
+    async fn send(&self, frame: Vec<u8>) -> Result<(), ConnError> {
+        self.out.send(frame).await.map_err(|_| ConnError::WriterGone)
+    }
+}
+
+/// Compares secrets without an early exit that would leak how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Encodes a request: header, then the body when there is one (used by clients and tests).
+pub fn encode_request<B: Serialize>(command: &str, seq: u64, body: Option<&B>) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+    let mut out = rmp_serde::to_vec_named(&RequestHeader { command: command.to_string(), seq })?;
+    if let Some(b) = body {
+        out.extend(rmp_serde::to_vec_named(b)?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,326 @@
+//! The Serf RPC messages as they travel: command names, the error strings clients compare
+//! against, request and response structs with Go's field names, and the member record. The
+//! upstream definitions are `cmd/serf/command/agent/ipc.go` and `client/const.go` in
+//! hashicorp/serf; the bytes were checked against Debian's `serf` 0.8.2 agent.
+//!
+//! Fields are declared in alphabetical order because that agent's encoder writes struct fields
+//! sorted by name; with `rmp_serde::to_vec_named` we then send the same bytes. Collections that
+//! a Go client may send as nil are `Option`s. Pure data: no sockets, no gossip.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::gossip::serf::{Member, SerfEvent};
+use crate::membership::{MemberInfo, MemberStatus};
+
+/// The only IPC version Serf has.
+pub const IPC_VERSION: i64 = 1;
+
+pub const HANDSHAKE: &str = "handshake";
+pub const AUTH: &str = "auth";
+pub const EVENT: &str = "event";
+pub const JOIN: &str = "join";
+pub const MEMBERS: &str = "members";
+pub const MEMBERS_FILTERED: &str = "members-filtered";
+pub const STREAM: &str = "stream";
+pub const STOP: &str = "stop";
+pub const LEAVE: &str = "leave";
+pub const STATS: &str = "stats";
+
+/// Error strings, exactly as the Go agent sends them (clients compare some of them).
+pub const UNSUPPORTED_COMMAND: &str = "Unsupported command";
+pub const UNSUPPORTED_IPC_VERSION: &str = "Unsupported IPC version";
+pub const DUPLICATE_HANDSHAKE: &str = "Handshake already performed";
+pub const HANDSHAKE_REQUIRED: &str = "Handshake required";
+pub const INVALID_FILTER: &str = "Invalid event filter";
+pub const STREAM_EXISTS: &str = "Stream with given sequence exists";
+pub const AUTH_REQUIRED: &str = "Authentication required";
+pub const INVALID_AUTH_TOKEN: &str = "Invalid authentication token";
+
+/// What the agent does with a command name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Handshake,
+    Auth,
+    Event,
+    Join,
+    Members,
+    MembersFiltered,
+    Stream,
+    Stop,
+    Leave,
+    Stats,
+    /// A Serf command muster does not serve (yet); `has_body` says whether a request body follows.
+    NotServed { has_body: bool },
+    /// Not a Serf command at all.
+    Unknown,
+}
+
+impl Command {
+    pub fn parse(name: &str) -> Command {
+        match name {
+            HANDSHAKE => Command::Handshake,
+            AUTH => Command::Auth,
+            EVENT => Command::Event,
+            JOIN => Command::Join,
+            MEMBERS => Command::Members,
+            MEMBERS_FILTERED => Command::MembersFiltered,
+            STREAM => Command::Stream,
+            STOP => Command::Stop,
+            LEAVE => Command::Leave,
+            STATS => Command::Stats,
+            "force-leave" | "monitor" | "install-key" | "use-key" | "remove-key" | "tags" | "query" | "respond"
+            | "get-coordinate" => Command::NotServed { has_body: true },
+            "list-keys" => Command::NotServed { has_body: false },
+            _ => Command::Unknown,
+        }
+    }
+
+    /// Whether a request body follows the header (unknown commands: we cannot tell).
+    pub fn has_body(self) -> bool {
+        match self {
+            Command::Members | Command::Leave | Command::Stats | Command::Unknown => false,
+            Command::NotServed { has_body } => has_body,
+            _ => true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct RequestHeader {
+    pub command: String,
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct ResponseHeader {
+    pub error: String,
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct HandshakeRequest {
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct AuthRequest {
+    pub auth_key: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct EventRequest {
+    pub coalesce: bool,
+    pub name: String,
+    pub payload: Option<ByteBuf>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct JoinRequest {
+    pub existing: Option<Vec<String>>,
+    pub replay: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct JoinResponse {
+    pub num: i32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct MembersFilteredRequest {
+    pub name: String,
+    pub status: String,
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct MembersResponse {
+    #[serde(deserialize_with = "nil_default")]
+    pub members: Vec<MemberRecord>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct StreamRequest {
+    #[serde(rename = "Type")]
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct StopRequest {
+    pub stop: u64,
+}
+
+/// `stats`: section → key → value, all strings (what `serf info` prints).
+pub type StatsResponse = BTreeMap<String, BTreeMap<String, String>>;
+
+/// One member as Serf's RPC shows it. `Addr` is Go's `net.IP` bytes: the agent sends 4 bytes
+/// for an IPv4 member (what memberlist stored) and 16 for IPv6.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct MemberRecord {
+    pub addr: ByteBuf,
+    pub delegate_cur: u8,
+    pub delegate_max: u8,
+    pub delegate_min: u8,
+    pub name: String,
+    pub port: u16,
+    pub protocol_cur: u8,
+    pub protocol_max: u8,
+    pub protocol_min: u8,
+    pub status: String,
+    #[serde(deserialize_with = "nil_default")]
+    pub tags: BTreeMap<String, String>,
+}
+
+impl MemberRecord {
+    fn new(name: &str, addr: IpAddr, port: u16, tags: &BTreeMap<String, String>, status: MemberStatus, vsn: [u8; 6]) -> Self {
+        let addr = match addr {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        MemberRecord {
+            addr: ByteBuf::from(addr),
+            delegate_cur: vsn[5],
+            delegate_max: vsn[4],
+            delegate_min: vsn[3],
+            name: name.to_string(),
+            port,
+            protocol_cur: vsn[2],
+            protocol_max: vsn[1],
+            protocol_min: vsn[0],
+            status: status.as_str().to_string(),
+            tags: tags.clone(),
+        }
+    }
+
+    /// The address as an `IpAddr`, if it has 4 or 16 bytes.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self.addr.len() {
+            4 => <[u8; 4]>::try_from(self.addr.as_slice()).ok().map(IpAddr::from),
+            16 => <[u8; 16]>::try_from(self.addr.as_slice()).ok().map(IpAddr::from),
+            _ => None,
+        }
+    }
+}
+
+impl From<&MemberInfo> for MemberRecord {
+    fn from(m: &MemberInfo) -> Self {
+        MemberRecord::new(&m.name, m.addr, m.port, &m.tags, m.status, m.protocol)
+    }
+}
+
+impl From<&Member> for MemberRecord {
+    fn from(m: &Member) -> Self {
+        MemberRecord::new(&m.name, m.addr, m.port, &m.tags, m.status, m.vsn)
+    }
+}
+
+/// `{Event, Members}`: a member event on a stream.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct MemberEventRecord {
+    pub event: String,
+    #[serde(deserialize_with = "nil_default")]
+    pub members: Vec<MemberRecord>,
+}
+
+/// `{Coalesce, Event: "user", LTime, Name, Payload}`: a user event on a stream.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UserEventRecord {
+    #[serde(rename = "Coalesce")]
+    pub coalesce: bool,
+    #[serde(rename = "Event")]
+    pub event: String,
+    #[serde(rename = "LTime")]
+    pub ltime: u64,
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "Payload")]
+    #[serde(deserialize_with = "nil_default")]
+    pub payload: ByteBuf,
+}
+
+/// `{Event: "query", ID, LTime, Name, Payload}`: a query on a stream (`respond` is not served).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QueryEventRecord {
+    #[serde(rename = "Event")]
+    pub event: String,
+    #[serde(rename = "ID")]
+    pub id: u64,
+    #[serde(rename = "LTime")]
+    pub ltime: u64,
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "Payload")]
+    #[serde(deserialize_with = "nil_default")]
+    pub payload: ByteBuf,
+}
+
+/// Any stream record, for clients: the fields of all three shapes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StreamRecord {
+    #[serde(rename = "Coalesce")]
+    pub coalesce: bool,
+    #[serde(rename = "Event")]
+    pub event: String,
+    #[serde(rename = "ID")]
+    pub id: u64,
+    #[serde(rename = "LTime")]
+    pub ltime: u64,
+    #[serde(rename = "Members")]
+    #[serde(deserialize_with = "nil_default")]
+    pub members: Vec<MemberRecord>,
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "Payload")]
+    #[serde(deserialize_with = "nil_default")]
+    pub payload: ByteBuf,
+}
+
+/// Serf's name for an event type, as stream filters and records spell it.
+pub fn event_type(e: &SerfEvent) -> &'static str {
+    match e {
+        SerfEvent::MemberJoin(_) => "member-join",
+        SerfEvent::MemberLeave(_) => "member-leave",
+        SerfEvent::MemberFailed(_) => "member-failed",
+        SerfEvent::MemberUpdate(_) => "member-update",
+        SerfEvent::MemberReap(_) => "member-reap",
+        SerfEvent::User { .. } => "user",
+        SerfEvent::Query { .. } => "query",
+    }
+}
+
+/// Reads nil (what Go sends for a nil slice or map) as the type's default.
+fn nil_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A response header followed by an optional body, encoded as one write.
+pub fn encode_response<B: Serialize>(seq: u64, error: &str, body: Option<&B>) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+    let mut out = rmp_serde::to_vec_named(&ResponseHeader { error: error.to_string(), seq })?;
+    if let Some(b) = body {
+        out.extend(rmp_serde::to_vec_named(b)?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,196 @@
+//! The `stream` command: Serf's event filter (`member-join,user:deploy,*`) and the task that
+//! forwards matching gossip events to one client as `{Seq, Error}` + record frames.
+//!
+//! A stream never blocks anything: it offers each frame to the connection's bounded write
+//! queue and ends itself (with a log line) when the queue is full or when it lagged behind the
+//! gossip event channel. Imports `proto` and the gossip event type; nothing else of the node.
+
+use std::net::SocketAddr;
+
+use serde_bytes::ByteBuf;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::proto::{self, MemberEventRecord, MemberRecord, QueryEventRecord, UserEventRecord};
+use crate::gossip::serf::SerfEvent;
+
+/// One `type[:name]` entry of a stream filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventFilter {
+    event: String,
+    /// For `user:NAME` and `query:NAME`: only events with this exact name.
+    name: Option<String>,
+}
+
+const EVENT_TYPES: &[&str] =
+    &["member-join", "member-leave", "member-failed", "member-update", "member-reap", "user", "query", "*"];
+
+/// Parses Serf's filter list; `""` means everything. Err on an unknown event type.
+pub fn parse_filters(spec: &str) -> Result<Vec<EventFilter>, String> {
+    let spec = if spec.is_empty() { "*" } else { spec };
+    spec.split(',')
+        .map(|item| {
+            let (event, name) = match item.split_once(':') {
+                Some((kind @ ("user" | "query"), name)) => (kind, Some(name.to_string()).filter(|n| !n.is_empty())),
+                _ => (item, None),
+            };
+            if EVENT_TYPES.contains(&event) {
+                Ok(EventFilter { event: event.to_string(), name })
+            } else {
+                Err(item.to_string())
+            }
+        })
+        .collect()
+}
+
+impl EventFilter {
+    pub fn matches(&self, e: &SerfEvent) -> bool {
+        if self.event == "*" {
+            return true;
+        }
+        if self.event != proto::event_type(e) {
+            return false;
+        }
+        match (e, &self.name) {
+            (SerfEvent::User { name, .. } | SerfEvent::Query { name, .. }, Some(want)) => name == want,
+            _ => true,
+        }
+    }
+}
+
+/// The record a stream sends for an event (header excluded). `query_id` numbers queries per
+/// connection, as the Go agent does for `respond`.
+pub fn encode_record(seq: u64, e: &SerfEvent, query_id: u64) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+    let event = proto::event_type(e).to_string();
+    match e {
+        SerfEvent::MemberJoin(m)
+        | SerfEvent::MemberLeave(m)
+        | SerfEvent::MemberFailed(m)
+        | SerfEvent::MemberUpdate(m)
+        | SerfEvent::MemberReap(m) => {
+            let rec = MemberEventRecord { event, members: vec![MemberRecord::from(m)] };
+            proto::encode_response(seq, "", Some(&rec))
+        }
+        SerfEvent::User { ltime, name, payload, coalesce } => {
+            let rec = UserEventRecord {
+                coalesce: *coalesce,
+                event,
+                ltime: *ltime,
+                name: name.clone(),
+                payload: ByteBuf::from(payload.clone()),
+            };
+            proto::encode_response(seq, "", Some(&rec))
+        }
+        SerfEvent::Query { ltime, name, payload, .. } => {
+            let rec = QueryEventRecord {
+                event,
+                id: query_id,
+                ltime: *ltime,
+                name: name.clone(),
+                payload: ByteBuf::from(payload.clone()),
+            };
+            proto::encode_response(seq, "", Some(&rec))
+        }
+    }
+}
+
+/// Why a stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// `stop`, the connection closed, or the node is shutting down.
+    Stopped,
+    /// The client did not read fast enough and its write queue filled up.
+    ClientTooSlow,
+    /// The stream fell behind the gossip event channel and missed events.
+    Lagged { missed: u64 },
+    /// Gossip shut down.
+    GossipClosed,
+}
+
+/// Forwards matching events until stopped; returns why it ended (already logged).
+pub async fn run(
+    peer: SocketAddr,
+    seq: u64,
+    filters: Vec<EventFilter>,
+    mut events: broadcast::Receiver<SerfEvent>,
+    out: mpsc::Sender<Vec<u8>>,
+    stop: CancellationToken,
+) -> StreamEnd {
+    let mut query_id = 0u64;
+    let end = loop {
+        let event = tokio::select! {
+            _ = stop.cancelled() => break StreamEnd::Stopped,
+            e = events.recv() => e,
+        };
+        let event = match event {
+            Ok(e) => e,
+            Err(broadcast::error::RecvError::Lagged(missed)) => break StreamEnd::Lagged { missed },
+            Err(broadcast::error::RecvError::Closed) => break StreamEnd::GossipClosed,
+        };
+        if !filters.iter().any(|f| f.matches(&event)) {
+            continue;
+        }
+        if matches!(event, SerfEvent::Query { .. }) {
+            query_id += 1;
+        }
+        let frame = match encode_record(seq, &event, query_id) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(peer.addr = %peer, seq, error = %e, "serf-rpc: cannot encode a stream record; skipping it");
+                continue;
+            }
+        };
+        match out.try_send(frame) {
+            Ok(()) => tracing::trace!(peer.addr = %peer, seq, event = proto::event_type(&event), "serf-rpc: streamed event"),
+            Err(mpsc::error::TrySendError::Full(_)) => break StreamEnd::ClientTooSlow,
+            Err(mpsc::error::TrySendError::Closed(_)) => break StreamEnd::Stopped,
+        }
+    };
+    // Mark the stream finished so its Seq can be reused.
+    stop.cancel();
+    match end {
+        StreamEnd::Stopped => tracing::debug!(peer.addr = %peer, seq, "serf-rpc: stream stopped"),
+        StreamEnd::ClientTooSlow => {
+            tracing::warn!(peer.addr = %peer, seq, "serf-rpc: client is not reading its stream; dropping the stream")
+        }
+        StreamEnd::Lagged { missed } => {
+            tracing::warn!(peer.addr = %peer, seq, missed, "serf-rpc: stream fell behind the event channel; dropping the stream")
+        }
+        StreamEnd::GossipClosed => tracing::debug!(peer.addr = %peer, seq, "serf-rpc: gossip closed; stream ended"),
+    }
+    end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str) -> SerfEvent {
+        SerfEvent::User { ltime: 7, name: name.into(), payload: b"v1".to_vec(), coalesce: true }
+    }
+
+    #[test]
+    fn filters_parse_like_serf() {
+        // Proves Serf's filter grammar: "" is everything, user:NAME narrows, unknown types fail.
+        assert!(parse_filters("").unwrap()[0].matches(&user("x")));
+        let f = parse_filters("member-join,user:deploy").unwrap();
+        assert!(f.iter().any(|f| f.matches(&user("deploy"))));
+        assert!(!f.iter().any(|f| f.matches(&user("other"))));
+        assert!(parse_filters("user:").unwrap()[0].matches(&user("anything")));
+        assert_eq!(parse_filters("member-join,bogus"), Err("bogus".to_string()));
+        assert_eq!(parse_filters(" user"), Err(" user".to_string()), "no trimming, as in Go");
+    }
+
+    #[test]
+    fn a_user_record_has_the_go_agents_bytes() {
+        // Proves the user-event record matches, byte for byte, what Serf 0.8.2 streamed for `serf event deploy v2`.
+        let got = encode_record(2, &SerfEvent::User { ltime: 2, name: "deploy".into(), payload: b"v2".to_vec(), coalesce: true }, 0).unwrap();
+        let want = "82a54572726f72a0a353657102\
+                    85a8436f616c65736365c3a54576656e74a475736572a54c54696d6502a44e616d65a66465706c6f79a75061796c6f6164c4027632";
+        assert_eq!(hex(&got), want);
+    }
+
+    pub(crate) fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+}

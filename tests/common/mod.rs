@@ -1,0 +1,254 @@
+//! Test harness: real `muster` and real `serf agent` processes on 127.0.0.1 ports, killed on
+//! drop, with condition waits that fail with a reason instead of sleeping.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The muster binary under test.
+pub fn muster_bin() -> PathBuf {
+    std::env::var_os("MUSTER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_muster")))
+}
+
+/// A port free for both TCP and UDP on 127.0.0.1 (gossip needs both).
+pub fn free_port() -> u16 {
+    for _ in 0..100 {
+        let t = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = t.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port pair on 127.0.0.1");
+}
+
+/// Polls `f` every 100 ms until it returns Some, or panics after `within` saying `what`.
+pub fn wait_for<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() >= end {
+            panic!("timed out after {within:?} waiting for: {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A child process killed (SIGKILL) when dropped, with its output in a log file.
+pub struct Proc {
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(cmd: &mut Command, log: PathBuf) -> Proc {
+        let f = std::fs::File::create(&log).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(f.try_clone().unwrap()))
+            .stderr(Stdio::from(f))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        Proc { child: Some(child), log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status();
+    }
+
+    /// kill -9 and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits for the process to exit by itself; its exit status.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let c = self.child.as_mut().unwrap();
+        let st = wait_for(within, "process exit", || c.try_wait().unwrap());
+        self.child = None;
+        st
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A muster node on 127.0.0.1.
+pub struct Muster {
+    pub name: String,
+    pub gossip: SocketAddr,
+    pub http: SocketAddr,
+    pub rpc: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub proc: Proc,
+}
+
+impl Muster {
+    pub fn start(name: &str, extra: &[&str]) -> Muster {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(name, extra, dir, None)
+    }
+
+    /// Starts in a given data dir; `ports` reuses a previous node's addresses.
+    pub fn start_in(
+        name: &str,
+        extra: &[&str],
+        dir: tempfile::TempDir,
+        ports: Option<(u16, u16, u16)>,
+    ) -> Muster {
+        let (g, h, r) = ports.unwrap_or_else(|| (free_port(), free_port(), free_port()));
+        let gossip: SocketAddr = format!("127.0.0.1:{g}").parse().unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{h}").parse().unwrap();
+        let rpc: SocketAddr = format!("127.0.0.1:{r}").parse().unwrap();
+        let mut cmd = Command::new(muster_bin());
+        cmd.arg("agent")
+            .args(["--node", name, "--bind", &gossip.to_string(), "--http-addr", &http.to_string()])
+            .args(["--rpc-addr", &rpc.to_string()])
+            .args(["--discovery", "serf", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(extra)
+            .env("LOG_FORMAT", "text")
+            .env("LOG_NO_COLOR", "1")
+            .env("LOG_LEVEL", "debug")
+            .env_remove("SERF_JOIN")
+            .env_remove("ROLE")
+            .env_remove("DISCOVERY_BACKEND");
+        let log = dir.path().join(format!("{name}.log"));
+        let proc = Proc::spawn(&mut cmd, log);
+        let m = Muster { name: name.into(), gossip, http, rpc, dir, proc };
+        wait_for(Duration::from_secs(20), &format!("muster {name} to serve /health"), || {
+            m.try_members().ok().map(|_| ())
+        });
+        m
+    }
+
+    /// `muster members --json` against this node.
+    pub fn try_members(&self) -> Result<Vec<Value>, String> {
+        let out = Command::new(muster_bin())
+            .args(["members", "--json", "--http-addr", &self.http.to_string()])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        serde_json::from_slice::<Vec<Value>>(&out.stdout).map_err(|e| e.to_string())
+    }
+
+    pub fn status_of(&self, member: &str) -> Option<String> {
+        let ms = self.try_members().ok()?;
+        ms.iter().find(|m| m["name"] == member).map(|m| m["status"].as_str().unwrap_or("").to_string())
+    }
+
+    pub fn member(&self, member: &str) -> Option<Value> {
+        self.try_members().ok()?.into_iter().find(|m| m["name"] == member)
+    }
+
+    pub fn log_text(&self) -> String {
+        self.proc.log_text()
+    }
+}
+
+/// A real HashiCorp `serf agent`.
+pub struct SerfAgent {
+    pub name: String,
+    pub bind: SocketAddr,
+    pub rpc: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub proc: Proc,
+}
+
+impl SerfAgent {
+    pub fn start(name: &str, extra: &[&str]) -> SerfAgent {
+        let dir = tempfile::tempdir().unwrap();
+        let bind: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let rpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut cmd = Command::new("serf");
+        cmd.arg("agent")
+            .arg(format!("-node={name}"))
+            .arg(format!("-bind={bind}"))
+            .arg(format!("-rpc-addr={rpc}"))
+            .arg("-log-level=debug")
+            .args(extra);
+        let log = dir.path().join(format!("{name}.log"));
+        let proc = Proc::spawn(&mut cmd, log);
+        let a = SerfAgent { name: name.into(), bind, rpc, dir, proc };
+        wait_for(Duration::from_secs(20), &format!("serf agent {name} RPC"), || {
+            a.try_members().ok().map(|_| ())
+        });
+        a
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        serf_cli(self.rpc, args)
+    }
+
+    /// `serf members -format json` against this agent.
+    pub fn try_members(&self) -> Result<Vec<Value>, String> {
+        serf_members(self.rpc)
+    }
+
+    pub fn status_of(&self, member: &str) -> Option<String> {
+        let ms = self.try_members().ok()?;
+        ms.iter().find(|m| m["name"] == member).map(|m| m["status"].as_str().unwrap_or("").to_string())
+    }
+
+    pub fn member(&self, member: &str) -> Option<Value> {
+        self.try_members().ok()?.into_iter().find(|m| m["name"] == member)
+    }
+
+    pub fn log_text(&self) -> String {
+        self.proc.log_text()
+    }
+}
+
+/// Runs the real `serf` CLI against an RPC address (a Go agent's or a muster node's).
+pub fn serf_cli(rpc: SocketAddr, args: &[&str]) -> Output {
+    let (cmd, rest) = args.split_first().unwrap();
+    Command::new("serf").arg(cmd).arg(format!("-rpc-addr={rpc}")).args(rest).output().unwrap_or_else(|e| {
+        panic!("cannot run serf {args:?}: {e} (is Debian's `serf` installed? `make test` installs it)")
+    })
+}
+
+pub fn serf_members(rpc: SocketAddr) -> Result<Vec<Value>, String> {
+    let out = serf_cli(rpc, &["members", "-format=json"]);
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    Ok(v["members"].as_array().cloned().unwrap_or_default())
+}
+
+/// Writes an executable event-handler script that appends `$SERF_EVENT $SERF_USER_EVENT <stdin>`
+/// to `out`.
+pub fn handler_script(dir: &Path, out: &Path) -> PathBuf {
+    let p = dir.join("handler.sh");
+    std::fs::write(
+        &p,
+        format!("#!/bin/sh\necho \"$SERF_EVENT $SERF_USER_EVENT $(cat)\" >> {}\n", out.display()),
+    )
+    .unwrap();
+    let _ = Command::new("chmod").arg("+x").arg(&p).status();
+    p
+}
