@@ -79,7 +79,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     if !config.retry_join.is_empty() {
         let (g, addrs, s) = (gossip.clone(), config.retry_join.clone(), shutdown.clone());
-        let (first, max, attempts) = (config.retry_interval_ms, config.retry_interval_max_ms, config.retry_max);
+        let (first, max, attempts) =
+            (config.retry_interval_ms, config.retry_interval_max_ms, config.retry_max);
         let fatal = shutdown.clone();
         tracker.spawn(async move {
             if let Err(e) = retry_join(g, addrs, first, max, attempts, port, s).await {
@@ -143,7 +144,8 @@ fn timing_for(p: Profile) -> Timing {
 
 async fn wait_for_signal() -> String {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
         let _ = tokio::signal::ctrl_c().await;
         return "interrupt".into();
     };
@@ -204,12 +206,16 @@ fn load_keyring(config: &Config) -> anyhow::Result<Option<Keyring>> {
             write_keyring_file(path, &ring)?;
             Ok(Some(ring))
         }
-        None => bail!("--keyring-file {} does not exist and no --encrypt key was given to create it", path.display()),
+        None => bail!(
+            "--keyring-file {} does not exist and no --encrypt key was given to create it",
+            path.display()
+        ),
     }
 }
 
 fn read_keyring_file(path: &Path) -> anyhow::Result<Keyring> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read keyring file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read keyring file {}", path.display()))?;
     let list: Vec<String> = serde_json::from_str(&text)
         .with_context(|| format!("keyring file {} must be a JSON list of base64 keys", path.display()))?;
     Keyring::from_base64_list(&list).with_context(|| format!("keyring file {}", path.display()))
@@ -225,4 +231,3 @@ fn write_keyring_file(path: &Path, ring: &Keyring) -> anyhow::Result<()> {
     }
     Ok(())
 }
-

@@ -358,3 +358,31 @@ fn golden_stream_ping_and_ack() {
         assert_eq!(decode_stream(&ours, &plain()).unwrap(), Some((m, ours.len())));
     }
 }
+
+#[test]
+fn muster_frames_accepted_by_go_are_reproduced_exactly() {
+    // Proves our encoder still emits the bytes a Go agent accepted in interop.py (join + event + ping).
+    let tags = BTreeMap::from([("role".to_owned(), "muster".to_owned())]);
+    let alive = Alive {
+        incarnation: 1,
+        node: "mu1".into(),
+        addr: LOCALHOST.to_vec(),
+        port: 17990,
+        meta: encode_tags(&tags).unwrap(),
+        vsn: GO_VSN.to_vec(),
+    };
+    let join = SerfMessage::Join(SerfJoin { l_time: 1, node: "mu1".into() });
+    let event = SerfMessage::UserEvent(SerfUserEvent {
+        l_time: 5,
+        name: "interop".into(),
+        payload: b"ok".to_vec(),
+        cc: false,
+    });
+    let msgs = [Message::Alive(alive), Message::User(join.encode()), Message::User(event.encode())];
+    let encoded: Vec<Vec<u8>> = msgs.iter().map(Message::encode).collect();
+    let opts = PacketOptions { crc: true, compress: true };
+    assert_eq!(encode_packet(&encoded, opts, &plain()).unwrap(), fixture!("muster_udp_gossip.bin"));
+
+    let ping = StreamMessage::Ping(Ping { seq_no: 78, node: "go1".into(), ..Default::default() });
+    assert_eq!(encode_stream(&ping, true, &plain()).unwrap(), fixture!("muster_tcp_ping.bin"));
+}

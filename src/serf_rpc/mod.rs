@@ -1,0 +1,120 @@
+//! Serf's RPC protocol (what the `serf` CLI and Serf client libraries speak on
+//! `--rpc-addr`, default 127.0.0.1:7373), served over the gossip handle so `serf members`,
+//! `serf event`, `serf join`, `serf leave` and `serf info` work against a muster node.
+//!
+//! Layout: `frame` finds whole msgpack values in a byte stream; `proto` holds the messages;
+//! `conn` serves one connection; `members` and `regex` answer `members-filtered`; `stream`
+//! serves `stream`; `stats` answers `stats`; `client` is a small client for `muster event` and
+//! tests. Imports the gossip handle and `membership`; never the gossip cores or the node.
+//!
+//! Served: handshake, auth, event, join, members, members-filtered, stream, stop, leave,
+//! stats. Other Serf commands (force-leave, monitor, tags, query, respond, the key commands,
+//! get-coordinate) answer "Unsupported command".
+
+pub mod client;
+mod conn;
+pub mod frame;
+mod members;
+pub mod proto;
+pub mod regex;
+mod stats;
+mod stream;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::gossip::net::GossipHandle;
+
+pub use conn::encode_request;
+pub use stream::{parse_filters, EventFilter};
+
+/// Client connections served at once; more are closed on accept with a log line.
+const CONNECTIONS_MAX: usize = 128;
+/// How long `serve` waits for connections to finish after shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// RPC server settings.
+#[derive(Clone)]
+pub struct RpcConfig {
+    /// The configured `--rpc-addr` (for logs; `serve` serves the listener it is given).
+    pub addr: SocketAddr,
+    /// `--rpc-auth`: when set, clients must send it with `auth` before other commands.
+    pub auth_key: Option<String>,
+    /// This node's member name (the `agent` section of `stats`).
+    pub node_name: String,
+}
+
+impl std::fmt::Debug for RpcConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcConfig")
+            .field("addr", &self.addr)
+            .field("auth_key", &self.auth_key.as_ref().map(|_| "<redacted>"))
+            .field("node_name", &self.node_name)
+            .finish()
+    }
+}
+
+/// What every connection shares.
+struct Shared {
+    cfg: RpcConfig,
+    gossip: GossipHandle,
+    clocks: Arc<stats::Clocks>,
+}
+
+/// Accepts RPC clients on `listener` until `shutdown`, one task per connection.
+pub async fn serve(
+    listener: TcpListener,
+    cfg: RpcConfig,
+    gossip: GossipHandle,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, auth = cfg.auth_key.is_some(), "serf-rpc: listening");
+    let clocks = Arc::new(stats::Clocks::default());
+    let tracker = TaskTracker::new();
+    tracker.spawn(stats::follow(clocks.clone(), gossip.subscribe(), shutdown.clone()));
+    let shared = Arc::new(Shared { cfg, gossip, clocks });
+    let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((socket, peer)) => match slots.clone().try_acquire_owned() {
+                Ok(slot) => {
+                    let (shared, shutdown) = (shared.clone(), shutdown.clone());
+                    tracker.spawn(async move {
+                        conn::run(socket, peer, shared, shutdown).await;
+                        drop(slot);
+                    });
+                }
+                Err(_) => {
+                    tracing::warn!(peer.addr = %peer, max = CONNECTIONS_MAX, "serf-rpc: too many clients; refusing a connection");
+                    drop(socket);
+                }
+            },
+            Err(e) => {
+                // Typically out of file descriptors: back off instead of spinning.
+                tracing::warn!(error = %e, "serf-rpc: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    drop(listener);
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+        tracing::warn!("serf-rpc: connections still open after the shutdown grace period");
+    }
+    tracing::info!(addr = %local, "serf-rpc: stopped");
+    Ok(())
+}
