@@ -12,3 +12,4 @@ pub mod gossip;
 pub mod logging;
 pub mod membership;
 pub mod node;
+pub mod serf_rpc;

@@ -2,6 +2,8 @@
 //! events, failure detection, graceful leave, encryption, larger mixed clusters and rejoin
 //! from the snapshot. Every process runs on 127.0.0.1.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::process::Command;

@@ -2,6 +2,8 @@
 //! other on a network of our own (two network namespaces joined by a veth pair), with no join
 //! addresses given to either. Needs root and iproute2 (`make test` installs it).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::process::Command;

@@ -9,7 +9,6 @@ use axum::Json;
 use serde::Serialize;
 
 use super::{ApiError, ApiState, MemberFilter, HTTP_PORT_TAG};
-use crate::config::defaults;
 use crate::logging::{format_rfc3339, unix_ms_now, Precision};
 use crate::membership::{counts, MemberInfo, MemberStatus, Mode};
 
@@ -79,9 +78,10 @@ pub(super) async fn discovery(State(state): State<Arc<ApiState>>) -> Json<Discov
     let discovered_servers = members
         .iter()
         .filter(|m| m.status == MemberStatus::Alive && m.name != state.node_name)
-        .map(|m| DiscoveredServer {
+        .filter_map(|m| Some((m, api_port(m)?)))
+        .map(|(m, port)| DiscoveredServer {
             host: m.addr,
-            port: api_port(m),
+            port,
             node_id: m.name.clone(),
             mode: m.mode,
             last_seen: last_seen(now_ms, m.last_seen_ms_ago),
@@ -90,8 +90,10 @@ pub(super) async fn discovery(State(state): State<Arc<ApiState>>) -> Json<Discov
     Json(Discovery { node_id: state.node_name.clone(), mode: Mode::Unknown, discovered_servers })
 }
 
-fn api_port(m: &MemberInfo) -> u16 {
-    m.tags.get(HTTP_PORT_TAG).and_then(|p| p.trim().parse().ok()).unwrap_or(defaults::HTTP_PORT)
+/// The member's API port from its `http_port` tag. Only muster nodes carry the tag: plain Serf
+/// agents in the same cluster have no API and are not listed.
+fn api_port(m: &MemberInfo) -> Option<u16> {
+    m.tags.get(HTTP_PORT_TAG).and_then(|p| p.trim().parse().ok())
 }
 
 fn last_seen(now_ms: i64, ago_ms: u64) -> String {

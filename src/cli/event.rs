@@ -34,7 +34,13 @@ impl EventArgs {
 }
 
 /// Sends the event and prints `Event 'NAME' dispatched! Coalescing enabled: BOOL`.
-pub async fn run(rpc_addr: SocketAddr, rpc_auth: Option<String>, name: String, payload: Vec<u8>, coalesce: bool) -> anyhow::Result<()> {
+pub async fn run(
+    rpc_addr: SocketAddr,
+    rpc_auth: Option<String>,
+    name: String,
+    payload: Vec<u8>,
+    coalesce: bool,
+) -> anyhow::Result<()> {
     let mut client = RpcClient::connect(rpc_addr, rpc_auth.as_deref(), TIMEOUT)
         .await
         .map_err(explain)

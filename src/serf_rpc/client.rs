@@ -23,7 +23,9 @@ const RESPONSE_MAX_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("no Serf RPC agent answers at {addr}: {source} (is `muster agent` running with --rpc-addr {addr}?)")]
+    #[error(
+        "no Serf RPC agent answers at {addr}: {source} (is `muster agent` running with --rpc-addr {addr}?)"
+    )]
     NoAgent { addr: SocketAddr, source: std::io::Error },
     #[error("the agent at {addr} did not answer within {timeout:?}")]
     Timeout { addr: SocketAddr, timeout: Duration },
@@ -48,7 +50,11 @@ pub struct RpcClient {
 
 impl RpcClient {
     /// Connects, handshakes and, with a key, authenticates.
-    pub async fn connect(addr: SocketAddr, auth_key: Option<&str>, timeout: Duration) -> Result<RpcClient, ClientError> {
+    pub async fn connect(
+        addr: SocketAddr,
+        auth_key: Option<&str>,
+        timeout: Duration,
+    ) -> Result<RpcClient, ClientError> {
         let socket = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(source)) => return Err(ClientError::NoAgent { addr, source }),
@@ -56,7 +62,8 @@ impl RpcClient {
         };
         let _ = socket.set_nodelay(true);
         let (rd, writer) = socket.into_split();
-        let mut c = RpcClient { addr, reader: FrameReader::new(rd, RESPONSE_MAX_BYTES), writer, seq: 0, timeout };
+        let mut c =
+            RpcClient { addr, reader: FrameReader::new(rd, RESPONSE_MAX_BYTES), writer, seq: 0, timeout };
         c.call::<_, ()>(p::HANDSHAKE, Some(&p::HandshakeRequest { version: p::IPC_VERSION }), false).await?;
         if let Some(key) = auth_key.filter(|k| !k.is_empty()) {
             c.call::<_, ()>(p::AUTH, Some(&p::AuthRequest { auth_key: key.to_string() }), false).await?;
@@ -64,8 +71,17 @@ impl RpcClient {
         Ok(c)
     }
 
-    pub async fn user_event(&mut self, name: &str, payload: &[u8], coalesce: bool) -> Result<(), ClientError> {
-        let req = p::EventRequest { coalesce, name: name.to_string(), payload: Some(ByteBuf::from(payload.to_vec())) };
+    pub async fn user_event(
+        &mut self,
+        name: &str,
+        payload: &[u8],
+        coalesce: bool,
+    ) -> Result<(), ClientError> {
+        let req = p::EventRequest {
+            coalesce,
+            name: name.to_string(),
+            payload: Some(ByteBuf::from(payload.to_vec())),
+        };
         self.call::<_, ()>(p::EVENT, Some(&req), false).await.map(|_| ())
     }
 
@@ -74,7 +90,10 @@ impl RpcClient {
         Ok(r.unwrap_or_default().members)
     }
 
-    pub async fn members_filtered(&mut self, req: &p::MembersFilteredRequest) -> Result<Vec<MemberRecord>, ClientError> {
+    pub async fn members_filtered(
+        &mut self,
+        req: &p::MembersFilteredRequest,
+    ) -> Result<Vec<MemberRecord>, ClientError> {
         let r: Option<p::MembersResponse> = self.call(p::MEMBERS_FILTERED, Some(req), true).await?;
         Ok(r.unwrap_or_default().members)
     }
@@ -129,9 +148,16 @@ impl RpcClient {
             self.writer.write_all(&frame).await.map_err(|source| ClientError::Io { addr, source })?;
             let header: ResponseHeader = self.read_value().await?;
             if header.seq != seq {
-                return Err(ClientError::BadAnswer { addr, reason: format!("answer for seq {} to request {seq}", header.seq) });
+                return Err(ClientError::BadAnswer {
+                    addr,
+                    reason: format!("answer for seq {} to request {seq}", header.seq),
+                });
             }
-            let body = if want_body && header.error != p::AUTH_REQUIRED { Some(self.read_value::<R>().await?) } else { None };
+            let body = if want_body && header.error != p::AUTH_REQUIRED {
+                Some(self.read_value::<R>().await?)
+            } else {
+                None
+            };
             if header.error.is_empty() {
                 Ok(body)
             } else {

@@ -100,7 +100,12 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shutd
 }
 
 /// Writes queued frames in order until every sender is gone or the connection is cancelled.
-async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>, peer: SocketAddr, cancel: CancellationToken) {
+async fn write_loop(
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    peer: SocketAddr,
+    cancel: CancellationToken,
+) {
     loop {
         let frame = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -139,8 +144,8 @@ struct Conn {
 impl Conn {
     async fn serve(&mut self) -> Result<(), ConnError> {
         while let Some(bytes) = self.reader.next_value().await? {
-            let header: RequestHeader =
-                rmp_serde::from_slice(&bytes).map_err(|source| ConnError::Decode { what: "request header", source })?;
+            let header: RequestHeader = rmp_serde::from_slice(&bytes)
+                .map_err(|source| ConnError::Decode { what: "request header", source })?;
             tracing::debug!(peer.addr = %self.peer, command = %header.command, seq = header.seq, "serf-rpc: request");
             if let Next::Close(why) = self.request(header).await? {
                 return Err(why);
@@ -260,7 +265,11 @@ impl Conn {
         self.send(p::encode_response(seq, &error, Some(&p::JoinResponse { num }))?).await
     }
 
-    async fn members(&mut self, seq: u64, filter: Option<p::MembersFilteredRequest>) -> Result<(), ConnError> {
+    async fn members(
+        &mut self,
+        seq: u64,
+        filter: Option<p::MembersFilteredRequest>,
+    ) -> Result<(), ConnError> {
         let members = self.shared.gossip.members().borrow().clone();
         let filter = match filter {
             None => None,
@@ -356,7 +365,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Encodes a request: header, then the body when there is one (used by clients and tests).
-pub fn encode_request<B: Serialize>(command: &str, seq: u64, body: Option<&B>) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+pub fn encode_request<B: Serialize>(
+    command: &str,
+    seq: u64,
+    body: Option<&B>,
+) -> Result<Vec<u8>, rmp_serde::encode::Error> {
     let mut out = rmp_serde::to_vec_named(&RequestHeader { command: command.to_string(), seq })?;
     if let Some(b) = body {
         out.extend(rmp_serde::to_vec_named(b)?);

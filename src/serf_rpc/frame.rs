@@ -57,7 +57,9 @@ pub fn value_len(buf: &[u8]) -> Result<Option<usize>, FrameError> {
             0xdf => (5, 0, 2 * sized(buf, pos, 4)?),
             0xc1 => return Err(FrameError::BadMarker { marker, offset: pos }),
         };
-        let Some(end) = (pos as u64).checked_add(head).and_then(|e| e.checked_add(body)) else { return Ok(None) };
+        let Some(end) = (pos as u64).checked_add(head).and_then(|e| e.checked_add(body)) else {
+            return Ok(None);
+        };
         if end > buf.len() as u64 {
             return Ok(None);
         }

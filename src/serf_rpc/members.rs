@@ -16,10 +16,17 @@ pub struct MemberFilter {
 }
 
 impl MemberFilter {
-    pub fn new(tags: &BTreeMap<String, String>, status: &str, name: &str) -> Result<MemberFilter, RegexError> {
+    pub fn new(
+        tags: &BTreeMap<String, String>,
+        status: &str,
+        name: &str,
+    ) -> Result<MemberFilter, RegexError> {
         let optional = |p: &str| if p.is_empty() { Ok(None) } else { Regex::anchored(p).map(Some) };
         Ok(MemberFilter {
-            tags: tags.iter().map(|(k, p)| Ok((k.clone(), Regex::anchored(p)?))).collect::<Result<_, RegexError>>()?,
+            tags: tags
+                .iter()
+                .map(|(k, p)| Ok((k.clone(), Regex::anchored(p)?)))
+                .collect::<Result<_, RegexError>>()?,
             status: optional(status)?,
             name: optional(name)?,
         })
@@ -35,7 +42,11 @@ impl MemberFilter {
 /// The `members` answer, optionally filtered, in the order the member view lists them.
 pub fn response(members: &[MemberInfo], filter: Option<&MemberFilter>) -> MembersResponse {
     MembersResponse {
-        members: members.iter().filter(|m| filter.is_none_or(|f| f.matches(m))).map(MemberRecord::from).collect(),
+        members: members
+            .iter()
+            .filter(|m| filter.is_none_or(|f| f.matches(m)))
+            .map(MemberRecord::from)
+            .collect(),
     }
 }
 

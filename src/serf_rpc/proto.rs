@@ -54,7 +54,9 @@ pub enum Command {
     Leave,
     Stats,
     /// A Serf command muster does not serve (yet); `has_body` says whether a request body follows.
-    NotServed { has_body: bool },
+    NotServed {
+        has_body: bool,
+    },
     /// Not a Serf command at all.
     Unknown,
 }
@@ -72,8 +74,8 @@ impl Command {
             STOP => Command::Stop,
             LEAVE => Command::Leave,
             STATS => Command::Stats,
-            "force-leave" | "monitor" | "install-key" | "use-key" | "remove-key" | "tags" | "query" | "respond"
-            | "get-coordinate" => Command::NotServed { has_body: true },
+            "force-leave" | "monitor" | "install-key" | "use-key" | "remove-key" | "tags" | "query"
+            | "respond" | "get-coordinate" => Command::NotServed { has_body: true },
             "list-keys" => Command::NotServed { has_body: false },
             _ => Command::Unknown,
         }
@@ -187,7 +189,14 @@ pub struct MemberRecord {
 }
 
 impl MemberRecord {
-    fn new(name: &str, addr: IpAddr, port: u16, tags: &BTreeMap<String, String>, status: MemberStatus, vsn: [u8; 6]) -> Self {
+    fn new(
+        name: &str,
+        addr: IpAddr,
+        port: u16,
+        tags: &BTreeMap<String, String>,
+        status: MemberStatus,
+        vsn: [u8; 6],
+    ) -> Self {
         let addr = match addr {
             IpAddr::V4(a) => a.octets().to_vec(),
             IpAddr::V6(a) => a.octets().to_vec(),
@@ -317,7 +326,11 @@ where
 }
 
 /// A response header followed by an optional body, encoded as one write.
-pub fn encode_response<B: Serialize>(seq: u64, error: &str, body: Option<&B>) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+pub fn encode_response<B: Serialize>(
+    seq: u64,
+    error: &str,
+    body: Option<&B>,
+) -> Result<Vec<u8>, rmp_serde::encode::Error> {
     let mut out = rmp_serde::to_vec_named(&ResponseHeader { error: error.to_string(), seq })?;
     if let Some(b) = body {
         out.extend(rmp_serde::to_vec_named(b)?);

@@ -269,7 +269,9 @@ impl Parser {
         let rest: String = self.chars[self.pos..].iter().collect();
         let Some(close) = rest.find('}') else { return Ok(None) };
         let inner = &rest[1..close];
-        let num = |s: &str| s.parse::<u32>().ok().filter(|_| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
+        let num = |s: &str| {
+            s.parse::<u32>().ok().filter(|_| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        };
         let range = match inner.split_once(',') {
             None => num(inner).map(|n| (n, Some(n))),
             Some((a, "")) => num(a).map(|n| (n, None)),
@@ -302,7 +304,9 @@ impl Parser {
                             self.pos += 1;
                         }
                     } else {
-                        return Err(format!("unsupported group syntax at offset {at} (flags are not supported)"));
+                        return Err(format!(
+                            "unsupported group syntax at offset {at} (flags are not supported)"
+                        ));
                     }
                 }
                 let inner = self.alt()?;
@@ -325,7 +329,8 @@ impl Parser {
     fn escape(&mut self) -> Result<Esc, String> {
         let Some(c) = self.peek() else { return Err("trailing backslash at end of expression".to_string()) };
         self.pos += 1;
-        let class = |negated: bool, ranges: &[(char, char)]| Esc::Class(Class { negated, ranges: ranges.to_vec() });
+        let class =
+            |negated: bool, ranges: &[(char, char)]| Esc::Class(Class { negated, ranges: ranges.to_vec() });
         const DIGIT: &[(char, char)] = &[('0', '9')];
         const WORD: &[(char, char)] = &[('0', '9'), ('A', 'Z'), ('_', '_'), ('a', 'z')];
         const SPACE: &[(char, char)] = &[('\t', '\n'), ('\x0c', '\r'), (' ', ' ')];
@@ -366,7 +371,9 @@ impl Parser {
                     }
                     Esc::Class(_) => return Err("negated classes inside [] are not supported".to_string()),
                 },
-                '[' if self.peek() == Some(':') => return Err("POSIX classes like [:alpha:] are not supported".to_string()),
+                '[' if self.peek() == Some(':') => {
+                    return Err("POSIX classes like [:alpha:] are not supported".to_string())
+                }
                 c => c,
             };
             if self.peek() == Some('-') && self.chars.get(self.pos + 1).is_some_and(|&n| n != ']') {

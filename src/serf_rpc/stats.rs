@@ -47,7 +47,11 @@ impl Clocks {
 }
 
 /// Feeds `clocks` from the gossip events until shutdown.
-pub async fn follow(clocks: std::sync::Arc<Clocks>, mut events: broadcast::Receiver<SerfEvent>, stop: CancellationToken) {
+pub async fn follow(
+    clocks: std::sync::Arc<Clocks>,
+    mut events: broadcast::Receiver<SerfEvent>,
+    stop: CancellationToken,
+) {
     loop {
         let e = tokio::select! {
             _ = stop.cancelled() => return,
@@ -140,10 +144,14 @@ mod tests {
         // Proves the shape `serf info` reads: agent name, member counts, clocks, local tags.
         let clocks = Clocks::default();
         clocks.observe(&SerfEvent::User { ltime: 41, name: "x".into(), payload: vec![], coalesce: false });
-        let members = [info("m1", MemberStatus::Alive), info("a", MemberStatus::Failed), info("b", MemberStatus::Left)];
+        let members =
+            [info("m1", MemberStatus::Alive), info("a", MemberStatus::Failed), info("b", MemberStatus::Left)];
         let s = build("m1", &members, &clocks);
         assert_eq!(s["agent"]["name"], "m1");
-        assert_eq!((s["serf"]["members"].as_str(), s["serf"]["failed"].as_str(), s["serf"]["left"].as_str()), ("3", "1", "1"));
+        assert_eq!(
+            (s["serf"]["members"].as_str(), s["serf"]["failed"].as_str(), s["serf"]["left"].as_str()),
+            ("3", "1", "1")
+        );
         assert_eq!((s["serf"]["event_time"].as_str(), s["serf"]["member_time"].as_str()), ("42", "1"));
         assert_eq!(s["tags"]["role"], "m1");
         for k in ["os", "arch", "version", "max_procs", "goroutines", "cpu_count"] {

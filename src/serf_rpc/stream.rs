@@ -31,7 +31,9 @@ pub fn parse_filters(spec: &str) -> Result<Vec<EventFilter>, String> {
     spec.split(',')
         .map(|item| {
             let (event, name) = match item.split_once(':') {
-                Some((kind @ ("user" | "query"), name)) => (kind, Some(name.to_string()).filter(|n| !n.is_empty())),
+                Some((kind @ ("user" | "query"), name)) => {
+                    (kind, Some(name.to_string()).filter(|n| !n.is_empty()))
+                }
                 _ => (item, None),
             };
             if EVENT_TYPES.contains(&event) {
@@ -141,7 +143,9 @@ pub async fn run(
             }
         };
         match out.try_send(frame) {
-            Ok(()) => tracing::trace!(peer.addr = %peer, seq, event = proto::event_type(&event), "serf-rpc: streamed event"),
+            Ok(()) => {
+                tracing::trace!(peer.addr = %peer, seq, event = proto::event_type(&event), "serf-rpc: streamed event")
+            }
             Err(mpsc::error::TrySendError::Full(_)) => break StreamEnd::ClientTooSlow,
             Err(mpsc::error::TrySendError::Closed(_)) => break StreamEnd::Stopped,
         }
@@ -156,7 +160,9 @@ pub async fn run(
         StreamEnd::Lagged { missed } => {
             tracing::warn!(peer.addr = %peer, seq, missed, "serf-rpc: stream fell behind the event channel; dropping the stream")
         }
-        StreamEnd::GossipClosed => tracing::debug!(peer.addr = %peer, seq, "serf-rpc: gossip closed; stream ended"),
+        StreamEnd::GossipClosed => {
+            tracing::debug!(peer.addr = %peer, seq, "serf-rpc: gossip closed; stream ended")
+        }
     }
     end
 }
@@ -184,7 +190,12 @@ mod tests {
     #[test]
     fn a_user_record_has_the_go_agents_bytes() {
         // Proves the user-event record matches, byte for byte, what Serf 0.8.2 streamed for `serf event deploy v2`.
-        let got = encode_record(2, &SerfEvent::User { ltime: 2, name: "deploy".into(), payload: b"v2".to_vec(), coalesce: true }, 0).unwrap();
+        let got = encode_record(
+            2,
+            &SerfEvent::User { ltime: 2, name: "deploy".into(), payload: b"v2".to_vec(), coalesce: true },
+            0,
+        )
+        .unwrap();
         let want = "82a54572726f72a0a353657102\
                     85a8436f616c65736365c3a54576656e74a475736572a54c54696d6502a44e616d65a66465706c6f79a75061796c6f6164c4027632";
         assert_eq!(hex(&got), want);

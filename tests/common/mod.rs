@@ -1,6 +1,6 @@
 //! Test harness: real `muster` and real `serf agent` processes on 127.0.0.1 ports, killed on
 //! drop, with condition waits that fail with a reason instead of sleeping.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};

@@ -22,7 +22,10 @@ pub enum GossipError {
     Wire(#[source] crate::gossip::wire::WireError),
     #[error("timed out {what}")]
     Timeout { what: &'static str },
-    #[error("peer closed the stream after {bytes} bytes")]
+    #[error(
+        "peer closed the stream after {bytes} bytes without a complete answer \
+         (a different or missing gossip encryption key looks like this)"
+    )]
     StreamClosed { bytes: usize },
     #[error("stream message over the limit ({bytes} bytes)")]
     StreamTooLarge { bytes: usize },
