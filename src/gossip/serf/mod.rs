@@ -610,3 +610,6 @@ impl Serf {
 
 /// The broadcast key of our own leave intent, so the driver can wait for it to go out.
 pub const LEAVE_KEY: &str = "serf-leave-intent";
+
+#[cfg(test)]
+mod tests;
