@@ -21,15 +21,15 @@ events on every node, and measures:
 Repeats of the implementations are interleaved so that machine noise hits both alike. A table
 cell is the median over the repeats that finished; a wait longer than BENCH_TIMEOUT_S is
 reported as a timeout, never waited out. Progress goes to stderr; the markdown table goes to
-stdout and to the --out file. Every agent is killed on exit, Ctrl-C and SIGTERM included (and
+stdout and to the file BENCH_OUT names. Every agent is killed on exit, Ctrl-C and SIGTERM included (and
 dies with this process through PR_SET_PDEATHSIG); live pids are listed in $BENCH_WORKDIR/pids.
 """
-import argparse
+import collections
+import contextlib
 import ctypes
-import datetime
 import os
-import platform
 import selectors
+import shutil
 import signal
 import socket
 import statistics
@@ -50,6 +50,7 @@ POLL_S = float(ENV.get("BENCH_POLL_MS", "20")) / 1000
 MUSTER_BIN = ENV.get("MUSTER_BIN", "")
 SERF_BIN = ENV.get("SERF_BIN", "serf")
 WORKDIR = ENV.get("BENCH_WORKDIR") or tempfile.mkdtemp(prefix="muster-bench.")
+LOAD_AT_START = os.getloadavg()[0]
 PREFLIGHT_TIMEOUT_S = 20  # how long a lone agent may take to answer RPC before "unavailable"
 METRICS = [("join", "join ms", "{:.0f}"), ("detect", "detect ms", "{:.0f}"),
            ("event", "event ms", "{:.1f}"), ("rss", "RSS MB", "{:.1f}"),
@@ -61,11 +62,11 @@ def log(msg):
 
 
 class BenchTimeout(Exception):
-    pass
+    """A wait took longer than BENCH_TIMEOUT_S."""
 
 
 class RpcError(Exception):
-    pass
+    """The agent answered an RPC with an error, or not as the protocol says."""
 
 
 class Rpc:
@@ -113,18 +114,16 @@ class Rpc:
     def call(self, command, body=None, has_body=False):
         return self.reply(self.send(command, body), has_body)
 
-    def close(self):
-        self.sock.close()
 
-
-_next_port = 20000 + os.getpid() % 20000
+PORT_MIN, PORT_SPAN = 20000, 12000  # below Linux's ephemeral range (32768+)
+_next_port = PORT_MIN + os.getpid() % PORT_SPAN
 
 
 def free_port():
     """A loopback port free for both TCP and UDP right now (gossip needs both)."""
     global _next_port
     while True:
-        port, _next_port = _next_port, (_next_port + 1 - 20000) % 40000 + 20000
+        port, _next_port = _next_port, PORT_MIN + (_next_port + 1 - PORT_MIN) % PORT_SPAN
         try:
             with socket.socket() as t, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
                 t.bind(("127.0.0.1", port))
@@ -164,11 +163,8 @@ class Agent:
         self.pid = self.proc.pid
 
     def log_tail(self, lines=3):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return " / ".join(line.strip() for line in f.readlines()[-lines:]) or "(empty log)"
-        except OSError:
-            return "(no log)"
+        with open(self.log_path, errors="replace") as f:
+            return " / ".join(line.strip() for line in f.readlines()[-lines:]) or "(empty log)"
 
     def connect(self, deadline):
         """Waits until the agent answers an RPC handshake; returns the connection."""
@@ -184,49 +180,48 @@ class Agent:
         raise BenchTimeout(f"{self.name} did not answer RPC on 127.0.0.1:{self.rpc} ({last})")
 
     def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
+        self.proc.kill()  # a no-op once the process has been reaped
         self.proc.wait()
 
 
-class Cluster:
-    """N agents of one implementation, killed (and their files removed) on exit."""
-
-    def __init__(self, impl, n):
-        self.run_dir = tempfile.mkdtemp(prefix=f"{impl}-{n}-", dir=WORKDIR)
-        self.agents = []
-        try:
-            for i in range(n):
-                self.agents.append(Agent(impl, i, self.run_dir))
-        finally:
-            self._write_pids()
-
-    def _write_pids(self):
-        with open(os.path.join(WORKDIR, "pids"), "w") as f:
-            f.writelines(f"{a.pid}\n" for a in self.agents if a.proc.poll() is None)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        for a in self.agents:
+@contextlib.contextmanager
+def cluster(impl, n):
+    """Starts N agents of one implementation; kills them (and removes their files) on exit."""
+    run_dir, agents = tempfile.mkdtemp(prefix=f"{impl}-{n}-", dir=WORKDIR), []
+    try:
+        for i in range(n):
+            agents.append(Agent(impl, i, run_dir))
+        write_pids(agents)
+        yield agents
+    finally:
+        for a in agents:
             a.kill()
-        self._write_pids()
+        write_pids([])
         if ENV.get("BENCH_KEEP") != "1":
-            subprocess.run(["rm", "-rf", self.run_dir], check=False)
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def write_pids(agents):
+    """Lists the live agents for bench.sh, which kills whatever is left if we die."""
+    with open(os.path.join(WORKDIR, "pids"), "w") as f:
+        f.writelines(f"{a.pid}\n" for a in agents)
 
 
 def poll_members(conns, done_when, deadline, what):
     """Polls `members` on every connection (pipelined) each POLL_S until done_when(members)
     has held once for each; returns the time the last one first held."""
-    done = {}
+    done, last = {}, {}
     while len(done) < len(conns):
         if time.monotonic() > deadline:
-            raise BenchTimeout(f"{what}: {len(done)}/{len(conns)} nodes after {TIMEOUT_S:.0f}s")
+            i = next(i for i in range(len(conns)) if i not in done)
+            seen = collections.Counter(m["Status"] for m in last.get(i, []))
+            raise BenchTimeout(f"{what}: {len(done)}/{len(conns)} nodes after {TIMEOUT_S:.0f}s; "
+                               f"node {i} sees {dict(seen)}")
         tick = time.monotonic()
         pending = [(i, conns[i].send("members")) for i in range(len(conns)) if i not in done]
         for i, seq in pending:
-            if done_when(conns[i].reply(seq, True)["Members"]):
+            last[i] = conns[i].reply(seq, True)["Members"]
+            if done_when(last[i]):
                 done[i] = time.monotonic()
         time.sleep(max(0.0, tick + POLL_S - time.monotonic()))
     return max(done.values())
@@ -234,10 +229,7 @@ def poll_members(conns, done_when, deadline, what):
 
 def proc_rss_mb(pid):
     with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
 
 
 def proc_cpu_ticks(pid):
@@ -276,8 +268,7 @@ def measure_event(conn0, streams, name, deadline):
 def run_once(impl, n, rep):
     """One repetition: returns {metric: value or error string}; stops at the first failure."""
     res = {}
-    with Cluster(impl, n) as cluster:
-        agents = cluster.agents
+    with cluster(impl, n) as agents:
         metric, conns, streams = "join", [], []
         try:
             deadline = time.monotonic() + TIMEOUT_S
@@ -319,7 +310,7 @@ def run_once(impl, n, rep):
         except (OSError, RpcError, KeyError) as e:
             res[metric] = f"error ({type(e).__name__}: {e})"
         for c in conns + streams:
-            c.close()
+            c.sock.close()
     return res
 
 
@@ -328,19 +319,25 @@ def preflight(impl):
     if impl == "muster" and not (MUSTER_BIN and os.access(MUSTER_BIN, os.X_OK)):
         return f"MUSTER_BIN {MUSTER_BIN!r} is not an executable"
     try:
-        with Cluster(impl, 1) as cluster:
-            agent = cluster.agents[0]
+        with cluster(impl, 1) as agents:
+            agent = agents[0]
             try:
                 conn = agent.connect(time.monotonic() + PREFLIGHT_TIMEOUT_S)
             except BenchTimeout as e:
-                return f"{e} within {PREFLIGHT_TIMEOUT_S}s; log: {agent.log_tail()}"
+                hint = " (is src/serf_rpc served by node.rs?)" if impl == "muster" else ""
+                return f"{e} within {PREFLIGHT_TIMEOUT_S}s{hint}; log: {agent.log_tail()}"
             members = conn.call("members", has_body=True)["Members"]
-            conn.close()
+            conn.sock.close()
             if not any(m.get("Name") == agent.name for m in members):
                 return f"`members` does not list the agent itself: {members!r}"
     except (OSError, RpcError, KeyError, TypeError) as e:
         return f"{type(e).__name__}: {e}"
     return None
+
+
+def show(res, metric, fmt):
+    value = res.get(metric, "-")
+    return fmt.format(value) if isinstance(value, float) else value
 
 
 def cell(results, metric, fmt):
@@ -352,39 +349,25 @@ def cell(results, metric, fmt):
     return text + (f" ({len(problems)}/{len(results)} failed: {problems[0]})" if problems else "")
 
 
-def version(cmd):
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip()
-        return out.splitlines()[0] if out else "?"
-    except (OSError, subprocess.SubprocessError):
-        return "?"
-
-
 def header():
-    model = "?"
     with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+        model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "?")
     return [
-        f"# muster cluster benchmark, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
+        f"# muster cluster benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         "",
         f"Machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {model}, "
-        f"Linux {platform.release()}.",
+        f"Linux {os.uname().release}.",
         f"Workload: sizes {' '.join(map(str, SIZES))}, {REPEATS} repeats (medians), LAN profile, "
-        f"127.0.0.1, members poll every {POLL_S * 1000:.0f} ms, idle window {IDLE_S:.0f} s, "
-        f"timeout {TIMEOUT_S:.0f} s.",
-        f"Versions: muster {ENV.get('BENCH_MUSTER_REV', '?')} ({MUSTER_BIN or 'no MUSTER_BIN'}); "
-        f"serf {version([SERF_BIN, 'version'])}.",
+        f"127.0.0.1, members poll every {POLL_S * 1000:.0f} ms, idle window {IDLE_S:.0f} s "
+        f"(CPU resolution {100 / os.sysconf('SC_CLK_TCK') / IDLE_S:.2f} %), timeout {TIMEOUT_S:.0f} s.",
+        f"Versions: {ENV.get('BENCH_VERSIONS', '?')}.",
+        f"Load average (1 min) at start {LOAD_AT_START:.2f}, at end {os.getloadavg()[0]:.2f}; "
+        "other work on the machine shows up as outliers (see the samples below the table).",
         "",
     ]
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", help="also write the markdown table to this file")
-    args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     unavailable = {}
     for impl in IMPLS:
@@ -401,8 +384,8 @@ def main():
                 res = run_once(impl, n, rep)
                 results[(impl, n)].append(res)
                 log(f"{impl} N={n} repeat {rep + 1}/{REPEATS}: " + ", ".join(
-                    f"{m} {fmt.format(res[m]) if isinstance(res.get(m), float) else res.get(m, '-')}"
-                    for m, _, fmt in METRICS))
+                    f"{m} {show(res, m, fmt)}" for m, _, fmt in METRICS)
+                    + f" (load {os.getloadavg()[0]:.1f})")
     lines = header()
     lines.append("| impl | N | " + " | ".join(label for _, label, _ in METRICS) + " |")
     lines.append("|---|---:|" + "---:|" * len(METRICS))
@@ -413,12 +396,17 @@ def main():
             else:
                 cells = [cell(results[(impl, n)], m, fmt) for m, _, fmt in METRICS]
             lines.append(f"| {impl} | {n} | " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    lines += ["", "Samples, one per repeat in run order:", ""]
+    for (impl, n), runs in results.items():
+        if runs:
+            lines.append(f"- {impl} N={n}: " + "; ".join(
+                f"{m} " + " ".join(show(r, m, fmt) for r in runs) for m, _, fmt in METRICS))
     text = "\n".join(lines) + "\n"
     sys.stdout.write(text)
-    if args.out:
-        with open(args.out, "w") as f:
+    if ENV.get("BENCH_OUT"):
+        with open(ENV["BENCH_OUT"], "w") as f:
             f.write(text)
-        log(f"table written to {args.out}")
+        log(f"table written to {ENV['BENCH_OUT']}")
 
 
 if __name__ == "__main__":

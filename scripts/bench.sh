@@ -17,18 +17,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python3 -c 'import msgpack' 2>/dev/null || pip install -q msgpack
+python3 -c 'import msgpack' 2>/dev/null || python3 -m pip install -q msgpack
 serf_bin="${SERF_BIN:-serf}"
 command -v "$serf_bin" >/dev/null 2>&1 || { echo "bench: $serf_bin not found (scripts/deps.sh installs it)" >&2; exit 1; }
 
 export MUSTER_BIN="${MUSTER_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/muster-target}/release/muster}"
-BENCH_MUSTER_REV="$(git rev-parse --short HEAD 2>/dev/null || echo '?')"
-git diff --quiet HEAD 2>/dev/null || BENCH_MUSTER_REV="$BENCH_MUSTER_REV+dirty"
-export BENCH_MUSTER_REV
+rev="$(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+git diff --quiet HEAD 2>/dev/null || rev="$rev+dirty"
+muster_version="$("$MUSTER_BIN" version 2>/dev/null || true)"
+BENCH_VERSIONS="${muster_version:-muster ?} (tree $rev, $MUSTER_BIN); serf $("$serf_bin" version 2>/dev/null | head -1)"
+export BENCH_VERSIONS
 
 out_dir="${CARGO_TARGET_DIR:-/tmp}/bench"
 mkdir -p "$out_dir"
-out="$out_dir/cluster-$(date -u +%Y%m%dT%H%M%SZ).md"
+BENCH_OUT="$out_dir/cluster-$(date -u +%Y%m%dT%H%M%SZ).md"
+export BENCH_OUT
 BENCH_WORKDIR="$(mktemp -d "${TMPDIR:-/tmp}/muster-bench.XXXXXX")"
 export BENCH_WORKDIR
 
@@ -51,6 +54,6 @@ trap cleanup EXIT
 trap 'echo "bench: interrupted" >&2; exit 130' INT TERM
 
 # In the background so that the INT/TERM trap runs at once instead of after python exits.
-python3 scripts/bench.py --out "$out" &
+python3 scripts/bench.py &
 py_pid=$!
 wait "$py_pid"

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
+use muster::cli::event::EventArgs;
 use muster::cli::members::{self, MembersArgs};
 use muster::config::{self, AgentArgs, Config, ConfigError};
 
@@ -26,6 +27,8 @@ enum Command {
     Agent(Box<AgentArgs>),
     /// List the members a running node knows, like `serf members`.
     Members(MembersArgs),
+    /// Send a Serf user event through a node's Serf RPC port, like `serf event`.
+    Event(EventArgs),
     /// Print a new random gossip encryption key for --encrypt.
     Keygen,
     /// Print the version.
@@ -45,6 +48,7 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Agent(args) => report(agent(&args).await),
         Command::Members(args) => report(members::run(&args).await.map_err(Into::into)),
+        Command::Event(args) => report(args.run().await),
         Command::Keygen => {
             println!("{}", muster::gossip::wire::generate_key());
             ExitCode::SUCCESS

@@ -17,6 +17,7 @@ use crate::gossip::net::{self as gossip, GossipConfig};
 use crate::gossip::serf::SerfConfig;
 use crate::gossip::swim::Timing;
 use crate::gossip::wire::{decode_key, Keyring};
+use crate::serf_rpc::{self, RpcConfig};
 
 /// How long shutdown waits for tasks after the leave.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -67,6 +68,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let api_task = tracker.spawn(api::serve(listener, state, api_shutdown.clone()));
 
+    let rpc_listener = tokio::net::TcpListener::bind(config.rpc_addr)
+        .await
+        .with_context(|| format!("cannot listen on --rpc-addr {}", config.rpc_addr))?;
+    let left_by_rpc = CancellationToken::new();
+    let rpc_cfg = RpcConfig {
+        addr: config.rpc_addr,
+        auth_key: config.rpc_auth.clone(),
+        node_name: config.node.clone(),
+        on_leave: left_by_rpc.clone(),
+    };
+    tracker.spawn(serf_rpc::serve(rpc_listener, rpc_cfg, gossip.clone(), api_shutdown.clone()));
+
     let port = crate::config::defaults::GOSSIP_PORT;
     if !config.join.is_empty() {
         match discovery::retry::join_all(&gossip, &config.join, port).await {
@@ -110,6 +123,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let reason = tokio::select! {
         s = wait_for_signal() => s,
+        _ = left_by_rpc.cancelled() => "left the cluster (serf leave)".to_string(),
         _ = shutdown.cancelled() => "fatal error".to_string(),
     };
     tracing::info!(reason = %reason, "node: shutting down");

@@ -62,8 +62,13 @@ impl RpcClient {
         };
         let _ = socket.set_nodelay(true);
         let (rd, writer) = socket.into_split();
-        let mut c =
-            RpcClient { addr, reader: FrameReader::new(rd, RESPONSE_MAX_BYTES), writer, seq: 0, timeout };
+        let mut c = RpcClient {
+            addr,
+            reader: FrameReader::new(rd, RESPONSE_MAX_BYTES, timeout),
+            writer,
+            seq: 0,
+            timeout,
+        };
         c.call::<_, ()>(p::HANDSHAKE, Some(&p::HandshakeRequest { version: p::IPC_VERSION }), false).await?;
         if let Some(key) = auth_key.filter(|k| !k.is_empty()) {
             c.call::<_, ()>(p::AUTH, Some(&p::AuthRequest { auth_key: key.to_string() }), false).await?;

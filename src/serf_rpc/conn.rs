@@ -8,7 +8,7 @@
 //! (Go closes the connection without one); Serf commands muster does not serve get
 //! "Unsupported command" but keep the connection open.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +35,9 @@ const REQUEST_MAX_BYTES: usize = 256 * 1024;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// After the request loop ends, queued answers get this long to go out.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// Once a request value has started, or after a header that announces a body, the rest must
+/// come within this long.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Open streams per connection.
 const STREAMS_MAX: usize = 32;
 /// Serf's default gossip port, for join addresses without one.
@@ -75,12 +78,13 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shutd
     let mut conn = Conn {
         peer,
         shared,
-        reader: FrameReader::new(rd, REQUEST_MAX_BYTES),
+        reader: FrameReader::new(rd, REQUEST_MAX_BYTES, REQUEST_TIMEOUT),
         out,
         cancel: cancel.clone(),
         handshaken: false,
         authed: false,
         streams: HashMap::new(),
+        left: false,
     };
     tracing::debug!(peer.addr = %peer, "serf-rpc: client connected");
     let result = tokio::select! {
@@ -92,11 +96,15 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shutd
         Err(e) => tracing::warn!(peer.addr = %peer, error = %e, "serf-rpc: closing client connection"),
     }
     conn.stop_streams();
+    let (left, shared) = (conn.left, conn.shared.clone());
     drop(conn);
     if tokio::time::timeout(DRAIN_TIMEOUT, writer).await.is_err() {
         tracing::debug!(peer.addr = %peer, "serf-rpc: answers not drained in time");
     }
     cancel.cancel();
+    if left {
+        shared.cfg.on_leave.cancel();
+    }
 }
 
 /// Writes queued frames in order until every sender is gone or the connection is cancelled.
@@ -112,7 +120,11 @@ async fn write_loop(
             f = rx.recv() => f,
         };
         let Some(frame) = frame else { break };
-        match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&frame)).await {
+        let written = tokio::select! {
+            _ = cancel.cancelled() => return,
+            w = tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&frame)) => w,
+        };
+        match written {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::debug!(peer.addr = %peer, error = %e, "serf-rpc: write failed");
@@ -139,6 +151,9 @@ struct Conn {
     authed: bool,
     /// Open streams by the Seq of their `stream` request.
     streams: HashMap<u64, CancellationToken>,
+    /// A `leave` succeeded: the connection closes once the answer is written, then the node
+    /// is told to stop (as a Go agent does).
+    left: bool,
 }
 
 impl Conn {
@@ -149,6 +164,9 @@ impl Conn {
             tracing::debug!(peer.addr = %self.peer, command = %header.command, seq = header.seq, "serf-rpc: request");
             if let Next::Close(why) = self.request(header).await? {
                 return Err(why);
+            }
+            if self.left {
+                return Ok(());
             }
         }
         Ok(())
@@ -188,12 +206,13 @@ impl Conn {
                 let s = stats::build(&self.shared.cfg.node_name, &members, &self.shared.clocks);
                 self.send(p::encode_response(seq, "", Some(&s))?).await?;
             }
-            Command::NotServed { has_body } => {
+            Command::NotServed { has_body, answer_body } => {
                 if has_body {
                     self.body_bytes(&header.command).await?;
                 }
                 tracing::info!(peer.addr = %self.peer, command = %header.command, "serf-rpc: command not served by muster");
-                self.reply(seq, p::UNSUPPORTED_COMMAND).await?;
+                let empty = answer_body.then(BTreeMap::<String, ()>::new);
+                self.send(p::encode_response(seq, p::UNSUPPORTED_COMMAND, empty.as_ref())?).await?;
             }
             Command::Unknown => {
                 self.reply(seq, p::UNSUPPORTED_COMMAND).await?;
@@ -218,7 +237,7 @@ impl Conn {
 
     async fn auth(&mut self, seq: u64) -> Result<(), ConnError> {
         let req: p::AuthRequest = self.body(p::AUTH).await?;
-        // With no key configured every token is refused, as in Go (the key is then "").
+        // With no key configured, Go compares against "": only an empty token passes.
         let ok = match &self.shared.cfg.auth_key {
             Some(key) => constant_time_eq(key.as_bytes(), req.auth_key.as_bytes()),
             None => req.auth_key.is_empty(),
@@ -330,6 +349,7 @@ impl Conn {
                 e.to_string()
             }
         };
+        self.left = error.is_empty();
         self.reply(seq, &error).await
     }
 
@@ -346,7 +366,11 @@ impl Conn {
     }
 
     async fn body_bytes(&mut self, command: &str) -> Result<Vec<u8>, ConnError> {
-        self.reader.next_value().await?.ok_or_else(|| ConnError::MissingBody { command: command.to_string() })
+        let missing = || ConnError::MissingBody { command: command.to_string() };
+        match tokio::time::timeout(REQUEST_TIMEOUT, self.reader.next_value()).await {
+            Ok(value) => value?.ok_or_else(missing),
+            Err(_) => Err(ConnError::Read(ReadError::Stalled { timeout: REQUEST_TIMEOUT })),
+        }
     }
 
     /// A header-only answer.

@@ -92,20 +92,25 @@ pub enum ReadError {
     Garbage(#[from] FrameError),
     #[error("value larger than {max} bytes")]
     TooLarge { max: usize },
+    #[error("no more bytes of a started value within {timeout:?}")]
+    Stalled { timeout: std::time::Duration },
 }
 
-/// Reads whole msgpack values from a byte stream, keeping at most `max_bytes` buffered.
+/// Reads whole msgpack values from a byte stream, keeping at most `max_bytes` buffered. Once
+/// a value has started, the rest must arrive within `partial_timeout` (idling between values
+/// is not limited).
 pub struct FrameReader<R> {
     inner: R,
     buf: Vec<u8>,
     /// Bytes of `buf` already handed out.
     start: usize,
     max_bytes: usize,
+    partial_timeout: std::time::Duration,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
-    pub fn new(inner: R, max_bytes: usize) -> Self {
-        FrameReader { inner, buf: Vec::new(), start: 0, max_bytes }
+    pub fn new(inner: R, max_bytes: usize, partial_timeout: std::time::Duration) -> Self {
+        FrameReader { inner, buf: Vec::new(), start: 0, max_bytes, partial_timeout }
     }
 
     /// The next complete value's bytes; `Ok(None)` on a clean end of stream between values.
@@ -132,7 +137,14 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 self.start = 0;
             }
             let want = chunk.len().min(self.max_bytes - self.buf.len());
-            let n = self.inner.read(&mut chunk[..want]).await?;
+            let n = if self.buf.is_empty() {
+                self.inner.read(&mut chunk[..want]).await?
+            } else {
+                let timeout = self.partial_timeout;
+                tokio::time::timeout(timeout, self.inner.read(&mut chunk[..want]))
+                    .await
+                    .map_err(|_| ReadError::Stalled { timeout })??
+            };
             if n == 0 {
                 return match self.buf.len() {
                     0 => Ok(None),
@@ -147,6 +159,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SLOW: std::time::Duration = std::time::Duration::from_secs(5);
 
     #[test]
     fn every_prefix_of_a_value_needs_more_and_the_whole_value_is_measured() {
@@ -194,15 +208,28 @@ mod tests {
                 tx.write_all(&[byte]).await.unwrap();
             }
         });
-        let mut r = FrameReader::new(rx, 1024);
+        let mut r = FrameReader::new(rx, 1024, SLOW);
         assert_eq!(r.next_value().await.unwrap(), Some(a));
         assert_eq!(r.next_value().await.unwrap(), Some(b));
         assert!(r.next_value().await.unwrap().is_none());
 
         let big = rmp_serde::to_vec_named(&serde_json::json!({"Payload": "y".repeat(5000)})).unwrap();
-        let mut r = FrameReader::new(&big[..], 1024);
+        let mut r = FrameReader::new(&big[..], 1024, SLOW);
         assert!(matches!(r.next_value().await, Err(ReadError::TooLarge { max: 1024 })));
-        let mut r = FrameReader::new(&big[..100], 1024);
+        let mut r = FrameReader::new(&big[..100], 1024, SLOW);
         assert!(matches!(r.next_value().await, Err(ReadError::Truncated { bytes: 100 })));
+    }
+
+    #[tokio::test]
+    async fn a_value_that_stops_half_way_times_out_but_idling_between_values_does_not() {
+        // Proves a client cannot hold a connection with half a request, while a quiet one may wait.
+        let short = std::time::Duration::from_millis(100);
+        let (mut tx, rx) = tokio::io::duplex(64);
+        let mut r = FrameReader::new(rx, 1024, short);
+        let idle = tokio::time::timeout(short * 4, r.next_value()).await;
+        assert!(idle.is_err(), "an idle stream is not an error");
+        use tokio::io::AsyncWriteExt;
+        tx.write_all(&[0x82, 0xa1]).await.unwrap();
+        assert!(matches!(r.next_value().await, Err(ReadError::Stalled { .. })));
     }
 }

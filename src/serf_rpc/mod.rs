@@ -51,6 +51,8 @@ pub struct RpcConfig {
     pub auth_key: Option<String>,
     /// This node's member name (the `agent` section of `stats`).
     pub node_name: String,
+    /// Cancelled after a successful `leave`, so the node stops as a Go agent does.
+    pub on_leave: CancellationToken,
 }
 
 impl std::fmt::Debug for RpcConfig {
@@ -59,7 +61,7 @@ impl std::fmt::Debug for RpcConfig {
             .field("addr", &self.addr)
             .field("auth_key", &self.auth_key.as_ref().map(|_| "<redacted>"))
             .field("node_name", &self.node_name)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 

@@ -53,9 +53,12 @@ pub enum Command {
     Stop,
     Leave,
     Stats,
-    /// A Serf command muster does not serve (yet); `has_body` says whether a request body follows.
+    /// A Serf command muster does not serve (yet). `has_body`: a request body follows;
+    /// `answer_body`: Go clients read a body after the header even when it carries an error,
+    /// so an empty one must follow or they hang.
     NotServed {
         has_body: bool,
+        answer_body: bool,
     },
     /// Not a Serf command at all.
     Unknown,
@@ -74,9 +77,13 @@ impl Command {
             STOP => Command::Stop,
             LEAVE => Command::Leave,
             STATS => Command::Stats,
-            "force-leave" | "monitor" | "install-key" | "use-key" | "remove-key" | "tags" | "query"
-            | "respond" | "get-coordinate" => Command::NotServed { has_body: true },
-            "list-keys" => Command::NotServed { has_body: false },
+            "force-leave" | "monitor" | "tags" | "query" | "respond" => {
+                Command::NotServed { has_body: true, answer_body: false }
+            }
+            "install-key" | "use-key" | "remove-key" | "get-coordinate" => {
+                Command::NotServed { has_body: true, answer_body: true }
+            }
+            "list-keys" => Command::NotServed { has_body: false, answer_body: true },
             _ => Command::Unknown,
         }
     }
@@ -85,7 +92,7 @@ impl Command {
     pub fn has_body(self) -> bool {
         match self {
             Command::Members | Command::Leave | Command::Stats | Command::Unknown => false,
-            Command::NotServed { has_body } => has_body,
+            Command::NotServed { has_body, .. } => has_body,
             _ => true,
         }
     }

@@ -192,12 +192,35 @@ mod tests {
         // Proves the user-event record matches, byte for byte, what Serf 0.8.2 streamed for `serf event deploy v2`.
         let got = encode_record(
             2,
-            &SerfEvent::User { ltime: 2, name: "deploy".into(), payload: b"v2".to_vec(), coalesce: true },
+            &SerfEvent::User { ltime: 1, name: "deploy".into(), payload: b"v2".to_vec(), coalesce: true },
             0,
         )
         .unwrap();
         let want = "82a54572726f72a0a353657102\
-                    85a8436f616c65736365c3a54576656e74a475736572a54c54696d6502a44e616d65a66465706c6f79a75061796c6f6164c4027632";
+                    85a8436f616c65736365c3a54576656e74a475736572a54c54696d6501a44e616d65a66465706c6f79a75061796c6f6164c4027632";
+        assert_eq!(hex(&got), want);
+    }
+
+    #[test]
+    fn a_member_join_record_has_the_go_agents_bytes() {
+        // Proves the member-event record matches what Serf 0.8.2 streamed when go2 (127.0.0.1:17947, no tags) joined.
+        let m = crate::gossip::serf::Member {
+            name: "go2".into(),
+            addr: "127.0.0.1".parse().unwrap(),
+            port: 17947,
+            tags: Default::default(),
+            status: crate::membership::MemberStatus::Alive,
+            vsn: [1, 5, 2, 2, 5, 5],
+            incarnation: 1,
+            status_ltime: 3,
+            leave_time: None,
+            last_seen: std::time::Instant::now(),
+        };
+        let got = encode_record(2, &SerfEvent::MemberJoin(m), 0).unwrap();
+        let want = "82a54572726f72a0a353657102\
+                    82a54576656e74ab6d656d6265722d6a6f696ea74d656d62657273918ba441646472c4047f000001ab44656c65676174654375\
+                    7205ab44656c65676174654d617805ab44656c65676174654d696e02a44e616d65a3676f32a4506f7274cd461bab50726f746f\
+                    636f6c43757202ab50726f746f636f6c4d617805ab50726f746f636f6c4d696e01a6537461747573a5616c697665a45461677380";
         assert_eq!(hex(&got), want);
     }
 

@@ -16,12 +16,20 @@ pub fn muster_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_muster")))
 }
 
-/// A port free for both TCP and UDP on 127.0.0.1 (gossip needs both).
+/// A port free for both TCP and UDP on 127.0.0.1 (gossip needs both). Ports come from a
+/// per-process counter below the kernel's ephemeral range, so a port handed out here is not
+/// also handed to a `bind(0)` elsewhere before the node under test binds it.
 pub fn free_port() -> u16 {
-    for _ in 0..100 {
-        let t = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = t.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(0, 20_000 + (std::process::id() % 300) as u16 * 40, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..2000 {
+        let mut port = NEXT.fetch_add(1, Ordering::SeqCst);
+        if port >= 32_000 {
+            port = 20_000 + port % 12_000;
+        }
+        let free = TcpListener::bind(("127.0.0.1", port)).is_ok() && UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if free {
             return port;
         }
     }
