@@ -49,7 +49,7 @@ IDLE_S = float(ENV.get("BENCH_IDLE_S", "10"))
 POLL_S = float(ENV.get("BENCH_POLL_MS", "20")) / 1000
 MUSTER_BIN = ENV.get("MUSTER_BIN", "")
 SERF_BIN = ENV.get("SERF_BIN", "serf")
-WORKDIR = ENV.get("BENCH_WORKDIR") or tempfile.mkdtemp(prefix="muster-bench.")
+WORKDIR = ENV.get("BENCH_WORKDIR", "")  # bench.sh makes it; a direct run makes and removes one
 LOAD_AT_START = os.getloadavg()[0]
 PREFLIGHT_TIMEOUT_S = 20  # how long a lone agent may take to answer RPC before "unavailable"
 METRICS = [("join", "join ms", "{:.0f}"), ("detect", "detect ms", "{:.0f}"),
@@ -410,8 +410,13 @@ def main():
 
 
 if __name__ == "__main__":
+    own_workdir = not WORKDIR
+    WORKDIR = WORKDIR or tempfile.mkdtemp(prefix="muster-bench.")
     try:
         main()
     except KeyboardInterrupt:
         log("interrupted; agents killed")
         sys.exit(130)
+    finally:
+        if own_workdir and ENV.get("BENCH_KEEP") != "1":
+            shutil.rmtree(WORKDIR, ignore_errors=True)

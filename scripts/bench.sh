@@ -53,6 +53,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "bench: interrupted" >&2; exit 130' INT TERM
 
+# Run a copy, so that a rebuild during the run (other work in the same target dir) cannot swap
+# or remove the binary under the benchmark.
+if [ -x "$MUSTER_BIN" ]; then cp "$MUSTER_BIN" "$BENCH_WORKDIR/muster" && MUSTER_BIN="$BENCH_WORKDIR/muster"; fi
+
 # In the background so that the INT/TERM trap runs at once instead of after python exits.
 python3 scripts/bench.py &
 py_pid=$!

@@ -6,10 +6,14 @@
 
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod config;
+pub mod consensus;
 pub mod discovery;
 pub mod gossip;
 pub mod logging;
 pub mod membership;
 pub mod node;
+pub mod registry;
+pub mod replicated;
 pub mod serf_rpc;

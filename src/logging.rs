@@ -12,6 +12,7 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::format::{DefaultFields, Format, Full};
 use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::fmt::{format::Writer, MakeWriter, SubscriberBuilder};
+use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogCaller, LogConfig, LogFormat, LogTime};
 
@@ -40,6 +41,18 @@ pub fn effective_format(format: LogFormat, tty: bool) -> LogFormat {
     }
 }
 
+/// The level for muster's own logs; openraft's internals stay at `info` unless `trace` is
+/// asked for (its debug output is per message and would drown everything else).
+fn filter(level: tracing::Level) -> EnvFilter {
+    let ours = LevelFilter::from_level(level);
+    let raft = if level == tracing::Level::TRACE { LevelFilter::TRACE } else { ours.min(LevelFilter::INFO) };
+    EnvFilter::default().add_directive(ours.into()).add_directive(
+        format!("openraft={raft}")
+            .parse()
+            .unwrap_or_else(|_| tracing_subscriber::filter::Directive::from(ours)),
+    )
+}
+
 /// Colours only on a terminal, and never when `LOG_NO_COLOR` is set.
 pub fn colors_enabled(no_color: bool, tty: bool) -> bool {
     tty && !no_color
@@ -56,7 +69,7 @@ where
         LogCaller::Full => (true, true),
     };
     let builder = tracing_subscriber::fmt()
-        .with_max_level(LevelFilter::from_level(cfg.level))
+        .with_env_filter(filter(cfg.level))
         .with_writer(writer)
         .with_target(target)
         .with_file(file_line)
@@ -69,7 +82,7 @@ where
 }
 
 fn finish<T, W>(
-    builder: SubscriberBuilder<DefaultFields, Format<Full, T>, LevelFilter, W>,
+    builder: SubscriberBuilder<DefaultFields, Format<Full, T>, EnvFilter, W>,
     cfg: &LogConfig,
     tty: bool,
 ) -> Box<dyn Subscriber + Send + Sync>

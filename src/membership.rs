@@ -87,3 +87,57 @@ pub fn counts(members: &[MemberInfo]) -> BTreeMap<MemberStatus, usize> {
     }
     out
 }
+
+/// Gossip tag carrying a muster node's raft id (hex); plain Serf agents do not have it.
+pub const RAFT_ID_TAG: &str = "raft_id";
+
+/// Fills in each member's [`Mode`] from what this node knows about leadership: our own role,
+/// and the leader's member name. Other muster nodes (those with a raft id tag) follow the
+/// leader and are proxies while a leader is known; everyone else stays `unknown`.
+pub fn assign_modes(members: &mut [MemberInfo], me: &str, my_mode: Mode, leader: Option<&str>) {
+    for m in members.iter_mut() {
+        m.mode = if m.name == me {
+            my_mode
+        } else if leader == Some(m.name.as_str()) {
+            Mode::Server
+        } else if leader.is_some() && m.status == MemberStatus::Alive && m.tags.contains_key(RAFT_ID_TAG) {
+            Mode::Proxy
+        } else {
+            Mode::Unknown
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(name: &str, raft: bool) -> MemberInfo {
+        let mut tags = BTreeMap::new();
+        if raft {
+            tags.insert(RAFT_ID_TAG.to_string(), "1".to_string());
+        }
+        MemberInfo {
+            name: name.into(),
+            addr: IpAddr::from([127, 0, 0, 1]),
+            port: 7946,
+            tags,
+            status: MemberStatus::Alive,
+            protocol: [1, 5, 2, 2, 5, 4],
+            incarnation: 1,
+            last_seen_ms_ago: 0,
+            mode: Mode::Unknown,
+        }
+    }
+
+    #[test]
+    fn modes_follow_the_known_leader() {
+        // Proves mode assignment: the leader is server, other muster nodes proxies, plain Serf
+        // agents unknown, and our own mode is what our lease says.
+        let mut ms = vec![m("a", true), m("b", true), m("go", false)];
+        assign_modes(&mut ms, "b", Mode::Proxy, Some("a"));
+        assert_eq!([ms[0].mode, ms[1].mode, ms[2].mode], [Mode::Server, Mode::Proxy, Mode::Unknown]);
+        assign_modes(&mut ms, "b", Mode::Unknown, None);
+        assert!(ms.iter().all(|x| x.mode == Mode::Unknown));
+    }
+}

@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -11,12 +12,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{self, ApiState};
+use crate::cluster::{self, ClusterConfig};
 use crate::config::{Config, Profile};
+use crate::consensus::network::Faults;
+use crate::consensus::raft::{Consensus, RaftConfig, RaftTiming};
+use crate::consensus::RaftNode;
 use crate::discovery::{self, retry_join};
 use crate::gossip::net::{self as gossip, GossipConfig};
 use crate::gossip::serf::SerfConfig;
 use crate::gossip::swim::Timing;
 use crate::gossip::wire::{decode_key, Keyring};
+use crate::registry::{Registry, HISTORY_MAX_DEFAULT};
+use crate::replicated::RegistryMachine;
 use crate::serf_rpc::{self, RpcConfig};
 
 /// How long shutdown waits for tasks after the leave.
@@ -37,8 +44,30 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let tracker = TaskTracker::new();
     let keyring = load_keyring(&config)?;
     let advertise = advertise_addr(&config);
-    let mut tags = config.tags.clone();
-    tags.entry("http_port".to_string()).or_insert_with(|| config.http_addr.port().to_string());
+    let node_id = load_or_create_node_id(&config.data_dir)?;
+
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on --http-addr {}", config.http_addr))?;
+    let http_port = listener.local_addr()?.port();
+    tracing::info!(addr = %listener.local_addr()?, node.id = %format!("{node_id:x}"), "http: listening");
+
+    let cluster_cfg = ClusterConfig {
+        id: node_id,
+        name: config.node.clone(),
+        api_addr: SocketAddr::new(advertise.ip(), http_port).to_string(),
+        role: config.role.to_string(),
+        tags: {
+            let mut t = config.tags.clone();
+            t.entry("http_port".to_string()).or_insert_with(|| http_port.to_string());
+            t
+        },
+        bootstrap_window: bootstrap_window(config.profile),
+        grace: Duration::from_secs(10),
+        data_dir: config.data_dir.clone(),
+    };
+    let known_cluster = std::fs::read_to_string(config.data_dir.join("raft").join("cluster-id")).ok();
+    let tags = cluster::tags_for(&cluster_cfg, known_cluster.as_deref().map(str::trim));
 
     let gossip_cfg = GossipConfig {
         node: config.node.clone(),
@@ -55,18 +84,36 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (gossip, gossip_task) = gossip::start(gossip_cfg, shutdown.clone()).await?;
     let advertise = SocketAddr::new(advertise.ip(), gossip.local_addr().port());
 
-    let listener = tokio::net::TcpListener::bind(config.http_addr)
-        .await
-        .with_context(|| format!("cannot listen on --http-addr {}", config.http_addr))?;
-    tracing::info!(addr = %listener.local_addr()?, "http: listening");
+    let raft_cfg = RaftConfig {
+        id: node_id,
+        node: RaftNode { api_addr: cluster_cfg.api_addr.clone(), name: config.node.clone() },
+        data_dir: config.data_dir.clone(),
+        timing: raft_timing_for(config.profile),
+        faults: Faults::default(),
+    };
+    let consensus =
+        Arc::new(Consensus::start(raft_cfg, RegistryMachine(Registry::new(HISTORY_MAX_DEFAULT))).await?);
+    let (members_tx, members_rx) = tokio::sync::watch::channel(gossip.members().borrow().clone());
+    // The controller stops with the API, before the leave: nothing may re-announce us after it.
+    tracker.spawn(cluster::run(
+        cluster_cfg,
+        gossip.clone(),
+        consensus.clone(),
+        members_tx,
+        api_shutdown.clone(),
+    ));
+
     let state = ApiState {
         node_name: config.node.clone(),
         cluster: config.cluster.clone(),
         version: env!("CARGO_PKG_VERSION"),
         started: Instant::now(),
-        members: gossip.members(),
+        members: members_rx,
+        leadership: consensus.leadership(),
     };
-    let api_task = tracker.spawn(api::serve(listener, state, api_shutdown.clone()));
+    // Raft RPCs ride the API listener as HTTP/2 gRPC under their service path.
+    let grpc = axum::Router::new().route_service("/muster.raft.v1.Raft/{*rpc}", consensus.grpc_service());
+    let api_task = tracker.spawn(api::serve_with(listener, state, grpc, api_shutdown.clone()));
 
     let rpc_listener = tokio::net::TcpListener::bind(config.rpc_addr)
         .await
@@ -134,6 +181,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("node: leave timed out"),
     }
     shutdown.cancel();
+    consensus.shutdown().await;
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
         tracing::warn!("node: tasks did not stop within the grace period");
     }
@@ -146,6 +194,40 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         bail!("node stopped after a fatal error (see the log above)");
     }
     Ok(())
+}
+
+fn raft_timing_for(p: Profile) -> RaftTiming {
+    match p {
+        Profile::Lan => RaftTiming::lan(),
+        Profile::Wan => RaftTiming::wan(),
+        Profile::Local => RaftTiming::local(),
+    }
+}
+
+/// How long a node without raft state watches gossip before it may bootstrap.
+fn bootstrap_window(p: Profile) -> Duration {
+    match p {
+        Profile::Lan => Duration::from_secs(2),
+        Profile::Wan => Duration::from_secs(5),
+        Profile::Local => Duration::from_secs(1),
+    }
+}
+
+/// This node's raft id: random, persisted in the data dir, never reused (a wiped data dir is
+/// a new node).
+fn load_or_create_node_id(dir: &Path) -> anyhow::Result<u64> {
+    let path = dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(s) => u64::from_str_radix(s.trim(), 16)
+            .with_context(|| format!("{} is not a hex node id", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id: u64 = rand::random::<u64>() | 1;
+            std::fs::write(&path, format!("{id:x}\n"))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(id)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
 }
 
 fn timing_for(p: Profile) -> Timing {

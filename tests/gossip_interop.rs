@@ -129,7 +129,12 @@ fn graceful_leave_shows_left_both_ways() {
     m.proc.signal("TERM");
     let st = m.proc.wait_exit(Duration::from_secs(30));
     assert!(st.success(), "muster exits 0 after SIGTERM, got {st:?}");
-    wait_for(CONVERGE, "go1 to show m1 left", || (go1.status_of("m1")? == "left").then_some(()));
+    let seen = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for(CONVERGE, "go1 to show m1 left", || (go1.status_of("m1")? == "left").then_some(()));
+    }));
+    if seen.is_err() {
+        panic!("go1 never showed m1 left\n--- m1 ---\n{}\n--- go1 ---\n{}", m.log_text(), go1.log_text());
+    }
 }
 
 fn keygen() -> String {

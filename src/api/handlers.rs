@@ -20,6 +20,19 @@ pub(super) struct Health {
     version: &'static str,
     uptime_seconds: u64,
     members: MemberCounts,
+    raft: RaftHealth,
+}
+
+/// This node's view of raft, for `/health`.
+#[derive(Debug, Serialize)]
+struct RaftHealth {
+    term: u64,
+    /// The leader's member name, when one is known.
+    leader: Option<String>,
+    /// This node's role: server, proxy or unknown.
+    role: crate::consensus::leadership::Role,
+    voters: usize,
+    learners: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -36,7 +49,15 @@ pub(super) async fn health(State(state): State<Arc<ApiState>>) -> Json<Health> {
     let members = state.members_now();
     let by_status = counts(&members);
     let count = |s| by_status.get(&s).copied().unwrap_or(0);
+    let lead = state.leadership.borrow().clone();
     Json(Health {
+        raft: RaftHealth {
+            term: lead.term,
+            leader: lead.leader_name.clone(),
+            role: lead.role,
+            voters: lead.voters.len(),
+            learners: lead.learners.len(),
+        },
         status: "ok",
         node: state.node_name.clone(),
         cluster: state.cluster.clone(),
@@ -87,7 +108,8 @@ pub(super) async fn discovery(State(state): State<Arc<ApiState>>) -> Json<Discov
             last_seen: last_seen(now_ms, m.last_seen_ms_ago),
         })
         .collect();
-    Json(Discovery { node_id: state.node_name.clone(), mode: Mode::Unknown, discovered_servers })
+    let mode = members.iter().find(|m| m.name == state.node_name).map_or(Mode::Unknown, |m| m.mode);
+    Json(Discovery { node_id: state.node_name.clone(), mode, discovered_servers })
 }
 
 /// The member's API port from its `http_port` tag. Only muster nodes carry the tag: plain Serf

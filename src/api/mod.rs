@@ -38,6 +38,7 @@ pub struct ApiState {
     pub version: &'static str,
     pub started: Instant,
     pub members: watch::Receiver<Arc<Vec<MemberInfo>>>,
+    pub leadership: watch::Receiver<crate::consensus::leadership::Leadership>,
 }
 
 impl ApiState {
@@ -67,7 +68,20 @@ pub async fn serve(
     state: ApiState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+    serve_with(listener, state, Router::new(), shutdown).await
+}
+
+/// Like [`serve`], with more routes on the same listener: the gRPC services (HTTP/2) ride
+/// next to REST and the dashboard (HTTP/1.1).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    grpc: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, grpc.merge(router(state)))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
     tracing::info!("api: stopped");
     Ok(())
 }

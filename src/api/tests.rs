@@ -56,6 +56,7 @@ async fn start(members: Vec<MemberInfo>) -> Running {
         version: env!("CARGO_PKG_VERSION"),
         started: Instant::now(),
         members: rx,
+        leadership: watch::channel(crate::consensus::leadership::Leadership::unknown()).1,
     };
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(serve(listener, state, shutdown.clone()));

@@ -214,7 +214,6 @@ mod tests {
             incarnation: 1,
             status_ltime: 3,
             leave_time: None,
-            last_seen: std::time::Instant::now(),
         };
         let got = encode_record(2, &SerfEvent::MemberJoin(m), 0).unwrap();
         let want = "82a54572726f72a0a353657102\

@@ -53,7 +53,12 @@ async fn node(auth_key: Option<&str>) -> Node {
     let (gossip, _task) = start(cfg, stop.clone()).await.unwrap();
     let listener = tokio::net::TcpListener::bind(any).await.unwrap();
     let rpc = listener.local_addr().unwrap();
-    let cfg = RpcConfig { addr: rpc, auth_key: auth_key.map(String::from), node_name: "m1".into(), on_leave: CancellationToken::new() };
+    let cfg = RpcConfig {
+        addr: rpc,
+        auth_key: auth_key.map(String::from),
+        node_name: "m1".into(),
+        on_leave: CancellationToken::new(),
+    };
     tokio::spawn(serve(listener, cfg, gossip.clone(), stop.clone()));
     let mut members = gossip.members();
     tokio::time::timeout(WAIT, members.wait_for(|m| m.iter().any(|m| m.name == "m1")))

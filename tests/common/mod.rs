@@ -22,13 +22,19 @@ pub fn muster_bin() -> PathBuf {
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let _ = NEXT.compare_exchange(0, 20_000 + (std::process::id() % 300) as u16 * 40, Ordering::SeqCst, Ordering::SeqCst);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 300) as u16 * 40,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
     for _ in 0..2000 {
         let mut port = NEXT.fetch_add(1, Ordering::SeqCst);
         if port >= 32_000 {
             port = 20_000 + port % 12_000;
         }
-        let free = TcpListener::bind(("127.0.0.1", port)).is_ok() && UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        let free =
+            TcpListener::bind(("127.0.0.1", port)).is_ok() && UdpSocket::bind(("127.0.0.1", port)).is_ok();
         if free {
             return port;
         }

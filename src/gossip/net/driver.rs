@@ -68,6 +68,10 @@ enum Command {
     Leave {
         reply: oneshot::Sender<()>,
     },
+    SetTags {
+        tags: BTreeMap<String, String>,
+        reply: oneshot::Sender<Result<(), GossipError>>,
+    },
 }
 
 enum Internal {
@@ -126,6 +130,13 @@ impl GossipHandle {
         let (reply, rx) = oneshot::channel();
         self.cmd.send(Command::Leave { reply }).await.map_err(|_| GossipError::Closed)?;
         rx.await.map_err(|_| GossipError::Closed)
+    }
+
+    /// Replaces this member's tags and gossips them (a higher incarnation of our alive).
+    pub async fn set_tags(&self, tags: BTreeMap<String, String>) -> Result<(), GossipError> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd.send(Command::SetTags { tags, reply }).await.map_err(|_| GossipError::Closed)?;
+        rx.await.map_err(|_| GossipError::Closed)?
     }
 
     pub fn members(&self) -> watch::Receiver<Arc<Vec<MemberInfo>>> {
@@ -356,6 +367,15 @@ impl Driver {
                 if r.is_ok() {
                     tracing::info!(event = %name, bytes = payload.len(), "serf: sent user event");
                 }
+                let _ = reply.send(r);
+            }
+            Command::SetTags { tags, reply } => {
+                let r = encode_tags(&tags).map_err(GossipError::Wire).map(|meta| {
+                    self.swim.set_meta(meta);
+                    if let Some(me) = self.swim.node(&self.node).cloned() {
+                        self.serf.handle_member_event(crate::gossip::swim::MemberEvent::Update(me), now);
+                    }
+                });
                 let _ = reply.send(r);
             }
             Command::Leave { reply } => {

@@ -90,8 +90,6 @@ pub struct Member {
     pub status_ltime: u64,
     /// When it failed or left (for reaping).
     pub leave_time: Option<Instant>,
-    /// When we last heard it was alive.
-    pub last_seen: Instant,
 }
 
 impl Member {
@@ -104,7 +102,12 @@ impl Member {
             status: self.status,
             protocol: self.vsn,
             incarnation: self.incarnation,
-            last_seen_ms_ago: now.saturating_duration_since(self.last_seen).as_millis() as u64,
+            // An alive member is seen now (probes would have said otherwise); others were
+            // last seen when they failed or left.
+            last_seen_ms_ago: match (self.status, self.leave_time) {
+                (MemberStatus::Alive, _) | (_, None) => 0,
+                (_, Some(t)) => now.saturating_duration_since(t).as_millis() as u64,
+            },
             mode: Mode::Unknown,
         }
     }
@@ -224,13 +227,13 @@ impl Serf {
     /// A member change reported by memberlist.
     pub fn handle_member_event(&mut self, ev: MemberEvent, now: Instant) {
         match ev {
-            MemberEvent::Join(n) => self.node_join(n, now),
-            MemberEvent::Update(n) => self.node_update(n, now),
+            MemberEvent::Join(n) => self.node_join(n),
+            MemberEvent::Update(n) => self.node_update(n),
             MemberEvent::Leave(n) => self.node_leave(n, now),
         }
     }
 
-    fn node_join(&mut self, n: Node, now: Instant) {
+    fn node_join(&mut self, n: Node) {
         let tags = decode_tags(&n.meta);
         let member = match self.members.get_mut(&n.name) {
             Some(m) => {
@@ -241,7 +244,6 @@ impl Serf {
                 m.tags = tags;
                 m.vsn = n.vsn;
                 m.incarnation = n.incarnation;
-                m.last_seen = now;
                 m.clone()
             }
             None => {
@@ -255,7 +257,6 @@ impl Serf {
                     incarnation: n.incarnation,
                     status_ltime: 0,
                     leave_time: None,
-                    last_seen: now,
                 };
                 if let Some(t) = self.intents.take(&n.name, IntentKind::Join) {
                     m.status_ltime = t;
@@ -272,14 +273,13 @@ impl Serf {
         self.emit(SerfEvent::MemberJoin(member));
     }
 
-    fn node_update(&mut self, n: Node, now: Instant) {
+    fn node_update(&mut self, n: Node) {
         let Some(m) = self.members.get_mut(&n.name) else { return };
         m.addr = n.addr;
         m.port = n.port;
         m.tags = decode_tags(&n.meta);
         m.vsn = n.vsn;
         m.incarnation = n.incarnation;
-        m.last_seen = now;
         let m = m.clone();
         tracing::info!(member = %m.name, "serf: member updated");
         self.emit(SerfEvent::MemberUpdate(m));

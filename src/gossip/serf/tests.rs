@@ -78,7 +78,10 @@ fn an_intent_for_an_unknown_member_applies_when_it_joins() {
     // when memberlist reports it.
     let t = Instant::now();
     let mut s = serf(t);
-    s.handle_user_msg(&SerfMessage::Leave(SerfLeave { l_time: 3, node: "late".into(), prune: false }).encode(), t);
+    s.handle_user_msg(
+        &SerfMessage::Leave(SerfLeave { l_time: 3, node: "late".into(), prune: false }).encode(),
+        t,
+    );
     s.handle_member_event(MemberEvent::Join(node("late", NodeState::Alive, t)), t);
     let m = s.member("late").unwrap();
     assert_eq!((m.status, m.status_ltime), (MemberStatus::Leaving, 3));
@@ -90,7 +93,10 @@ fn an_old_leave_intent_about_ourselves_is_refuted_with_a_join() {
     // join intent with a newer Lamport time.
     let t = Instant::now();
     let mut s = serf(t);
-    s.handle_user_msg(&SerfMessage::Leave(SerfLeave { l_time: 7, node: "me".into(), prune: false }).encode(), t);
+    s.handle_user_msg(
+        &SerfMessage::Leave(SerfLeave { l_time: 7, node: "me".into(), prune: false }).encode(),
+        t,
+    );
     let b = broadcasts(&mut s);
     assert!(matches!(&b[..], [SerfMessage::Join(j)] if j.node == "me" && j.l_time >= 8), "{b:?}");
     assert_eq!(s.member("me").unwrap().status, MemberStatus::Alive);
@@ -118,10 +124,13 @@ fn user_events_are_delivered_once_and_respect_the_size_limit() {
     assert!(err.to_string().contains("512"), "{err}");
     assert_eq!(s.clocks().1, 1);
     // An event from another member at a later time is delivered and re-broadcast.
-    let other = SerfMessage::UserEvent(SerfUserEvent { l_time: 9, name: "x".into(), payload: vec![], cc: false });
+    let other =
+        SerfMessage::UserEvent(SerfUserEvent { l_time: 9, name: "x".into(), payload: vec![], cc: false });
     s.handle_user_msg(&other.encode(), t);
     let eff = s.take_effects();
-    assert!(eff.iter().any(|e| matches!(e, SerfEffect::Event(SerfEvent::User { name, ltime: 9, .. }) if name == "x")));
+    assert!(eff
+        .iter()
+        .any(|e| matches!(e, SerfEffect::Event(SerfEvent::User { name, ltime: 9, .. }) if name == "x")));
     assert!(eff.iter().any(|e| matches!(e, SerfEffect::Broadcast { .. })));
 }
 
@@ -149,9 +158,14 @@ fn push_pull_merges_clocks_left_members_and_skips_old_events_on_join() {
     assert_eq!(s.member("gone").unwrap().status, MemberStatus::Left);
     let (m, e, q) = s.clocks();
     assert!(m >= 20 && e >= 30 && q >= 2, "clocks {m} {e} {q}");
-    assert!(!events(&mut s).iter().any(|ev| matches!(ev, SerfEvent::User { .. })), "old events are not replayed");
+    assert!(
+        !events(&mut s).iter().any(|ev| matches!(ev, SerfEvent::User { .. })),
+        "old events are not replayed"
+    );
     // Our own state round-trips through the encoder.
-    assert!(matches!(SerfMessage::decode(&s.local_state()), Ok(SerfMessage::PushPull(p)) if p.left_members == ["gone"]));
+    assert!(
+        matches!(SerfMessage::decode(&s.local_state()), Ok(SerfMessage::PushPull(p)) if p.left_members == ["gone"])
+    );
 }
 
 #[test]

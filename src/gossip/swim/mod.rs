@@ -269,6 +269,10 @@ impl Swim {
 
     /// Changes our metadata (Serf tags) and tells everyone with a higher incarnation.
     pub fn set_meta(&mut self, meta: Vec<u8>) {
+        if self.leaving {
+            // A new alive now would undo our leave.
+            return;
+        }
         self.local.meta = meta.clone();
         self.incarnation += 1;
         let inc = self.incarnation;
@@ -302,9 +306,28 @@ impl Swim {
         self.nodes.values().any(|n| n.socket() == to && n.pmax() >= 5)
     }
 
-    fn send(&mut self, to: SocketAddr, msgs: Vec<Vec<u8>>) {
+    /// Sends `msgs` to `to`, piggybacking queued broadcasts in the room left in the packet, as
+    /// memberlist does for every ping, ack and indirect ping: gossip spreads with the probes.
+    fn send(&mut self, to: SocketAddr, mut msgs: Vec<Vec<u8>>) {
+        let used: usize = msgs.iter().map(|m| m.len() + COMPOUND_OVERHEAD).sum();
+        let room = self.timing.udp_buffer_bytes.saturating_sub(PACKET_OVERHEAD + used);
+        msgs.extend(self.take_broadcasts(room));
         let crc = self.crc_for(to);
         self.effects.push(Effect::Send { to, msgs, crc });
+    }
+
+    /// Queued memberlist and Serf broadcasts that fit in `budget` bytes, framed as messages.
+    fn take_broadcasts(&mut self, budget: usize) -> Vec<Vec<u8>> {
+        let n = self.nodes.len();
+        let mut msgs = self.broadcasts.take(COMPOUND_OVERHEAD, budget, n);
+        let used: usize = msgs.iter().map(|m| m.len() + COMPOUND_OVERHEAD).sum();
+        for m in self.user_broadcasts.take(COMPOUND_OVERHEAD + 1, budget.saturating_sub(used), n) {
+            let mut framed = Vec::with_capacity(m.len() + 1);
+            framed.push(crate::gossip::wire::MessageType::User as u8);
+            framed.extend_from_slice(&m);
+            msgs.push(framed);
+        }
+        msgs
     }
 
     /// Up to `k` random members for which `keep` holds.
@@ -328,21 +351,13 @@ impl Swim {
                 }
         });
         let budget = self.timing.udp_buffer_bytes.saturating_sub(PACKET_OVERHEAD);
-        let n = self.nodes.len();
         for t in targets {
-            let mut msgs = self.broadcasts.take(COMPOUND_OVERHEAD, budget, n);
-            let used: usize = msgs.iter().map(|m| m.len() + COMPOUND_OVERHEAD).sum();
-            let user_budget = budget.saturating_sub(used);
-            for m in self.user_broadcasts.take(COMPOUND_OVERHEAD + 1, user_budget, n) {
-                let mut framed = Vec::with_capacity(m.len() + 1);
-                framed.push(crate::gossip::wire::MessageType::User as u8);
-                framed.extend_from_slice(&m);
-                msgs.push(framed);
-            }
+            let msgs = self.take_broadcasts(budget);
             if msgs.is_empty() {
                 return;
             }
-            self.send(t.socket(), msgs);
+            let crc = self.crc_for(t.socket());
+            self.effects.push(Effect::Send { to: t.socket(), msgs, crc });
         }
     }
 

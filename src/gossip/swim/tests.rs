@@ -250,3 +250,22 @@ fn broadcasts_stop_after_the_retransmit_limit() {
     }
     assert_eq!(count, retransmit_limit(4, 4) as usize);
 }
+
+#[test]
+fn new_tags_while_leaving_do_not_undo_the_leave() {
+    // Proves a late tag change cannot resurrect a leaving node: no alive after our dead.
+    let t0 = Instant::now();
+    let mut s = core_with(&[("a", 2)], Timing::lan(), t0);
+    s.leave(t0);
+    let inc = s.node("me").unwrap().incarnation;
+    s.set_meta(vec![1, 2, 3]);
+    assert_eq!(s.node("me").unwrap().incarnation, inc);
+    let (effects, _) = run_until(&mut s, t0, t0 + Duration::from_secs(3));
+    let alive_after = effects.iter().any(|e| match e {
+        Effect::Send { msgs, .. } => {
+            msgs.iter().any(|m| matches!(Message::decode(m), Ok(Message::Alive(a)) if a.node == "me"))
+        }
+        _ => false,
+    });
+    assert!(!alive_after);
+}

@@ -1,0 +1,292 @@
+//! One raft member: openraft started over our redb store and gRPC transport, the leadership
+//! watch with the quorum lease, and the few operations the node needs (initialize, propose,
+//! membership changes, shutdown).
+//!
+//! Must not import `registry`, `gossip`, `api` or `node`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::Instant as _;
+use openraft::{Config, Raft, ServerState};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::leadership::{role_at, Leadership, Lease, RaftView};
+use super::network::pb::raft_server::RaftServer;
+use super::network::{Faults, NetworkFactory, RaftService};
+use super::store::{open, MachineReader, StateMachineStore, StoreError};
+use super::types::{Machine, Proposal, RaftNode, TypeConfig};
+
+/// How long `shutdown` waits for openraft to release the storage files.
+const RELEASE_WAIT: Duration = Duration::from_secs(3);
+
+/// The openraft instance over muster's store.
+pub type MusterRaft<M> = Raft<TypeConfig, StateMachineStore<M>>;
+
+/// Election and lease timing, one preset per `--profile`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftTiming {
+    /// Leader heartbeat period.
+    pub heartbeat_ms: u64,
+    /// A follower that hears nothing for a random time in [min, max] starts an election.
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    /// How long a quorum ack keeps the server role; shorter than `election_min_ms`.
+    pub lease_ms: u64,
+}
+
+impl RaftTiming {
+    /// LAN: a failed leader is replaced in about 1.5 s.
+    pub fn lan() -> Self {
+        RaftTiming { heartbeat_ms: 150, election_min_ms: 600, election_max_ms: 1200, lease_ms: 450 }
+    }
+    /// WAN: slower links, fewer false elections.
+    pub fn wan() -> Self {
+        RaftTiming { heartbeat_ms: 500, election_min_ms: 2500, election_max_ms: 5000, lease_ms: 2000 }
+    }
+    /// One host or a very fast network (tests).
+    pub fn local() -> Self {
+        RaftTiming { heartbeat_ms: 50, election_min_ms: 250, election_max_ms: 500, lease_ms: 180 }
+    }
+
+    pub fn lease(&self) -> Lease {
+        let lease = Duration::from_millis(self.lease_ms);
+        Lease { lease, lock_delay: lease }
+    }
+}
+
+/// What one member needs to start.
+#[derive(Debug, Clone)]
+pub struct RaftConfig {
+    pub id: u64,
+    pub node: RaftNode,
+    pub data_dir: PathBuf,
+    pub timing: RaftTiming,
+    pub faults: Faults,
+}
+
+/// Errors from consensus operations.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsensusError {
+    #[error("raft storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("invalid raft config: {0}")]
+    Config(String),
+    #[error("raft stopped: {0}")]
+    Fatal(String),
+    #[error("not the leader (leader: {})", leader_addr.as_deref().unwrap_or("unknown"))]
+    NotLeader { leader_id: Option<u64>, leader_addr: Option<String> },
+    #[error("write outcome unknown after a leader change: {0}")]
+    Unknown(String),
+    #[error("raft refused: {0}")]
+    Refused(String),
+}
+
+/// A running raft member.
+pub struct Consensus<M: Machine> {
+    id: u64,
+    data_dir: PathBuf,
+    raft: MusterRaft<M>,
+    reader: MachineReader<M>,
+    faults: Faults,
+    leadership: watch::Receiver<Leadership>,
+    watcher: JoinHandle<()>,
+}
+
+impl<M: Machine> Consensus<M> {
+    /// Opens the store under `data_dir`, restores the machine and starts raft.
+    pub async fn start(cfg: RaftConfig, machine: M) -> Result<Self, ConsensusError> {
+        let (log, sm) = open(&cfg.data_dir, machine).await?;
+        let reader = sm.reader();
+        let t = cfg.timing;
+        let config = Config {
+            cluster_name: "muster".to_string(),
+            heartbeat_interval: t.heartbeat_ms,
+            election_timeout_min: t.election_min_ms,
+            election_timeout_max: t.election_max_ms,
+            enable_pre_vote: Some(true),
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| ConsensusError::Config(e.to_string()))?;
+        let network = NetworkFactory::new(cfg.id, cfg.faults.clone());
+        let raft = Raft::new(cfg.id, Arc::new(config), network, log, sm)
+            .await
+            .map_err(|e| ConsensusError::Fatal(e.to_string()))?;
+        let (tx, leadership) = watch::channel(Leadership::unknown());
+        let watcher = tokio::spawn(watch_leadership(raft.clone(), cfg.id, t.lease(), tx));
+        Ok(Consensus {
+            id: cfg.id,
+            data_dir: cfg.data_dir,
+            raft,
+            reader,
+            faults: cfg.faults,
+            leadership,
+            watcher,
+        })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn raft(&self) -> &MusterRaft<M> {
+        &self.raft
+    }
+
+    /// Reads of the local state machine copy (stale on followers).
+    pub fn reader(&self) -> MachineReader<M> {
+        self.reader.clone()
+    }
+
+    pub fn leadership(&self) -> watch::Receiver<Leadership> {
+        self.leadership.clone()
+    }
+
+    /// The gRPC service peers call; mount it on the API listener.
+    pub fn grpc_service(&self) -> RaftServer<RaftService<StateMachineStore<M>>> {
+        RaftServer::new(RaftService::new(self.raft.clone(), self.id, self.faults.clone()))
+    }
+
+    /// True once this member has a membership (bootstrapped or added by a leader).
+    pub async fn is_initialized(&self) -> bool {
+        self.raft.is_initialized().await.unwrap_or(false)
+    }
+
+    /// Bootstraps a new cluster whose voters are `members`.
+    pub async fn initialize(&self, members: BTreeMap<u64, RaftNode>) -> Result<(), ConsensusError> {
+        self.raft.initialize(members).await.map_err(|e| ConsensusError::Refused(e.to_string()))
+    }
+
+    /// Proposes one command; on the leader, returns its log index and the machine's answer.
+    pub async fn propose(&self, payload: Vec<u8>) -> Result<(u64, Vec<u8>), ConsensusError> {
+        match self.raft.client_write(Proposal(payload)).await {
+            Ok(resp) => Ok((resp.log_id.index, resp.data.0)),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(ConsensusError::NotLeader {
+                    leader_id: f.leader_id,
+                    leader_addr: f.leader_node.map(|n| n.api_addr),
+                })
+            }
+            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(f))) => {
+                Err(ConsensusError::Unknown(f.to_string()))
+            }
+            Err(RaftError::APIError(e)) => Err(ConsensusError::Refused(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(ConsensusError::Fatal(e.to_string())),
+        }
+    }
+
+    /// Adds a non-voting member that receives the log.
+    pub async fn add_learner(&self, id: u64, node: RaftNode) -> Result<(), ConsensusError> {
+        self.raft
+            .add_learner(id, node, true)
+            .await
+            .map(|_| ())
+            .map_err(|e| ConsensusError::Refused(e.to_string()))
+    }
+
+    /// Sets the voters (every voter must already be a member); one change at a time.
+    pub async fn set_voters(&self, voters: BTreeSet<u64>) -> Result<(), ConsensusError> {
+        self.raft
+            .change_membership(voters, false)
+            .await
+            .map(|_| ())
+            .map_err(|e| ConsensusError::Refused(e.to_string()))
+    }
+
+    /// Stops raft and returns once its storage files are released (openraft's tasks drop
+    /// their handles shortly after `shutdown`), so the same data dir can be opened again.
+    pub async fn shutdown(&self) {
+        self.watcher.abort();
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft: shutdown failed");
+        }
+        let dir = self.data_dir.join(super::store::RAFT_DIR);
+        let deadline = Instant::now() + RELEASE_WAIT;
+        for file in [super::store::LOG_FILE, super::store::SM_FILE] {
+            let path = dir.join(file);
+            loop {
+                let p = path.clone();
+                let open = tokio::task::spawn_blocking(move || redb::Database::open(&p).map(drop)).await;
+                match open {
+                    Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+}
+
+/// Republishes [`Leadership`] on every raft metrics change and when a lease or lock delay
+/// runs out.
+async fn watch_leadership<M: Machine>(
+    raft: MusterRaft<M>,
+    me: u64,
+    lease: Lease,
+    tx: watch::Sender<Leadership>,
+) {
+    let mut metrics = raft.metrics();
+    let mut leader_since: Option<Instant> = None;
+    let mut led_term: Option<u64> = None;
+    loop {
+        let m = metrics.borrow_and_update().clone();
+        let now = Instant::now();
+        let is_leader = m.state == ServerState::Leader;
+        if is_leader && led_term != Some(m.current_term) {
+            led_term = Some(m.current_term);
+            leader_since = Some(now);
+        } else if !is_leader {
+            led_term = None;
+            leader_since = None;
+        }
+        let membership = m.membership_config.membership();
+        let view = RaftView {
+            me,
+            is_leader,
+            current_leader: m.current_leader,
+            last_quorum_acked: m
+                .last_quorum_acked
+                .as_ref()
+                .map(|i| now.checked_sub(i.elapsed()).unwrap_or(now)),
+            leader_since,
+            voters: membership.voter_ids().count(),
+        };
+        let (role, lease_until, recheck) = role_at(&view, &lease, now);
+        let leader_node = m.current_leader.and_then(|id| membership.get_node(&id).cloned());
+        let next = Leadership {
+            leader_id: m.current_leader,
+            leader_addr: leader_node.as_ref().map(|n| n.api_addr.clone()),
+            leader_name: leader_node.map(|n| n.name),
+            term: m.current_term,
+            role,
+            lease_until,
+            voters: membership.voter_ids().collect(),
+            learners: membership.learner_ids().collect(),
+        };
+        tx.send_if_modified(|cur| {
+            if cur.role != next.role || cur.leader_id != next.leader_id || cur.term != next.term || cur.voters != next.voters {
+                tracing::info!(raft.term = next.term, raft.leader = ?next.leader_id, role = ?next.role, voters = next.voters.len(), "raft: leadership changed");
+            }
+            let changed = *cur != next;
+            *cur = next;
+            changed
+        });
+        let sleep = async {
+            match recheck {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = metrics.changed() => if r.is_err() { return },
+            _ = sleep => {}
+        }
+    }
+}
