@@ -12,9 +12,10 @@ run: release
 	$(CARGO_TARGET_DIR)/release/muster agent --data-dir ./data
 
 ## test: everything — unit tests, in-process tests and interop against the real `serf` agent
+## (debug builds: one profile to compile, and fast enough for every timing the tests use)
 test: deps
-	$(CARGO) build --release --bin muster
-	MUSTER_BIN=$(CARGO_TARGET_DIR)/release/muster $(CARGO) test --release --all-targets -- --test-threads=$(TEST_THREADS)
+	$(CARGO) build --bin muster
+	MUSTER_BIN=$(CARGO_TARGET_DIR)/debug/muster $(CARGO) test --all-targets -- --test-threads=$(TEST_THREADS)
 
 ## unit: the pure cores' tests only (no processes, no network)
 unit:

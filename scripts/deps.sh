@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the tests need, idempotently: Debian's `serf` (the real Go agent the interop
-# tests run against) and iproute2 (network namespaces for the mDNS test).
+# tests run against), iproute2 (network namespaces for the mDNS test) and curl.
 set -euo pipefail
 
 need=()
 command -v serf >/dev/null 2>&1 || need+=(serf)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}"

@@ -14,24 +14,19 @@ use serde_json::Value;
 
 const ELECT: Duration = Duration::from_secs(30);
 
-fn discovery(m: &Muster) -> Option<Value> {
-    let out = std::process::Command::new("curl")
-        .args(["-s", &format!("http://{}/discovery", m.http)])
-        .output()
-        .ok()?;
+/// GETs `path` on the node's API as JSON.
+fn get(m: &Muster, path: &str) -> Option<Value> {
+    let url = format!("http://{}{path}", m.http);
+    let out = std::process::Command::new("curl").args(["-s", &url]).output().ok()?;
     serde_json::from_slice(&out.stdout).ok()
 }
 
 fn health(m: &Muster) -> Option<Value> {
-    let out = std::process::Command::new("curl")
-        .args(["-s", &format!("http://{}/health", m.http)])
-        .output()
-        .ok()?;
-    serde_json::from_slice(&out.stdout).ok()
+    get(m, "/health")
 }
 
 fn mode(m: &Muster) -> Option<String> {
-    Some(discovery(m)?["mode"].as_str()?.to_string())
+    Some(get(m, "/discovery")?["mode"].as_str()?.to_string())
 }
 
 /// The names of nodes that say they are server, and whether every node agrees on it.
