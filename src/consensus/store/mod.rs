@@ -26,6 +26,8 @@ use super::types::Machine;
 
 /// Subdirectory of the data dir that holds the raft files.
 pub const RAFT_DIR: &str = "raft";
+/// redb page cache per database file.
+const CACHE_BYTES: usize = 4 * 1024 * 1024;
 /// The log store's file inside [`RAFT_DIR`].
 pub const LOG_FILE: &str = "log.redb";
 /// The state machine's snapshot file inside [`RAFT_DIR`].
@@ -52,7 +54,12 @@ pub async fn open<M: Machine>(
 }
 
 fn create_db(path: &Path) -> Result<Database, StoreError> {
-    Database::create(path).map_err(|source| StoreError::Open { path: path.to_path_buf(), source })
+    // A bounded cache: the log is written once and read back mostly while followers catch up;
+    // redb's default (1 GiB) would let the cache grow far past what a node needs.
+    Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create(path)
+        .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })
 }
 
 /// Runs blocking storage work on tokio's blocking pool.
