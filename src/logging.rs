@@ -41,11 +41,16 @@ pub fn effective_format(format: LogFormat, tty: bool) -> LogFormat {
     }
 }
 
-/// The level for muster's own logs; openraft's internals stay at `info` unless `trace` is
-/// asked for (its debug output is per message and would drown everything else).
+/// The level for muster's own logs. openraft's internals log one step quieter (its info is
+/// per election step, its debug per message), except under `trace`; our own `raft:` lines
+/// report what matters at info.
 fn filter(level: tracing::Level) -> EnvFilter {
     let ours = LevelFilter::from_level(level);
-    let raft = if level == tracing::Level::TRACE { LevelFilter::TRACE } else { ours.min(LevelFilter::INFO) };
+    let raft = match level {
+        tracing::Level::TRACE => LevelFilter::TRACE,
+        tracing::Level::DEBUG => LevelFilter::INFO,
+        _ => ours.min(LevelFilter::WARN),
+    };
     EnvFilter::default().add_directive(ours.into()).add_directive(
         format!("openraft={raft}")
             .parse()

@@ -46,12 +46,15 @@ fn servers(ms: &[&Muster]) -> (Vec<String>, bool) {
 #[test]
 fn a_lone_node_bootstraps_itself_as_server() {
     // Proves `make run`'s case: one node with no peers becomes server on its own.
-    let m = Muster::start("solo", &["--profile", "local"]);
+    let m = Muster::start("solo", &["--profile", "local", "--tag", "role=web"]);
     wait_for(ELECT, "the lone node to be server", || (mode(&m)? == "server").then_some(()));
     wait_for(ELECT, "its cluster id tag (its own raft id)", || {
         let tags = m.member("solo")?["tags"].clone();
         (tags["cluster_id"].is_string() && tags["raft_id"] == tags["cluster_id"]).then_some(())
     });
+    // muster's own tags never overwrite the user's (Serf's conventional `role` tag included).
+    let tags = m.member("solo").unwrap()["tags"].clone();
+    assert_eq!((tags["role"].as_str(), tags["muster_role"].as_str()), (Some("web"), Some("auto")), "{tags}");
     let h = health(&m).unwrap();
     assert_eq!((h["raft"]["role"].as_str(), h["raft"]["voters"].as_u64()), (Some("server"), Some(1)), "{h}");
 }

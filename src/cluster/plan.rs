@@ -11,8 +11,9 @@ use crate::membership::{MemberInfo, MemberStatus, RAFT_ID_TAG};
 pub const RAFT_ADDR_TAG: &str = "raft_addr";
 /// Tag with the raft cluster a member belongs to (hex id of the bootstrapping node).
 pub const CLUSTER_ID_TAG: &str = "cluster_id";
-/// Tag with the member's `--role`.
-pub const ROLE_TAG: &str = "role";
+/// Tag with the member's `--role`. Not `role`: that is Serf's conventional user tag, and a
+/// user's `--tag role=web` must survive.
+pub const ROLE_TAG: &str = "muster_role";
 
 /// A member that may vote.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,11 +23,33 @@ use crate::consensus::types::{RaftNode, Snapshot, SnapshotData, TypeConfig, Vote
 /// Connect timeout for a peer channel.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The raft RPCs, one per method of the `muster.raft.v1.Raft` service.
+#[derive(Debug, Clone, Copy)]
+enum Rpc {
+    Append,
+    Vote,
+    PreVote,
+    Snapshot,
+    Transfer,
+}
+
+impl std::fmt::Display for Rpc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Rpc::Append => "append",
+            Rpc::Vote => "vote",
+            Rpc::PreVote => "pre_vote",
+            Rpc::Snapshot => "snapshot",
+            Rpc::Transfer => "transfer_leader",
+        })
+    }
+}
+
 /// Why an RPC did not get an answer.
 #[derive(Debug, thiserror::Error)]
 #[error("raft rpc {rpc} to node {target} at {addr}: {reason}")]
 pub struct TransportError {
-    rpc: &'static str,
+    rpc: Rpc,
     target: u64,
     addr: String,
     reason: String,
@@ -85,14 +107,14 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
-    fn err(&self, rpc: &'static str, reason: impl ToString) -> TransportError {
+    fn err(&self, rpc: Rpc, reason: impl ToString) -> TransportError {
         TransportError { rpc, target: self.target, addr: self.addr.clone(), reason: reason.to_string() }
     }
 
     /// Sends one message and decodes the `Result<Resp, String>` the peer answers with.
     async fn call<Req, Resp>(
         &self,
-        rpc: &'static str,
+        rpc: Rpc,
         req: &Req,
         deadline: Duration,
     ) -> Result<Resp, RPCError<TypeConfig>>
@@ -112,11 +134,11 @@ impl PeerClient {
         request.set_timeout(deadline);
         let mut client = RaftClient::new(channel);
         let reply = match rpc {
-            "append" => client.append_entries(request).await,
-            "vote" => client.vote(request).await,
-            "pre_vote" => client.pre_vote(request).await,
-            "snapshot" => client.install_snapshot(request).await,
-            _ => client.transfer_leader(request).await,
+            Rpc::Append => client.append_entries(request).await,
+            Rpc::Vote => client.vote(request).await,
+            Rpc::PreVote => client.pre_vote(request).await,
+            Rpc::Snapshot => client.install_snapshot(request).await,
+            Rpc::Transfer => client.transfer_leader(request).await,
         };
         let reply = reply.map_err(|s| {
             let e = self.err(rpc, format!("{}: {}", s.code(), s.message()));
@@ -152,7 +174,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call("append", &rpc, option.soft_ttl()).await
+        self.call(Rpc::Append, &rpc, option.soft_ttl()).await
     }
 
     async fn vote(
@@ -160,7 +182,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call("vote", &rpc, option.soft_ttl()).await
+        self.call(Rpc::Vote, &rpc, option.soft_ttl()).await
     }
 
     async fn pre_vote(
@@ -168,7 +190,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call("pre_vote", &rpc, option.soft_ttl()).await
+        self.call(Rpc::PreVote, &rpc, option.soft_ttl()).await
     }
 
     async fn full_snapshot(
@@ -182,7 +204,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         let msg = (vote, snapshot.meta, serde_bytes::ByteBuf::from(data));
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
-            r = self.call("snapshot", &msg, option.hard_ttl()) => r.map_err(to_streaming),
+            r = self.call(Rpc::Snapshot, &msg, option.hard_ttl()) => r.map_err(to_streaming),
         }
     }
 
@@ -191,6 +213,6 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         req: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call("transfer", &req, option.soft_ttl()).await
+        self.call(Rpc::Transfer, &req, option.soft_ttl()).await
     }
 }
