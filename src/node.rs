@@ -23,6 +23,7 @@ use crate::gossip::serf::SerfConfig;
 use crate::gossip::swim::Timing;
 use crate::gossip::wire::{decode_key, Keyring};
 use crate::registry::{Registry, HISTORY_MAX_DEFAULT};
+use crate::replicated::registrar::{run_lease_keeper, LeaseConfig, Registrar, SystemClock};
 use crate::replicated::RegistryMachine;
 use crate::serf_rpc::{self, RpcConfig};
 
@@ -63,7 +64,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             t
         },
         bootstrap_window: bootstrap_window(config.profile),
-        grace: Duration::from_secs(10),
+        grace: Duration::from_millis(config.voter_grace_ms),
         data_dir: config.data_dir.clone(),
     };
     let known_cluster = std::fs::read_to_string(config.data_dir.join("raft").join("cluster-id")).ok();
@@ -93,6 +94,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let consensus =
         Arc::new(Consensus::start(raft_cfg, RegistryMachine(Registry::new(HISTORY_MAX_DEFAULT))).await?);
+    let registrar = Arc::new(Registrar::new(
+        consensus.clone(),
+        Arc::new(SystemClock),
+        LeaseConfig::for_timing(raft_timing_for(config.profile)),
+    ));
+    tracker.spawn(run_lease_keeper(registrar.clone(), api_shutdown.clone()));
     let (members_tx, members_rx) = tokio::sync::watch::channel(gossip.members().borrow().clone());
     // The controller stops with the API, before the leave: nothing may re-announce us after it.
     tracker.spawn(cluster::run(

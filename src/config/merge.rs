@@ -197,6 +197,9 @@ pub fn merge(
     if let Some(f) = src.scalar("profile", args.profile.as_deref()) {
         c.profile = f.parse(|v| parse_choice(v, Profile::parse, Profile::CHOICES))?;
     }
+    if let Some(f) = src.scalar("voter_grace", args.voter_grace.as_deref()) {
+        c.voter_grace_ms = f.parse(parse_duration_ms)?;
+    }
     merge_log(&src, args, &mut c)?;
     c.config_file = src.path("config_file", args.config_file.as_ref());
     Ok(c)

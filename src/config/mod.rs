@@ -45,6 +45,8 @@ pub mod defaults {
     pub const HTTP_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), HTTP_PORT);
     /// First join retry backoff; doubles up to `RETRY_INTERVAL_MAX_MS`.
     pub const RETRY_INTERVAL_MS: u64 = 1_000;
+    /// A voter missing from gossip this long is replaced (Consul's dead-server cleanup).
+    pub const VOTER_GRACE_MS: u64 = 10_000;
     /// Backoff cap for join retries.
     pub const RETRY_INTERVAL_MAX_MS: u64 = 30_000;
     /// 0 retries join forever.
@@ -223,6 +225,8 @@ pub struct Config {
     /// Cluster name: `[A-Za-z0-9_-]+`, used in the mDNS service name.
     pub cluster: String,
     pub profile: Profile,
+    /// How long a raft voter may be missing from gossip before the leader replaces it.
+    pub voter_grace_ms: u64,
     pub log: LogConfig,
     /// The JSON file this config was read from, if any.
     pub config_file: Option<PathBuf>,
@@ -250,6 +254,7 @@ impl Default for Config {
             discovery: DiscoveryBackend::Auto,
             cluster: defaults::CLUSTER.to_string(),
             profile: Profile::Lan,
+            voter_grace_ms: defaults::VOTER_GRACE_MS,
             log: LogConfig::default(),
             config_file: None,
         }
@@ -321,7 +326,7 @@ impl fmt::Display for Redacted<'_> {
         let c = self.0;
         write!(
             f,
-            "node={} cluster={} role={} profile={} discovery={} bind={} advertise={} \
+            "node={} cluster={} role={} profile={} voter_grace={} discovery={} bind={} advertise={} \
              join=[{}] retry_join=[{}] retry_interval={} retry_interval_max={} retry_max={} \
              tags=[{}] encrypt={} keyring_file={} data_dir={} http_addr={} rpc_addr={} rpc_auth={} log.level={} \
              log.format={} log.caller={} log.time={} log.no_color={} config_file={}",
@@ -329,6 +334,7 @@ impl fmt::Display for Redacted<'_> {
             c.cluster,
             c.role,
             c.profile,
+            format_duration_ms(c.voter_grace_ms),
             c.discovery,
             c.bind,
             opt(&c.advertise),
@@ -377,6 +383,7 @@ impl fmt::Debug for Redacted<'_> {
             .field("discovery", &c.discovery)
             .field("cluster", &c.cluster)
             .field("profile", &c.profile)
+            .field("voter_grace_ms", &c.voter_grace_ms)
             .field("log", &c.log)
             .field("config_file", &c.config_file)
             .finish()

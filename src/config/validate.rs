@@ -36,6 +36,11 @@ impl Config {
         for target in &self.retry_join {
             parse_join_target(target).map_err(invalid("retry_join"))?;
         }
+        if self.voter_grace_ms < 1_000 {
+            return Err(invalid("voter_grace")(
+                "must be at least 1s (a shorter grace replaces voters on a gossip hiccup)".into(),
+            ));
+        }
         if self.retry_interval_ms == 0 {
             return Err(invalid("retry_interval")("must be at least 1ms".into()));
         }

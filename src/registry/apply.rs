@@ -217,9 +217,9 @@ impl Registry {
 
     fn extend_leases(&mut self, by_ms: u64, now_ms: u64) -> Result<Step, RegistryError> {
         validate::extend_by_ms(by_ms).map_err(|reason| RegistryError::InvalidCommand { reason })?;
-        let floor_ms = now_ms.saturating_add(by_ms);
         let mut count = 0;
         for service in self.services.values_mut() {
+            let floor_ms = lease_end(now_ms, service.ttl_seconds).saturating_add(by_ms);
             if service.status != Status::Expired && service.expires_at_ms < floor_ms {
                 service.expires_at_ms = floor_ms;
                 count += 1;

@@ -41,9 +41,12 @@ pub enum Command {
     /// Removes expired services whose lease ended before `at_ms`.
     Cleanup { at_ms: u64 },
 
-    /// A new leader gives every lease that has not been expired at least `by_ms` from `now_ms`
-    /// (`expires_at = max(expires_at, now + by)`), so a failover never mass-expires services
-    /// whose heartbeats were still in the old leader's memory.
+    /// A new leader renews every lease that has not been expired as if it had just heard a
+    /// heartbeat, plus `by_ms` for the time without a leader and clock skew between leaders
+    /// (`expires_at = max(expires_at, now + ttl + by)`): a heartbeat the old leader
+    /// acknowledged but never checkpointed came before `now`, so its lease is honoured, and a
+    /// failover never expires a service that heartbeats within its ttl. (etcd's lessor does
+    /// the same on promotion.) The cost: a dead service outlives a failover by up to one ttl.
     ExtendLeases { by_ms: u64, now_ms: u64 },
 }
 

@@ -90,7 +90,9 @@ impl History {
     }
 
     /// Appends events (in order, revisions not below the newest kept) and drops the oldest
-    /// beyond `max`.
+    /// beyond `max`, whole revisions at a time: a revision's events (one `Expire` or `Cleanup`
+    /// can make many) are kept or compacted together, so resuming after a revision never
+    /// skips half of one.
     pub(crate) fn extend(&mut self, new: impl IntoIterator<Item = Event>) {
         for event in new {
             debug_assert!(self.events.back().is_none_or(|last| last.revision <= event.revision));
@@ -99,6 +101,9 @@ impl History {
         while self.events.len() > self.max {
             let Some(dropped) = self.events.pop_front() else { break };
             self.compacted_through = dropped.revision;
+            while self.events.front().is_some_and(|e| e.revision == dropped.revision) {
+                self.events.pop_front();
+            }
         }
         debug_assert!(self.events.len() <= self.max);
     }

@@ -52,6 +52,20 @@ impl LeaseKeeper {
         (!ids.is_empty()).then_some(Command::Expire { ids, at_ms: now_ms })
     }
 
+    /// Puts back the heartbeats of a checkpoint that did not commit (newer ones win).
+    pub fn requeue(&mut self, renew: &Command) {
+        if let Command::Renew { ids_with_ttl, .. } = renew {
+            for (id, ttl) in ids_with_ttl {
+                self.pending.entry(id.clone()).or_insert(*ttl);
+            }
+        }
+    }
+
+    /// Drops every pending heartbeat (this node stopped leading); returns how many.
+    pub fn clear(&mut self) -> usize {
+        std::mem::take(&mut self.pending).len()
+    }
+
     /// What a new leader proposes first. Heartbeats that reached the old leader but were not
     /// checkpointed are lost; extending by the failover window covers them.
     pub fn on_elected(&mut self, failover_window_ms: u64, now_ms: u64) -> Command {
@@ -97,16 +111,17 @@ mod tests {
 
     #[test]
     fn a_new_leader_extends_leases_so_a_failover_expires_nothing() {
-        // Proves the failover rule: after the leader changes, ExtendLeases moves every live
-        // lease past the failover window before the new leader looks for expiries.
+        // Proves the failover rule: the old leader acknowledged a heartbeat at 9 s and died
+        // before its checkpoint; the new leader (at 9.5 s) renews every live lease from its
+        // own now plus the window, so the acknowledged heartbeat's lease (to 19 s) is honoured.
         let mut r = registry_with("a", 10, 0);
         let mut k = LeaseKeeper::default();
         k.heartbeat(ServiceId::new("a"), None);
-        // The old leader died holding that heartbeat; the new one starts at t = 9.5 s.
         let mut k2 = LeaseKeeper::default();
-        let extend = k2.on_elected(5_000, 9_500);
+        let extend = k2.on_elected(2_000, 9_500);
         r.apply(Revision(2), &extend).unwrap();
-        assert!(k2.expiries(&r, 12_000).is_none());
-        assert!(k2.expiries(&r, 14_500).is_some());
+        assert!(k2.expiries(&r, 19_000).is_none());
+        assert!(k2.expiries(&r, 21_499).is_none());
+        assert!(k2.expiries(&r, 21_500).is_some());
     }
 }

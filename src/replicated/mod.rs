@@ -1,10 +1,12 @@
 //! The registry replicated by raft: the adapter that makes [`Registry`] the raft state machine
 //! ([`RegistryMachine`]) and the leader's lease keeper ([`lease`]) that turns heartbeats and
-//! the clock into `Renew`, `Expire` and `ExtendLeases` proposals.
+//! the clock into `Renew`, `Expire` and `ExtendLeases` proposals, driven on the leader by
+//! [`registrar::run_lease_keeper`]; [`registrar::Registrar`] is the write path the APIs use.
 //!
 //! Sits above both `consensus` and `registry` (neither imports the other); `node` composes it.
 
 pub mod lease;
+pub mod registrar;
 
 use crate::consensus::Machine;
 use crate::registry::{Applied, Command, Registry, RegistryError, RegistrySnapshot, Revision};

@@ -80,8 +80,9 @@ fn events_since_a_compacted_revision_is_an_explicit_error() {
 }
 
 #[test]
-fn compaction_inside_one_revision_makes_that_revision_the_oldest_available() {
-    // Proves that when a multi-event command is only partly kept, resuming before it is refused.
+fn compaction_drops_a_multi_event_revision_whole() {
+    // Proves that a multi-event command is kept or compacted as a whole: resuming before it is
+    // refused, no half of it lingers, and the snapshot of that history restores.
     let mut reg = Registry::new(3);
     for id in ["a", "b", "c"] {
         let mut new = svc(id);
@@ -97,6 +98,8 @@ fn compaction_inside_one_revision_makes_that_revision_the_oldest_available() {
     assert_eq!(reg.oldest_available(), Revision(4), "one of revision 4's three events was dropped");
     assert!(matches!(reg.events_since(Revision(3)), Err(RegistryError::Compacted { .. })));
     assert_eq!(reg.events_since(Revision(4)).unwrap().len(), 1);
+    assert_eq!(reg.history_len(), 1, "the rest of revision 4 went with its first event");
+    Registry::restore(reg.snapshot()).unwrap();
 }
 
 #[test]

@@ -171,22 +171,26 @@ fn cleanup_removes_expired_services_whose_lease_ended_before_at() {
 }
 
 #[test]
-fn extend_leases_gives_every_unexpired_lease_at_least_by_ms_from_now() {
-    // Proves ExtendLeases raises short leases to now+by, never shortens, skips expired, emits no event.
+fn extend_leases_renews_every_unexpired_lease_from_now_plus_by_ms() {
+    // Proves ExtendLeases raises leases to now+ttl+by, never shortens, skips expired, emits no event.
     let mut reg = with_services(&["short", "sick", "old"], 10);
     let mut long = svc("long");
     long.ttl_seconds = 3_600;
     register(&mut reg, long, T0);
     expire(&mut reg, &["old"], T0 + 10_000);
     run(&mut reg, Command::SetHealth { id: sid("sick"), healthy: false, at_ms: T0 }).unwrap();
+    run(&mut reg, Command::Renew { ids_with_ttl: vec![(sid("long"), None)], now_ms: T0 + 14_000 }).unwrap();
     let applied = run(&mut reg, Command::ExtendLeases { by_ms: 30_000, now_ms: T0 + 15_000 }).unwrap();
-    assert_eq!(applied.outcome, Outcome::LeasesExtended { count: 2 });
+    assert_eq!(applied.outcome, Outcome::LeasesExtended { count: 3 });
     assert!(applied.events.is_empty());
     let end = |id: &str| reg.get(&sid(id)).unwrap().expires_at_ms;
-    assert_eq!((end("short"), end("sick")), (T0 + 45_000, T0 + 45_000));
-    assert_eq!(end("long"), T0 + 3_600_000);
+    assert_eq!((end("short"), end("sick")), (T0 + 55_000, T0 + 55_000));
+    assert_eq!(end("long"), T0 + 15_000 + 3_600_000 + 30_000);
     assert_eq!((end("old"), status(&reg, "old")), (T0 + 10_000, Status::Expired));
-    assert!(reg.expired_candidates(T0 + 44_999).is_empty());
+    assert!(reg.expired_candidates(T0 + 54_999).is_empty());
+    // A lease already beyond now+ttl+by is left alone.
+    let applied = run(&mut reg, Command::ExtendLeases { by_ms: 1, now_ms: T0 + 15_000 }).unwrap();
+    assert_eq!(applied.outcome, Outcome::LeasesExtended { count: 0 });
 }
 
 #[test]
@@ -205,5 +209,5 @@ fn extend_leases_is_bounded() {
     for by_ms in [1, 86_400_000] {
         run(&mut reg, Command::ExtendLeases { by_ms, now_ms: T0 }).unwrap();
     }
-    assert_eq!(reg.get(&sid("a")).unwrap().expires_at_ms, T0 + 86_400_000);
+    assert_eq!(reg.get(&sid("a")).unwrap().expires_at_ms, T0 + 10_000 + 86_400_000);
 }

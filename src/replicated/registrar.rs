@@ -1,0 +1,304 @@
+//! The registry's write path on a node: [`Registrar`] turns a client's request into a raft
+//! proposal stamped with the leader's clock, takes heartbeats into the leader's
+//! [`LeaseKeeper`], and [`run_lease_keeper`] is the leader's task that checkpoints heartbeats
+//! (`Renew`), decides expiry (`Expire`) and extends every lease when this node becomes leader
+//! (`ExtendLeases`).
+//!
+//! Time comes from a [`Clock`] so tests can hold registry time still while raft runs in real
+//! time; every proposal carries the time it was stamped with, so `apply` never reads a clock.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::lease::LeaseKeeper;
+use super::{decode_answer, encode_command, RegistryMachine};
+use crate::consensus::raft::{Consensus, ConsensusError, RaftTiming};
+use crate::consensus::MachineReader;
+use crate::registry::validate;
+use crate::registry::{Applied, Command, NewService, Registry, RegistryError, Service, ServiceId, Status};
+
+/// Registry time: unix milliseconds.
+pub trait Clock: Send + Sync + 'static {
+    fn now_ms(&self) -> u64;
+}
+
+/// The wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        since.map(|d| d.as_millis() as u64).unwrap_or(0)
+    }
+}
+
+/// A clock that moves only when told to: registry time held still while raft runs.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    pub fn new(start_ms: u64) -> ManualClock {
+        ManualClock(AtomicU64::new(start_ms))
+    }
+    pub fn set(&self, ms: u64) {
+        self.0.store(ms, Ordering::SeqCst);
+    }
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(by.as_millis() as u64, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// How the leader keeps leases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseConfig {
+    /// One `Renew` entry per interval carries every heartbeat since the last one.
+    pub checkpoint_every: Duration,
+    /// How often the leader looks for lapsed leases (expiry happens at most this late).
+    pub check_every: Duration,
+    /// What a new leader adds on top of renewing every live lease from its own clock: the time
+    /// without a leader and clock skew between leaders.
+    pub failover_window: Duration,
+    /// How long one proposal may wait for its commit.
+    pub propose_timeout: Duration,
+}
+
+impl LeaseConfig {
+    /// Checkpoint and check once a second; the failover window covers two election timeouts
+    /// and a second of clock skew.
+    pub fn for_timing(t: RaftTiming) -> LeaseConfig {
+        let checkpoint_every = Duration::from_secs(1);
+        LeaseConfig {
+            checkpoint_every,
+            check_every: Duration::from_secs(1),
+            failover_window: Duration::from_secs(1) + Duration::from_millis(2 * t.election_max_ms),
+            propose_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why a registry request was not done.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistrarError {
+    /// The registry refused it (validation, not found, already registered, ...).
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// Writes and heartbeats go to the leader.
+    #[error("not the leader (leader: {})", leader_addr.as_deref().unwrap_or("unknown"))]
+    NotLeader { leader_id: Option<u64>, leader_addr: Option<String> },
+    /// No commit within the deadline, or raft is stopped.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The leader changed while the write was in flight: it may or may not have been applied.
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
+    /// Too many heartbeats wait for their checkpoint; retry shortly.
+    #[error("busy: {pending} heartbeats wait for their checkpoint; retry shortly")]
+    Busy { pending: usize },
+}
+
+impl From<ConsensusError> for RegistrarError {
+    fn from(e: ConsensusError) -> Self {
+        match e {
+            ConsensusError::NotLeader { leader_id, leader_addr } => {
+                RegistrarError::NotLeader { leader_id, leader_addr }
+            }
+            ConsensusError::Unknown(m) => RegistrarError::Unknown(m),
+            other => RegistrarError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// The registry's write path on one node.
+pub struct Registrar {
+    consensus: Arc<Consensus<RegistryMachine>>,
+    reader: MachineReader<RegistryMachine>,
+    keeper: Mutex<LeaseKeeper>,
+    flush: Notify,
+    clock: Arc<dyn Clock>,
+    cfg: LeaseConfig,
+}
+
+impl Registrar {
+    pub fn new(consensus: Arc<Consensus<RegistryMachine>>, clock: Arc<dyn Clock>, cfg: LeaseConfig) -> Self {
+        let reader = consensus.reader();
+        Registrar {
+            consensus,
+            reader,
+            keeper: Mutex::new(LeaseKeeper::default()),
+            flush: Notify::new(),
+            clock,
+            cfg,
+        }
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    pub fn config(&self) -> LeaseConfig {
+        self.cfg
+    }
+
+    /// Reads this node's copy of the registry (stale on a follower).
+    pub fn read<R>(&self, f: impl FnOnce(&Registry) -> R) -> R {
+        self.reader.read(|m| f(&m.0))
+    }
+
+    /// Proposes one command and waits (bounded) for the registry's answer.
+    pub async fn propose(&self, cmd: &Command) -> Result<Applied, RegistrarError> {
+        let bytes = encode_command(cmd);
+        let (_, answer) = tokio::time::timeout(self.cfg.propose_timeout, self.consensus.propose(bytes))
+            .await
+            .map_err(|_| {
+                RegistrarError::Unavailable(format!(
+                    "no commit within {:?} (is a quorum of voters reachable?)",
+                    self.cfg.propose_timeout
+                ))
+            })??;
+        Ok(decode_answer(&answer)?)
+    }
+
+    pub async fn register(&self, service: NewService) -> Result<Applied, RegistrarError> {
+        self.propose(&Command::Register { service, now_ms: self.now_ms() }).await
+    }
+
+    pub async fn deregister(&self, id: ServiceId) -> Result<Applied, RegistrarError> {
+        self.propose(&Command::Deregister { id, now_ms: self.now_ms() }).await
+    }
+
+    /// A heartbeat, taken on the leader into memory and checkpointed within
+    /// `checkpoint_every`. Returns the service as it will be once checkpointed. A heartbeat
+    /// for an expired service is checkpointed at once, so its return to `active` shows soon.
+    pub fn heartbeat(&self, id: &ServiceId, ttl_override: Option<u32>) -> Result<Service, RegistrarError> {
+        let lead = self.consensus.leadership().borrow().clone();
+        if lead.leader_id != Some(self.consensus.id()) {
+            return Err(RegistrarError::NotLeader {
+                leader_id: lead.leader_id,
+                leader_addr: lead.leader_addr,
+            });
+        }
+        if let Some(ttl) = ttl_override {
+            validate::ttl_seconds(ttl).map_err(|reason| RegistryError::InvalidCommand { reason })?;
+        }
+        let now = self.now_ms();
+        let mut service =
+            self.read(|r| r.get(id).cloned()).ok_or_else(|| RegistryError::NotFound { id: id.clone() })?;
+        let was_expired = service.status == Status::Expired;
+        {
+            let mut keeper = self.keeper();
+            if !keeper.heartbeat(id.clone(), ttl_override) {
+                let pending = keeper.pending();
+                drop(keeper);
+                self.flush.notify_one();
+                return Err(RegistrarError::Busy { pending });
+            }
+        }
+        if was_expired {
+            self.flush.notify_one();
+        }
+        let ttl = ttl_override.unwrap_or(service.ttl_seconds);
+        service.ttl_seconds = ttl;
+        service.last_heartbeat_ms = now;
+        service.expires_at_ms = now + u64::from(ttl) * 1000;
+        if was_expired {
+            service.status = Status::Active;
+        }
+        Ok(service)
+    }
+
+    fn keeper(&self) -> MutexGuard<'_, LeaseKeeper> {
+        self.keeper.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Proposes `cmd` from the lease keeper; logs and reports whether it committed.
+    async fn keeper_propose(&self, cmd: Command) -> bool {
+        let name = cmd.name();
+        match self.propose(&cmd).await {
+            Ok(applied) => {
+                tracing::debug!(command = name, revision = applied.revision.0, "leases: committed");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(command = name, error = %e, "leases: proposal failed");
+                false
+            }
+        }
+    }
+}
+
+/// The leader's lease task: on election, `ExtendLeases` first; then every `check_every`
+/// checkpoint pending heartbeats (at once when a heartbeat revives an expired service) and
+/// expire lapsed leases. Followers hold no heartbeats. Runs until `shutdown`.
+pub async fn run_lease_keeper(registrar: Arc<Registrar>, shutdown: CancellationToken) {
+    let me = registrar.consensus.id();
+    let cfg = registrar.cfg;
+    let mut leadership = registrar.consensus.leadership();
+    // The term in which this node extended every lease; expiry waits until that committed.
+    let mut extended_in: Option<u64> = None;
+    let mut last_checkpoint = tokio::time::Instant::now();
+    let mut flush_now = false;
+    loop {
+        let lead = leadership.borrow_and_update().clone();
+        let leading = lead.leader_id == Some(me);
+        if !leading {
+            if extended_in.take().is_some() {
+                let dropped = registrar.keeper().clear();
+                tracing::info!(
+                    dropped_heartbeats = dropped,
+                    "leases: no longer leader; the next leader extends every lease"
+                );
+            }
+        } else if extended_in != Some(lead.term) {
+            let window = cfg.failover_window.as_millis() as u64;
+            let cmd = registrar.keeper().on_elected(window, registrar.now_ms());
+            if registrar.keeper_propose(cmd).await {
+                tracing::info!(
+                    term = lead.term,
+                    by_ms = window,
+                    "leases: leader; every live lease extended by the failover window"
+                );
+                extended_in = Some(lead.term);
+                last_checkpoint = tokio::time::Instant::now();
+            }
+        } else {
+            if flush_now || last_checkpoint.elapsed() >= cfg.checkpoint_every {
+                flush_now = false;
+                last_checkpoint = tokio::time::Instant::now();
+                let cmd = registrar.keeper().checkpoint(registrar.now_ms());
+                if let Some(cmd) = cmd {
+                    if !registrar.keeper_propose(cmd.clone()).await {
+                        registrar.keeper().requeue(&cmd);
+                    }
+                }
+            }
+            let now = registrar.now_ms();
+            let expire = registrar.read(|r| registrar.keeper().expiries(r, now));
+            if let Some(cmd) = expire {
+                registrar.keeper_propose(cmd).await;
+            }
+        }
+        // A leader whose extension did not commit retries soon.
+        let tick = if leading && extended_in.is_none() {
+            cfg.check_every.min(Duration::from_millis(200))
+        } else {
+            cfg.check_every
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = leadership.changed() => if r.is_err() { return },
+            _ = registrar.flush.notified() => flush_now = true,
+            _ = tokio::time::sleep(tick) => {}
+        }
+    }
+}
