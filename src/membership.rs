@@ -141,3 +141,36 @@ mod tests {
         assert!(ms.iter().all(|x| x.mode == Mode::Unknown));
     }
 }
+
+/// One raft cluster as gossip shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSeen {
+    /// Hex raft id of the node that bootstrapped it.
+    pub id: String,
+    /// Alive members gossiping this cluster id.
+    pub members: usize,
+    /// The earliest bootstrap time any member gossips (unix ms); unknown sorts as youngest.
+    pub born_ms: Option<u64>,
+}
+
+/// A merge this node took part in: its cluster `from` joined `into`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeRecord {
+    pub from: ClusterSeen,
+    pub into: ClusterSeen,
+    /// When this node discarded its raft state to join `into` (unix ms).
+    pub at_ms: u64,
+    /// Where this node saved its old state machine (the services of `from`), if it could.
+    pub saved_state: Option<String>,
+}
+
+/// This node's raft cluster, other clusters in gossip, and past merges (for `/discovery`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftClusterInfo {
+    /// This node's cluster id, once it bootstrapped or joined one.
+    pub id: Option<String>,
+    /// Other raft clusters visible in gossip; one of two that meet joins the other.
+    pub others: Vec<ClusterSeen>,
+    /// Merges this node took part in since it started, oldest first.
+    pub merges: Vec<MergeRecord>,
+}

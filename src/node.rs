@@ -29,6 +29,8 @@ use crate::serf_rpc::{self, RpcConfig};
 
 /// How long shutdown waits for tasks after the leave.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long a leaving leader waits for another voter to take over.
+const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a graceful leave may take before we stop anyway.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -67,8 +69,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         grace: Duration::from_millis(config.voter_grace_ms),
         data_dir: config.data_dir.clone(),
     };
-    let known_cluster = std::fs::read_to_string(config.data_dir.join("raft").join("cluster-id")).ok();
-    let tags = cluster::tags_for(&cluster_cfg, known_cluster.as_deref().map(str::trim));
+    let known_cluster = cluster::load_cluster_id(&config.data_dir);
+    let tags = cluster::tags_for(&cluster_cfg, known_cluster.as_ref());
 
     let gossip_cfg = GossipConfig {
         node: config.node.clone(),
@@ -101,15 +103,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ));
     tracker.spawn(run_lease_keeper(registrar.clone(), api_shutdown.clone()));
     let (members_tx, members_rx) = tokio::sync::watch::channel(gossip.members().borrow().clone());
+    let (raft_cluster_tx, raft_cluster_rx) = tokio::sync::watch::channel(Default::default());
     // The controller stops with the API, before the leave: nothing may re-announce us after it.
     tracker.spawn(cluster::run(
         cluster_cfg,
         gossip.clone(),
         consensus.clone(),
-        members_tx,
+        || RegistryMachine(Registry::new(HISTORY_MAX_DEFAULT)),
+        cluster::Outputs { members: members_tx, raft_cluster: raft_cluster_tx },
         api_shutdown.clone(),
     ));
 
+    let members_view = members_rx.clone();
     let state = ApiState {
         node_name: config.node.clone(),
         cluster: config.cluster.clone(),
@@ -117,6 +122,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         started: Instant::now(),
         members: members_rx,
         leadership: consensus.leadership(),
+        raft_cluster: raft_cluster_rx,
     };
     // Raft RPCs ride the API listener as HTTP/2 gRPC under their service path.
     let grpc = axum::Router::new().route_service("/muster.raft.v1.Raft/{*rpc}", consensus.grpc_service());
@@ -181,6 +187,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         _ = shutdown.cancelled() => "fatal error".to_string(),
     };
     tracing::info!(reason = %reason, "node: shutting down");
+    if reason != "fatal error" {
+        hand_over_leadership(&consensus, &members_view).await;
+    }
     api_shutdown.cancel();
     match tokio::time::timeout(LEAVE_TIMEOUT, gossip.leave()).await {
         Ok(Ok(())) => {}
@@ -201,6 +210,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         bail!("node stopped after a fatal error (see the log above)");
     }
     Ok(())
+}
+
+/// A leader that leaves gracefully first hands leadership to another voter that gossip shows
+/// alive, so the cluster does not wait out an election timeout.
+async fn hand_over_leadership<M: crate::consensus::Machine>(
+    consensus: &Consensus<M>,
+    members: &tokio::sync::watch::Receiver<Arc<Vec<crate::membership::MemberInfo>>>,
+) {
+    let lead = consensus.leadership().borrow().clone();
+    if lead.leader_id != Some(consensus.id()) {
+        return;
+    }
+    let alive = cluster::plan::eligible(&members.borrow());
+    let Some(to) = lead.voters.iter().copied().find(|v| *v != consensus.id() && alive.contains_key(v)) else {
+        return;
+    };
+    let name = alive.get(&to).map(|e| e.node.name.clone()).unwrap_or_default();
+    match consensus.transfer_leadership(to, HAND_OVER_TIMEOUT).await {
+        Ok(()) => tracing::info!(to = %name, "raft: leadership handed over before leaving"),
+        Err(e) => tracing::warn!(to = %name, error = %e,
+            "raft: leadership hand-over failed; the others elect a leader after the election timeout"),
+    }
 }
 
 fn raft_timing_for(p: Profile) -> RaftTiming {

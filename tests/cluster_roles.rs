@@ -125,3 +125,75 @@ fn two_nodes_started_at_the_same_instant_form_one_cluster() {
         ids.iter().all(|i| *i == ids[0]).then_some(())
     });
 }
+
+#[test]
+fn two_clusters_that_meet_later_merge_the_smaller_into_the_larger() {
+    // Proves the merge rule on real processes: a lone node (cluster A) and a two-node cluster
+    // (B) that booted apart meet through a gossip join; A yields (smaller), discards its raft
+    // state and becomes a member of B; one server for all three; /discovery records the merge.
+    let a = Muster::start("lone", &["--profile", "local"]);
+    let b1 = Muster::start("b1", &["--profile", "local"]);
+    let b2 = Muster::start("b2", &["--profile", "local", "--join", &b1.gossip.to_string()]);
+    let cid =
+        |m: &Muster, of: &str| m.member(of).and_then(|v| v["tags"]["cluster_id"].as_str().map(String::from));
+    let a_cluster = wait_for(ELECT, "the lone node's own cluster", || cid(&a, "lone"));
+    let b_cluster = wait_for(ELECT, "b1 and b2 in one cluster", || {
+        let (x, y) = (cid(&b1, "b1")?, cid(&b1, "b2")?);
+        (x == y).then_some(x)
+    });
+    assert_ne!(a_cluster, b_cluster);
+    wait_for(ELECT, "b's two voters", || {
+        (health(&b1)?["raft"]["voters"] == 2 || health(&b1)?["raft"]["learners"] == 1).then_some(())
+    });
+    // The clusters meet: the lone node joins b1's gossip (serf's CLI on its RPC port).
+    let out = serf_cli(a.rpc, &["join", &b1.gossip.to_string()]);
+    assert!(out.status.success(), "serf join: {}", String::from_utf8_lossy(&out.stderr));
+    wait_for(Duration::from_secs(60), "the lone node to carry b's cluster id, seen from b1", || {
+        (cid(&b1, "lone")? == b_cluster).then_some(())
+    });
+    wait_for(ELECT, "one server all three agree on", || {
+        let (s, agree) = servers(&[&a, &b1, &b2]);
+        (s.len() == 1 && agree && s[0] != "lone").then_some(())
+    });
+    let d = get(&a, "/discovery").unwrap();
+    let merges = d["raft_cluster"]["merges"].as_array().cloned().unwrap_or_default();
+    assert_eq!(merges.len(), 1, "{d}");
+    assert_eq!(merges[0]["from"]["id"], a_cluster.as_str(), "{d}");
+    assert_eq!(merges[0]["into"]["id"], b_cluster.as_str(), "{d}");
+    assert_eq!(d["raft_cluster"]["id"], b_cluster.as_str(), "{d}");
+    assert!(a.log_text().contains("cluster: merging"), "the merge is logged");
+    for m in [&b1, &b2] {
+        let d = get(m, "/discovery").unwrap();
+        assert_eq!(d["raft_cluster"]["merges"].as_array().map(Vec::len), Some(0), "{d}");
+    }
+}
+
+#[test]
+fn a_leader_that_leaves_gracefully_hands_leadership_over_first() {
+    // Proves the graceful-leave rule: SIGTERM to the server makes it transfer leadership to
+    // another voter before it leaves, and the other two agree on the new server.
+    let a = Muster::start("ha", &["--profile", "local"]);
+    let join = a.gossip.to_string();
+    let b = Muster::start("hb", &["--profile", "local", "--join", &join]);
+    let c = Muster::start("hc", &["--profile", "local", "--join", &join]);
+    let mut all = vec![a, b, c];
+    let first = wait_for(ELECT, "one server that all three agree on", || {
+        let refs: Vec<&Muster> = all.iter().collect();
+        let (s, agree) = servers(&refs);
+        (s.len() == 1 && agree).then(|| s[0].clone())
+    });
+    wait_for(ELECT, "three voters known to every node", || {
+        all.iter().all(|m| health(m).is_some_and(|h| h["raft"]["voters"] == 3)).then_some(())
+    });
+    let idx = all.iter().position(|m| m.name == first).unwrap();
+    let mut leaving = all.remove(idx);
+    leaving.proc.signal("TERM");
+    assert!(leaving.proc.wait_exit(Duration::from_secs(30)).success());
+    let log = leaving.log_text();
+    assert!(log.contains("raft: leadership handed over before leaving"), "no hand-over in the log:\n{log}");
+    wait_for(ELECT, "a new server the two others agree on", || {
+        let refs: Vec<&Muster> = all.iter().collect();
+        let (s, agree) = servers(&refs);
+        (s.len() == 1 && agree && s[0] != first).then_some(())
+    });
+}

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{ApiError, ApiState, MemberFilter, HTTP_PORT_TAG};
 use crate::logging::{format_rfc3339, unix_ms_now, Precision};
-use crate::membership::{counts, MemberInfo, MemberStatus, Mode};
+use crate::membership::{counts, MemberInfo, MemberStatus, Mode, RaftClusterInfo};
 
 #[derive(Debug, Serialize)]
 pub(super) struct Health {
@@ -79,6 +79,8 @@ pub(super) struct Discovery {
     node_id: String,
     mode: Mode,
     discovered_servers: Vec<DiscoveredServer>,
+    /// This node's raft cluster, other raft clusters in gossip (they merge), past merges.
+    raft_cluster: RaftClusterInfo,
 }
 
 #[derive(Debug, Serialize)]
@@ -109,7 +111,8 @@ pub(super) async fn discovery(State(state): State<Arc<ApiState>>) -> Json<Discov
         })
         .collect();
     let mode = members.iter().find(|m| m.name == state.node_name).map_or(Mode::Unknown, |m| m.mode);
-    Json(Discovery { node_id: state.node_name.clone(), mode, discovered_servers })
+    let raft_cluster = state.raft_cluster.borrow().clone();
+    Json(Discovery { node_id: state.node_name.clone(), mode, discovered_servers, raft_cluster })
 }
 
 /// The member's API port from its `http_port` tag. Only muster nodes carry the tag: plain Serf

@@ -39,6 +39,8 @@ pub struct ApiState {
     pub started: Instant,
     pub members: watch::Receiver<Arc<Vec<MemberInfo>>>,
     pub leadership: watch::Receiver<crate::consensus::leadership::Leadership>,
+    /// This node's raft cluster, other clusters in gossip, and merges.
+    pub raft_cluster: watch::Receiver<crate::membership::RaftClusterInfo>,
 }
 
 impl ApiState {

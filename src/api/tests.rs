@@ -57,6 +57,7 @@ async fn start(members: Vec<MemberInfo>) -> Running {
         started: Instant::now(),
         members: rx,
         leadership: watch::channel(crate::consensus::leadership::Leadership::unknown()).1,
+        raft_cluster: watch::channel(Default::default()).1,
     };
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(serve(listener, state, shutdown.clone()));

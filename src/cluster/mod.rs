@@ -19,8 +19,11 @@ use crate::consensus::leadership::Role as RaftRole;
 use crate::consensus::raft::Consensus;
 use crate::consensus::Machine;
 use crate::gossip::net::GossipHandle;
-use crate::membership::{assign_modes, MemberInfo, Mode, RAFT_ID_TAG};
-use plan::{eligible, next_step, should_bootstrap, Step, CLUSTER_ID_TAG, RAFT_ADDR_TAG, ROLE_TAG};
+use crate::membership::{assign_modes, MemberInfo, MergeRecord, Mode, RaftClusterInfo, RAFT_ID_TAG};
+use plan::{
+    eligible, manageable, merge_target, next_step, should_bootstrap, Step, CLUSTER_BORN_TAG, CLUSTER_ID_TAG,
+    RAFT_ADDR_TAG, ROLE_TAG,
+};
 
 /// How often the controller looks at the world (also on every member change).
 const TICK: Duration = Duration::from_millis(500);
@@ -48,42 +51,80 @@ fn cluster_id_path(dir: &std::path::Path) -> PathBuf {
     dir.join("raft").join("cluster-id")
 }
 
+/// The raft cluster this node belongs to: the bootstrapping node's hex id and when it
+/// bootstrapped (unix ms; 0 when unknown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterId {
+    pub id: String,
+    pub born_ms: u64,
+}
+
+/// Reads the cluster id file (`<id>` then, on a second line, `<born_ms>`), if any.
+pub fn load_cluster_id(data_dir: &std::path::Path) -> Option<ClusterId> {
+    let text = std::fs::read_to_string(cluster_id_path(data_dir)).ok()?;
+    let mut lines = text.lines();
+    let id = lines.next()?.trim().to_string();
+    let born_ms = lines.next().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+    (!id.is_empty()).then_some(ClusterId { id, born_ms })
+}
+
 /// The tags this member gossips.
-pub fn tags_for(cfg: &ClusterConfig, cluster_id: Option<&str>) -> BTreeMap<String, String> {
+pub fn tags_for(cfg: &ClusterConfig, cluster: Option<&ClusterId>) -> BTreeMap<String, String> {
     let mut t = cfg.tags.clone();
     t.insert(RAFT_ID_TAG.into(), format!("{:x}", cfg.id));
     t.insert(RAFT_ADDR_TAG.into(), cfg.api_addr.clone());
     t.insert(ROLE_TAG.into(), cfg.role.clone());
-    if let Some(c) = cluster_id {
-        t.insert(CLUSTER_ID_TAG.into(), c.to_string());
+    if let Some(c) = cluster {
+        t.insert(CLUSTER_ID_TAG.into(), c.id.clone());
+        t.insert(CLUSTER_BORN_TAG.into(), c.born_ms.to_string());
     }
     t
 }
 
-/// Runs until `shutdown`.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Where the controller publishes what it sees.
+pub struct Outputs {
+    /// Members with their modes.
+    pub members: watch::Sender<Arc<Vec<MemberInfo>>>,
+    /// This node's raft cluster, others in gossip, merges.
+    pub raft_cluster: watch::Sender<RaftClusterInfo>,
+}
+
+/// Runs until `shutdown`. `fresh` makes the empty state machine a node starts over with when
+/// its cluster merges into another.
 pub async fn run<M: Machine>(
     cfg: ClusterConfig,
     gossip: GossipHandle,
     consensus: Arc<Consensus<M>>,
-    members_out: watch::Sender<Arc<Vec<MemberInfo>>>,
+    fresh: impl Fn() -> M + Send + 'static,
+    out: Outputs,
     shutdown: CancellationToken,
 ) {
     let started = Instant::now();
-    let mut cluster_id =
-        std::fs::read_to_string(cluster_id_path(&cfg.data_dir)).ok().map(|s| s.trim().to_string());
+    let mut cluster_id = load_cluster_id(&cfg.data_dir);
+    consensus.set_cluster(cluster_id.as_ref().map(|c| c.id.clone()));
     let mut members_rx = gossip.members();
     let mut leadership = consensus.leadership();
     let mut missing_since: HashMap<u64, Instant> = HashMap::new();
+    let mut merge_seen: Option<(String, Instant)> = None;
+    let mut merges: Vec<MergeRecord> = Vec::new();
     loop {
         let members: Vec<MemberInfo> = members_rx.borrow_and_update().as_ref().clone();
         let lead = leadership.borrow_and_update().clone();
-        let el = eligible(&members);
+        let all = eligible(&members);
+        let el = manageable(cluster_id.as_ref().map(|c| c.id.as_str()), &all);
         let initialized = consensus.is_initialized().await;
 
         if !initialized
             && cfg.role != "agent"
             && started.elapsed() >= cfg.bootstrap_window
-            && should_bootstrap(cfg.id, &el)
+            && should_bootstrap(cfg.id, &all)
         {
             let me = BTreeMap::from([(
                 cfg.id,
@@ -91,25 +132,76 @@ pub async fn run<M: Machine>(
             )]);
             match consensus.initialize(me).await {
                 Ok(()) => {
-                    let id = format!("{:x}", cfg.id);
-                    tracing::info!(cluster_id = %id, "cluster: bootstrapped a new cluster with this node as its only voter");
-                    set_cluster_id(&cfg, &gossip, &mut cluster_id, id).await;
+                    let id = ClusterId { id: format!("{:x}", cfg.id), born_ms: unix_ms() };
+                    tracing::info!(cluster_id = %id.id, "cluster: bootstrapped a new cluster with this node as its only voter");
+                    set_cluster_id(&cfg, &gossip, &consensus, &mut cluster_id, id).await;
                 }
                 Err(e) => tracing::warn!(error = %e, "cluster: bootstrap failed"),
             }
         }
         if initialized && cluster_id.is_none() {
-            let from_leader = lead
-                .leader_name
-                .as_ref()
-                .and_then(|n| members.iter().find(|m| &m.name == n))
-                .and_then(|m| m.tags.get(CLUSTER_ID_TAG).cloned());
+            let from_leader =
+                lead.leader_name.as_ref().and_then(|n| members.iter().find(|m| &m.name == n)).and_then(|m| {
+                    let id = m.tags.get(CLUSTER_ID_TAG)?.clone();
+                    let born_ms = m.tags.get(CLUSTER_BORN_TAG).and_then(|b| b.parse().ok()).unwrap_or(0);
+                    Some(ClusterId { id, born_ms })
+                });
             if let Some(id) = from_leader {
-                tracing::info!(cluster_id = %id, "cluster: joined");
-                set_cluster_id(&cfg, &gossip, &mut cluster_id, id).await;
+                tracing::info!(cluster_id = %id.id, "cluster: joined");
+                set_cluster_id(&cfg, &gossip, &consensus, &mut cluster_id, id).await;
             }
         }
-        if lead.leader_id == Some(cfg.id) {
+        // Two clusters that meet: the one that yields starts over as a member of the other.
+        let target = match (&cluster_id, initialized) {
+            (Some(mine), true) => merge_target(&mine.id, &all),
+            _ => None,
+        };
+        match target {
+            None => merge_seen = None,
+            Some(t) => {
+                let since = match &merge_seen {
+                    Some((id, since)) if *id == t.id => *since,
+                    _ => {
+                        tracing::info!(other = %t.id, other_members = t.members, "cluster: another raft cluster is in gossip; this one yields to it if it stays");
+                        merge_seen = Some((t.id.clone(), Instant::now()));
+                        Instant::now()
+                    }
+                };
+                if since.elapsed() >= cfg.bootstrap_window * 2 {
+                    if let Some(mine) = cluster_id.clone() {
+                        let from = plan::clusters_seen(&all).remove(&mine.id);
+                        let from = from.unwrap_or(plan::ClusterSeen {
+                            id: mine.id.clone(),
+                            members: 0,
+                            born_ms: None,
+                        });
+                        match merge_into(&cfg, &gossip, &consensus, &fresh, &from, &t).await {
+                            Ok(record) => {
+                                cluster_id = None;
+                                merges.push(record);
+                            }
+                            Err(e) => tracing::error!(error = %e, "cluster: merge failed; retrying"),
+                        }
+                        merge_seen = None;
+                    }
+                }
+            }
+        }
+        let mine = cluster_id.as_ref().map(|c| c.id.clone());
+        let info = RaftClusterInfo {
+            others: plan::clusters_seen(&all)
+                .into_values()
+                .filter(|c| Some(&c.id) != mine.as_ref())
+                .collect(),
+            id: mine,
+            merges: merges.clone(),
+        };
+        out.raft_cluster.send_if_modified(|cur| {
+            let changed = *cur != info;
+            *cur = info;
+            changed
+        });
+        if lead.leader_id == Some(cfg.id) && merge_seen.is_none() {
             autopilot(&cfg, &consensus, &el, &mut missing_since).await;
         }
 
@@ -120,7 +212,7 @@ pub async fn run<M: Machine>(
         };
         let mut with_modes = members;
         assign_modes(&mut with_modes, &cfg.name, my_mode, lead.leader_name.as_deref());
-        members_out.send_replace(Arc::new(with_modes));
+        out.members.send_replace(Arc::new(with_modes));
 
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -131,20 +223,62 @@ pub async fn run<M: Machine>(
     }
 }
 
-async fn set_cluster_id(
+async fn set_cluster_id<M: Machine>(
     cfg: &ClusterConfig,
     gossip: &GossipHandle,
-    current: &mut Option<String>,
-    id: String,
+    consensus: &Consensus<M>,
+    current: &mut Option<ClusterId>,
+    id: ClusterId,
 ) {
     let path = cluster_id_path(&cfg.data_dir);
-    if let Err(e) = std::fs::write(&path, &id) {
+    if let Err(e) = std::fs::write(&path, format!("{}\n{}\n", id.id, id.born_ms)) {
         tracing::warn!(path = %path.display(), error = %e, "cluster: cannot persist the cluster id");
     }
+    consensus.set_cluster(Some(id.id.clone()));
     if let Err(e) = gossip.set_tags(tags_for(cfg, Some(&id))).await {
         tracing::warn!(error = %e, "cluster: cannot update gossip tags");
     }
     *current = Some(id);
+}
+
+/// This node's cluster `from` yields to `into`: save the old state machine beside the data
+/// dir's raft state, discard the raft state, start over empty as a member-to-be of `into`
+/// (its leader's autopilot adds us), and gossip no cluster until we are in.
+async fn merge_into<M: Machine>(
+    cfg: &ClusterConfig,
+    gossip: &GossipHandle,
+    consensus: &Consensus<M>,
+    fresh: &impl Fn() -> M,
+    from: &plan::ClusterSeen,
+    into: &plan::ClusterSeen,
+) -> Result<MergeRecord, crate::consensus::raft::ConsensusError> {
+    let at_ms = unix_ms();
+    tracing::warn!(
+        from = %from.id, from_members = from.members, from_born_ms = ?from.born_ms,
+        into = %into.id, into_members = into.members, into_born_ms = ?into.born_ms,
+        "cluster: merging: this raft cluster is smaller (or as large and younger) than another in gossip; \
+         this node discards its raft state and joins the other"
+    );
+    let bytes = consensus.reader().read(|m| m.snapshot());
+    let dir = cfg.data_dir.join("merged");
+    let path = dir.join(format!("{}-{at_ms}.snapshot", from.id));
+    let saved_state = match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, &bytes)) {
+        Ok(()) => {
+            tracing::warn!(path = %path.display(), bytes = bytes.len(), "cluster: the old cluster's state machine is saved here");
+            Some(path.display().to_string())
+        }
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "cluster: cannot save the old cluster's state machine");
+            None
+        }
+    };
+    let _ = std::fs::remove_file(cluster_id_path(&cfg.data_dir));
+    consensus.reset(fresh(), Some(into.id.clone())).await?;
+    if let Err(e) = gossip.set_tags(tags_for(cfg, None)).await {
+        tracing::warn!(error = %e, "cluster: cannot update gossip tags");
+    }
+    tracing::info!(into = %into.id, "cluster: raft state discarded; waiting for the other cluster's leader to add this node");
+    Ok(MergeRecord { from: from.clone(), into: into.clone(), at_ms, saved_state })
 }
 
 async fn autopilot<M: Machine>(
@@ -153,8 +287,9 @@ async fn autopilot<M: Machine>(
     el: &BTreeMap<u64, plan::Eligible>,
     missing_since: &mut HashMap<u64, Instant>,
 ) {
+    let Some(raft) = consensus.raft() else { return };
     let (voters, learners) = {
-        let m = consensus.raft().metrics();
+        let m = raft.metrics();
         let m = openraft::async_runtime::WatchReceiver::borrow_watched(&m).clone();
         let mem = m.membership_config.membership();
         let voters: BTreeSet<u64> = mem.voter_ids().collect();

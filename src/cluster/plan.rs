@@ -5,12 +5,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::consensus::RaftNode;
+pub use crate::membership::ClusterSeen;
 use crate::membership::{MemberInfo, MemberStatus, RAFT_ID_TAG};
 
 /// Tag with the member's raft API address (`host:port`).
 pub const RAFT_ADDR_TAG: &str = "raft_addr";
 /// Tag with the raft cluster a member belongs to (hex id of the bootstrapping node).
 pub const CLUSTER_ID_TAG: &str = "cluster_id";
+/// Tag with when the member's raft cluster was bootstrapped (unix milliseconds).
+pub const CLUSTER_BORN_TAG: &str = "cluster_born";
 /// Tag with the member's `--role`. Not `role`: that is Serf's conventional user tag, and a
 /// user's `--tag role=web` must survive.
 pub const ROLE_TAG: &str = "muster_role";
@@ -25,6 +28,8 @@ pub struct Eligible {
     /// `--role agent` members follow the log as learners but never vote.
     pub can_vote: bool,
     pub cluster_id: Option<String>,
+    /// When that cluster was bootstrapped (unix ms), as the member gossips it.
+    pub cluster_born_ms: Option<u64>,
 }
 
 /// Parses a raft id as written in tags.
@@ -48,6 +53,7 @@ pub fn eligible(members: &[MemberInfo]) -> BTreeMap<u64, Eligible> {
                     preferred: m.tags.get(ROLE_TAG).map(String::as_str) == Some("server"),
                     can_vote: m.tags.get(ROLE_TAG).map(String::as_str) != Some("agent"),
                     cluster_id: m.tags.get(CLUSTER_ID_TAG).cloned().filter(|c| !c.is_empty()),
+                    cluster_born_ms: m.tags.get(CLUSTER_BORN_TAG).and_then(|b| b.trim().parse().ok()),
                 },
             ))
         })
@@ -61,6 +67,53 @@ pub fn should_bootstrap(me: u64, eligible: &BTreeMap<u64, Eligible>) -> bool {
     let lowest =
         eligible.values().filter(|e| e.can_vote).map(|e| e.id).next().is_none_or(|lowest| lowest >= me);
     !any_cluster && lowest
+}
+
+/// The members the autopilot of cluster `mine` may manage: its own and those in no cluster
+/// yet. Members of another cluster are never added (they merge first, see [`merge_target`]).
+pub fn manageable(mine: Option<&str>, eligible: &BTreeMap<u64, Eligible>) -> BTreeMap<u64, Eligible> {
+    eligible
+        .iter()
+        .filter(|(_, e)| e.cluster_id.is_none() || e.cluster_id.as_deref() == mine)
+        .map(|(id, e)| (*id, e.clone()))
+        .collect()
+}
+
+/// Every cluster visible in gossip, by id.
+pub fn clusters_seen(eligible: &BTreeMap<u64, Eligible>) -> BTreeMap<String, ClusterSeen> {
+    let mut out: BTreeMap<String, ClusterSeen> = BTreeMap::new();
+    for e in eligible.values() {
+        let Some(id) = &e.cluster_id else { continue };
+        let c = out.entry(id.clone()).or_insert_with(|| ClusterSeen {
+            id: id.clone(),
+            members: 0,
+            born_ms: None,
+        });
+        c.members += 1;
+        c.born_ms = match (c.born_ms, e.cluster_born_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    out
+}
+
+/// Whether cluster `a` gives way to `b` when they meet: the smaller one yields; at equal size
+/// the younger; at equal age the larger id. A strict order, so exactly one of two yields.
+pub fn yields_to(a: &ClusterSeen, b: &ClusterSeen) -> bool {
+    let key = |c: &ClusterSeen| (std::cmp::Reverse(c.members), c.born_ms.unwrap_or(u64::MAX), c.id.clone());
+    key(a) > key(b)
+}
+
+/// The cluster this node's cluster (`mine`) should join, if another one it yields to is in
+/// gossip: the strongest such cluster.
+pub fn merge_target(mine: &str, eligible: &BTreeMap<u64, Eligible>) -> Option<ClusterSeen> {
+    let seen = clusters_seen(eligible);
+    let me = seen.get(mine)?;
+    seen.values()
+        .filter(|c| c.id != mine && yields_to(me, c))
+        .min_by(|a, b| if yields_to(a, b) { std::cmp::Ordering::Greater } else { std::cmp::Ordering::Less })
+        .cloned()
 }
 
 /// Voters wanted for this many eligible members: 1, 3 or 5 (never an even count).
@@ -126,6 +179,7 @@ mod tests {
                     preferred: false,
                     can_vote: true,
                     cluster_id: None,
+                    cluster_born_ms: None,
                 };
                 (*id, e)
             })
@@ -205,5 +259,44 @@ mod tests {
         assert!(!e[&11].can_vote);
         // An agent learner is never promoted.
         assert_eq!(next_step(10, &[10].into(), &[11].into(), &e, &BTreeSet::new()), Step::Nothing);
+    }
+
+    fn in_cluster(ids: &[u64], cluster: &str, born: u64) -> BTreeMap<u64, Eligible> {
+        let mut e = el(ids);
+        for v in e.values_mut() {
+            v.cluster_id = Some(cluster.into());
+            v.cluster_born_ms = Some(born);
+        }
+        e
+    }
+
+    #[test]
+    fn when_two_clusters_meet_the_smaller_then_the_younger_joins_the_other() {
+        // Proves the merge rule: size first, then age, then id; exactly one side yields, both
+        // sides compute the same answer, and a lone cluster merges nowhere.
+        let mut e = in_cluster(&[1, 2, 3], "a", 500);
+        e.extend(in_cluster(&[4, 5], "b", 100));
+        assert_eq!(merge_target("b", &e).map(|c| c.id), Some("a".into()), "smaller yields");
+        assert_eq!(merge_target("a", &e), None);
+        let mut e = in_cluster(&[1, 2], "a", 500);
+        e.extend(in_cluster(&[4, 5], "b", 100));
+        assert_eq!(merge_target("a", &e).map(|c| c.id), Some("b".into()), "younger yields");
+        assert_eq!(merge_target("b", &e), None);
+        let mut e = in_cluster(&[1], "a", 100);
+        e.extend(in_cluster(&[4], "b", 100));
+        assert_eq!(merge_target("b", &e).map(|c| c.id), Some("a".into()), "larger id yields");
+        assert_eq!(merge_target("a", &e), None);
+        assert_eq!(merge_target("a", &in_cluster(&[1, 2], "a", 1)), None);
+        // Three clusters: the weakest joins the strongest directly.
+        let mut e = in_cluster(&[1, 2, 3], "a", 9);
+        e.extend(in_cluster(&[4, 5], "b", 1));
+        e.extend(in_cluster(&[6], "c", 1));
+        assert_eq!(merge_target("c", &e).map(|c| c.id), Some("a".into()));
+        assert_eq!(merge_target("b", &e).map(|c| c.id), Some("a".into()));
+        // Members of another cluster are never managed by this one's autopilot.
+        let mut e = in_cluster(&[1, 2], "a", 9);
+        e.extend(in_cluster(&[4], "b", 1));
+        e.extend(el(&[7]));
+        assert_eq!(manageable(Some("a"), &e).keys().copied().collect::<Vec<_>>(), vec![1, 2, 7]);
     }
 }

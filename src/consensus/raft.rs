@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use openraft::async_runtime::WatchReceiver;
@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use super::leadership::{role_at, Leadership, Lease, RaftView};
 use super::network::pb::raft_server::RaftServer;
-use super::network::{Faults, NetworkFactory, RaftService};
+use super::network::{ClusterTag, CurrentRaft, Faults, NetworkFactory, RaftService};
 use super::store::{open, MachineReader, StateMachineStore, StoreError};
 use super::types::{Machine, Proposal, RaftNode, TypeConfig};
 
@@ -87,47 +87,52 @@ pub enum ConsensusError {
     Refused(String),
 }
 
-/// A running raft member.
+/// One incarnation of the local raft member: replaced as a whole by [`Consensus::reset`].
+struct Member<M: Machine> {
+    raft: MusterRaft<M>,
+    watcher: JoinHandle<()>,
+}
+
+/// A running raft member. Its raft instance can be replaced (after a cluster merge) while
+/// every handle to it (the gRPC service, readers, the leadership watch) stays valid.
 pub struct Consensus<M: Machine> {
     id: u64,
-    data_dir: PathBuf,
-    raft: MusterRaft<M>,
-    reader: MachineReader<M>,
-    faults: Faults,
+    cfg: RaftConfig,
+    cluster: ClusterTag,
+    current: Arc<RwLock<Option<Arc<Member<M>>>>>,
+    reader: RwLock<MachineReader<M>>,
+    leadership_tx: Arc<watch::Sender<Leadership>>,
     leadership: watch::Receiver<Leadership>,
-    watcher: JoinHandle<()>,
+    reset_lock: tokio::sync::Mutex<()>,
+}
+
+fn read<T: Clone>(lock: &RwLock<T>) -> T {
+    lock.read().map(|g| g.clone()).unwrap_or_else(|p| p.into_inner().clone())
+}
+
+fn write<T>(lock: &RwLock<T>, value: T) {
+    match lock.write() {
+        Ok(mut g) => *g = value,
+        Err(p) => *p.into_inner() = value,
+    }
 }
 
 impl<M: Machine> Consensus<M> {
     /// Opens the store under `data_dir`, restores the machine and starts raft.
     pub async fn start(cfg: RaftConfig, machine: M) -> Result<Self, ConsensusError> {
-        let (log, sm) = open(&cfg.data_dir, machine).await?;
-        let reader = sm.reader();
-        let t = cfg.timing;
-        let config = Config {
-            cluster_name: "muster".to_string(),
-            heartbeat_interval: t.heartbeat_ms,
-            election_timeout_min: t.election_min_ms,
-            election_timeout_max: t.election_max_ms,
-            enable_pre_vote: Some(true),
-            ..Default::default()
-        }
-        .validate()
-        .map_err(|e| ConsensusError::Config(e.to_string()))?;
-        let network = NetworkFactory::new(cfg.id, cfg.faults.clone());
-        let raft = Raft::new(cfg.id, Arc::new(config), network, log, sm)
-            .await
-            .map_err(|e| ConsensusError::Fatal(e.to_string()))?;
+        let cluster = ClusterTag::default();
         let (tx, leadership) = watch::channel(Leadership::unknown());
-        let watcher = tokio::spawn(watch_leadership(raft.clone(), cfg.id, t.lease(), tx));
+        let leadership_tx = Arc::new(tx);
+        let (member, reader) = start_member(&cfg, &cluster, &leadership_tx, machine).await?;
         Ok(Consensus {
             id: cfg.id,
-            data_dir: cfg.data_dir,
-            raft,
-            reader,
-            faults: cfg.faults,
+            cfg,
+            cluster,
+            current: Arc::new(RwLock::new(Some(Arc::new(member)))),
+            reader: RwLock::new(reader),
+            leadership_tx,
             leadership,
-            watcher,
+            reset_lock: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -135,37 +140,58 @@ impl<M: Machine> Consensus<M> {
         self.id
     }
 
-    pub fn raft(&self) -> &MusterRaft<M> {
-        &self.raft
+    /// The current raft instance (`None` while a reset is replacing it).
+    pub fn raft(&self) -> Option<MusterRaft<M>> {
+        read(&self.current).map(|m| m.raft.clone())
+    }
+
+    fn member(&self) -> Result<Arc<Member<M>>, ConsensusError> {
+        read(&self.current).ok_or_else(|| ConsensusError::Fatal("raft member is restarting".into()))
     }
 
     /// Reads of the local state machine copy (stale on followers).
     pub fn reader(&self) -> MachineReader<M> {
-        self.reader.clone()
+        read(&self.reader)
     }
 
     pub fn leadership(&self) -> watch::Receiver<Leadership> {
         self.leadership.clone()
     }
 
+    /// The raft cluster this member belongs to or is joining; raft messages from any other
+    /// cluster are refused.
+    pub fn set_cluster(&self, cluster: Option<String>) {
+        self.cluster.set(cluster);
+    }
+
+    pub fn cluster(&self) -> Option<String> {
+        self.cluster.get()
+    }
+
     /// The gRPC service peers call; mount it on the API listener.
     pub fn grpc_service(&self) -> RaftServer<RaftService<StateMachineStore<M>>> {
-        RaftServer::new(RaftService::new(self.raft.clone(), self.id, self.faults.clone()))
+        let current = self.current.clone();
+        let find: CurrentRaft<StateMachineStore<M>> =
+            Arc::new(move || read(&current).map(|m| m.raft.clone()));
+        RaftServer::new(RaftService::new(find, self.id, self.cluster.clone(), self.cfg.faults.clone()))
     }
 
     /// True once this member has a membership (bootstrapped or added by a leader).
     pub async fn is_initialized(&self) -> bool {
-        self.raft.is_initialized().await.unwrap_or(false)
+        match self.member() {
+            Ok(m) => m.raft.is_initialized().await.unwrap_or(false),
+            Err(_) => false,
+        }
     }
 
     /// Bootstraps a new cluster whose voters are `members`.
     pub async fn initialize(&self, members: BTreeMap<u64, RaftNode>) -> Result<(), ConsensusError> {
-        self.raft.initialize(members).await.map_err(|e| ConsensusError::Refused(e.to_string()))
+        self.member()?.raft.initialize(members).await.map_err(|e| ConsensusError::Refused(e.to_string()))
     }
 
     /// Proposes one command; on the leader, returns its log index and the machine's answer.
     pub async fn propose(&self, payload: Vec<u8>) -> Result<(u64, Vec<u8>), ConsensusError> {
-        match self.raft.client_write(Proposal(payload)).await {
+        match self.member()?.raft.client_write(Proposal(payload)).await {
             Ok(resp) => Ok((resp.log_id.index, resp.data.0)),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(ConsensusError::NotLeader {
@@ -183,7 +209,8 @@ impl<M: Machine> Consensus<M> {
 
     /// Adds a non-voting member that receives the log.
     pub async fn add_learner(&self, id: u64, node: RaftNode) -> Result<(), ConsensusError> {
-        self.raft
+        self.member()?
+            .raft
             .add_learner(id, node, true)
             .await
             .map(|_| ())
@@ -192,33 +219,126 @@ impl<M: Machine> Consensus<M> {
 
     /// Sets the voters (every voter must already be a member); one change at a time.
     pub async fn set_voters(&self, voters: BTreeSet<u64>) -> Result<(), ConsensusError> {
-        self.raft
+        self.member()?
+            .raft
             .change_membership(voters, false)
             .await
             .map(|_| ())
             .map_err(|e| ConsensusError::Refused(e.to_string()))
     }
 
+    /// Asks the leader (this member) to hand leadership to `to`; returns once another member
+    /// leads or `timeout` passes.
+    pub async fn transfer_leadership(&self, to: u64, timeout: Duration) -> Result<(), ConsensusError> {
+        let raft = self.member()?.raft.clone();
+        raft.trigger().transfer_leader(to).await.map_err(|e| ConsensusError::Fatal(e.to_string()))?;
+        let mut rx = self.leadership();
+        let moved = tokio::time::timeout(timeout, async {
+            loop {
+                let l = rx.borrow_and_update().clone();
+                if l.leader_id.is_some() && l.leader_id != Some(self.id) {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        moved
+            .await
+            .map_err(|_| ConsensusError::Refused(format!("leadership did not move within {timeout:?}")))
+    }
+
+    /// Throws away this member's raft state (log, vote, machine, snapshots) and starts again
+    /// empty with `machine`, as a member joining `cluster`. The node keeps its id; its old
+    /// cluster's messages are refused from now on. Used when this node's cluster merges into
+    /// another.
+    pub async fn reset(&self, machine: M, cluster: Option<String>) -> Result<(), ConsensusError> {
+        let _one_at_a_time = self.reset_lock.lock().await;
+        self.cluster.set(cluster);
+        let old = match self.current.write() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        if let Some(old) = old {
+            stop_member(&old, &self.cfg.data_dir).await;
+        }
+        let dir = self.cfg.data_dir.join(super::store::RAFT_DIR);
+        for file in [super::store::LOG_FILE, super::store::SM_FILE] {
+            match std::fs::remove_file(dir.join(file)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(ConsensusError::Fatal(format!(
+                        "cannot remove {}: {e}",
+                        dir.join(file).display()
+                    )))
+                }
+            }
+        }
+        self.leadership_tx.send_replace(Leadership::unknown());
+        let (member, reader) = start_member(&self.cfg, &self.cluster, &self.leadership_tx, machine).await?;
+        write(&self.reader, reader);
+        write(&self.current, Some(Arc::new(member)));
+        Ok(())
+    }
+
     /// Stops raft and returns once its storage files are released (openraft's tasks drop
     /// their handles shortly after `shutdown`), so the same data dir can be opened again.
     pub async fn shutdown(&self) {
-        self.watcher.abort();
-        if let Err(e) = self.raft.shutdown().await {
-            tracing::warn!(error = %e, "raft: shutdown failed");
+        let _one_at_a_time = self.reset_lock.lock().await;
+        if let Ok(m) = self.member() {
+            stop_member(&m, &self.cfg.data_dir).await;
         }
-        let dir = self.data_dir.join(super::store::RAFT_DIR);
-        let deadline = Instant::now() + RELEASE_WAIT;
-        for file in [super::store::LOG_FILE, super::store::SM_FILE] {
-            let path = dir.join(file);
-            loop {
-                let p = path.clone();
-                let open = tokio::task::spawn_blocking(move || redb::Database::open(&p).map(drop)).await;
-                match open {
-                    Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) if Instant::now() < deadline => {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    _ => break,
+    }
+}
+
+/// Opens the store and starts one raft incarnation with its leadership watcher.
+async fn start_member<M: Machine>(
+    cfg: &RaftConfig,
+    cluster: &ClusterTag,
+    tx: &Arc<watch::Sender<Leadership>>,
+    machine: M,
+) -> Result<(Member<M>, MachineReader<M>), ConsensusError> {
+    let (log, sm) = open(&cfg.data_dir, machine).await?;
+    let reader = sm.reader();
+    let t = cfg.timing;
+    let config = Config {
+        cluster_name: "muster".to_string(),
+        heartbeat_interval: t.heartbeat_ms,
+        election_timeout_min: t.election_min_ms,
+        election_timeout_max: t.election_max_ms,
+        enable_pre_vote: Some(true),
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| ConsensusError::Config(e.to_string()))?;
+    let network = NetworkFactory::new(cfg.id, cluster.clone(), cfg.faults.clone());
+    let raft = Raft::new(cfg.id, Arc::new(config), network, log, sm)
+        .await
+        .map_err(|e| ConsensusError::Fatal(e.to_string()))?;
+    let watcher = tokio::spawn(watch_leadership(raft.clone(), cfg.id, t.lease(), tx.clone()));
+    Ok((Member { raft, watcher }, reader))
+}
+
+/// Stops one raft incarnation and waits (bounded) until its storage files are released.
+async fn stop_member<M: Machine>(m: &Member<M>, data_dir: &std::path::Path) {
+    m.watcher.abort();
+    if let Err(e) = m.raft.shutdown().await {
+        tracing::warn!(error = %e, "raft: shutdown failed");
+    }
+    let dir = data_dir.join(super::store::RAFT_DIR);
+    let deadline = Instant::now() + RELEASE_WAIT;
+    for file in [super::store::LOG_FILE, super::store::SM_FILE] {
+        let path = dir.join(file);
+        loop {
+            let p = path.clone();
+            let open = tokio::task::spawn_blocking(move || redb::Database::open(&p).map(drop)).await;
+            match open {
+                Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
+                _ => break,
             }
         }
     }
@@ -230,7 +350,7 @@ async fn watch_leadership<M: Machine>(
     raft: MusterRaft<M>,
     me: u64,
     lease: Lease,
-    tx: watch::Sender<Leadership>,
+    tx: Arc<watch::Sender<Leadership>>,
 ) {
     let mut metrics = raft.metrics();
     let mut leader_since: Option<Instant> = None;
@@ -247,6 +367,9 @@ async fn watch_leadership<M: Machine>(
             leader_since = None;
         }
         let membership = m.membership_config.membership();
+        // During a change the membership is joint (old and new voters); publish where it is
+        // going, so nobody sees the transient union (an even count, a removed voter).
+        let target: BTreeSet<u64> = membership.get_joint_config().last().cloned().unwrap_or_default();
         let view = RaftView {
             me,
             is_leader,
@@ -267,8 +390,8 @@ async fn watch_leadership<M: Machine>(
             term: m.current_term,
             role,
             lease_until,
-            voters: membership.voter_ids().collect(),
-            learners: membership.learner_ids().collect(),
+            learners: membership.nodes().map(|(id, _)| *id).filter(|id| !target.contains(id)).collect(),
+            voters: target,
         };
         tx.send_if_modified(|cur| {
             if cur.role != next.role || cur.leader_id != next.leader_id || cur.term != next.term || cur.voters != next.voters {

@@ -17,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 use super::lease::LeaseKeeper;
 use super::{decode_answer, encode_command, RegistryMachine};
 use crate::consensus::raft::{Consensus, ConsensusError, RaftTiming};
-use crate::consensus::MachineReader;
 use crate::registry::validate;
 use crate::registry::{Applied, Command, NewService, Registry, RegistryError, Service, ServiceId, Status};
 
@@ -122,7 +121,6 @@ impl From<ConsensusError> for RegistrarError {
 /// The registry's write path on one node.
 pub struct Registrar {
     consensus: Arc<Consensus<RegistryMachine>>,
-    reader: MachineReader<RegistryMachine>,
     keeper: Mutex<LeaseKeeper>,
     flush: Notify,
     clock: Arc<dyn Clock>,
@@ -131,15 +129,7 @@ pub struct Registrar {
 
 impl Registrar {
     pub fn new(consensus: Arc<Consensus<RegistryMachine>>, clock: Arc<dyn Clock>, cfg: LeaseConfig) -> Self {
-        let reader = consensus.reader();
-        Registrar {
-            consensus,
-            reader,
-            keeper: Mutex::new(LeaseKeeper::default()),
-            flush: Notify::new(),
-            clock,
-            cfg,
-        }
+        Registrar { consensus, keeper: Mutex::new(LeaseKeeper::default()), flush: Notify::new(), clock, cfg }
     }
 
     pub fn now_ms(&self) -> u64 {
@@ -152,7 +142,7 @@ impl Registrar {
 
     /// Reads this node's copy of the registry (stale on a follower).
     pub fn read<R>(&self, f: impl FnOnce(&Registry) -> R) -> R {
-        self.reader.read(|m| f(&m.0))
+        self.consensus.reader().read(|m| f(&m.0))
     }
 
     /// Proposes one command and waits (bounded) for the registry's answer.

@@ -17,6 +17,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::pb::raft_client::RaftClient;
 use super::pb::RaftMessage;
+use super::ClusterTag;
 use super::{decode, encode, Faults};
 use crate::consensus::types::{RaftNode, Snapshot, SnapshotData, TypeConfig, Vote};
 
@@ -59,13 +60,14 @@ pub struct TransportError {
 #[derive(Clone)]
 pub struct NetworkFactory {
     self_id: u64,
+    cluster: ClusterTag,
     faults: Faults,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
 impl NetworkFactory {
-    pub fn new(self_id: u64, faults: Faults) -> Self {
-        NetworkFactory { self_id, faults, channels: Arc::new(Mutex::new(HashMap::new())) }
+    pub fn new(self_id: u64, cluster: ClusterTag, faults: Faults) -> Self {
+        NetworkFactory { self_id, cluster, faults, channels: Arc::new(Mutex::new(HashMap::new())) }
     }
 
     fn channel(&self, addr: &str) -> Result<Channel, String> {
@@ -89,6 +91,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     async fn new_client(&mut self, target: u64, node: &RaftNode) -> PeerClient {
         PeerClient {
             self_id: self.self_id,
+            cluster: self.cluster.clone(),
             target,
             addr: node.api_addr.clone(),
             channel: self.channel(&node.api_addr),
@@ -100,6 +103,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 /// RPCs to one peer.
 pub struct PeerClient {
     self_id: u64,
+    cluster: ClusterTag,
     target: u64,
     addr: String,
     channel: Result<Channel, String>,
@@ -130,7 +134,8 @@ impl PeerClient {
         let channel =
             self.channel.clone().map_err(|e| RPCError::Unreachable(Unreachable::new(&self.err(rpc, e))))?;
         let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&self.err(rpc, e))))?;
-        let mut request = tonic::Request::new(RaftMessage { from: self.self_id, payload });
+        let mut request =
+            tonic::Request::new(RaftMessage { from: self.self_id, payload, cluster: self.cluster.wire() });
         request.set_timeout(deadline);
         let mut client = RaftClient::new(channel);
         let reply = match rpc {

@@ -9,9 +9,45 @@ mod client;
 mod faults;
 mod server;
 
+use std::sync::{Arc, RwLock};
+
 pub use client::{NetworkFactory, PeerClient};
 pub use faults::Faults;
-pub use server::RaftService;
+pub use server::{CurrentRaft, RaftService};
+
+/// The raft cluster this member belongs to or is joining, carried on every raft message: a
+/// member refuses requests from another cluster. Shared by the member's client and server.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterTag(Arc<RwLock<Option<String>>>);
+
+impl ClusterTag {
+    pub fn get(&self) -> Option<String> {
+        self.0.read().map(|g| g.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    pub fn set(&self, cluster: Option<String>) {
+        match self.0.write() {
+            Ok(mut g) => *g = cluster,
+            Err(p) => *p.into_inner() = cluster,
+        }
+    }
+
+    /// The tag as sent on the wire (empty when unknown).
+    pub(crate) fn wire(&self) -> String {
+        self.get().unwrap_or_default()
+    }
+
+    /// Whether a request tagged `theirs` may reach this member: yes unless both sides know
+    /// their cluster and the two differ.
+    pub(crate) fn admit(&self, theirs: &str) -> Result<(), String> {
+        match self.get() {
+            Some(mine) if !theirs.is_empty() && theirs != mine => {
+                Err(format!("raft message from cluster {theirs}; this member belongs to cluster {mine}"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
 
 /// Generated code for `proto/muster/raft/v1/raft.proto`.
 pub mod pb {

@@ -2,6 +2,7 @@
 //! openraft `Raft`. Replies carry `Result<Resp, String>` so a peer sees why a call failed.
 
 use std::io::Cursor;
+use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
 use openraft::Raft;
@@ -9,16 +10,21 @@ use tonic::{Request, Response, Status};
 
 use super::pb::raft_server::Raft as RaftRpc;
 use super::pb::RaftMessage;
-use super::{decode, encode, Faults};
+use super::{decode, encode, ClusterTag, Faults};
 use crate::consensus::types::{Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
+
+/// The local `Raft` an RPC goes to right now: `None` while the member is being reset (after a
+/// cluster merge) and has none.
+pub type CurrentRaft<SM> = Arc<dyn Fn() -> Option<Raft<TypeConfig, SM>> + Send + Sync>;
 
 /// Serves raft RPCs for one local node.
 pub struct RaftService<SM>
 where
     SM: RaftStateMachine<TypeConfig, SnapshotData = SnapshotData>,
 {
-    raft: Raft<TypeConfig, SM>,
+    current: CurrentRaft<SM>,
     self_id: u64,
+    cluster: ClusterTag,
     faults: Faults,
 }
 
@@ -26,17 +32,25 @@ impl<SM> RaftService<SM>
 where
     SM: RaftStateMachine<TypeConfig, SnapshotData = SnapshotData>,
 {
-    pub fn new(raft: Raft<TypeConfig, SM>, self_id: u64, faults: Faults) -> Self {
-        RaftService { raft, self_id, faults }
+    pub fn new(current: CurrentRaft<SM>, self_id: u64, cluster: ClusterTag, faults: Faults) -> Self {
+        RaftService { current, self_id, cluster, faults }
     }
 
-    /// Decodes the request, checking fault injection first.
-    fn open<T: serde::de::DeserializeOwned>(&self, req: Request<RaftMessage>) -> Result<T, Status> {
+    /// Decodes the request after fault injection and the cluster check, and finds the raft
+    /// it goes to.
+    fn open<T: serde::de::DeserializeOwned>(
+        &self,
+        req: Request<RaftMessage>,
+    ) -> Result<(Raft<TypeConfig, SM>, T), Status> {
         let msg = req.into_inner();
         if self.faults.is_cut(msg.from, self.self_id) {
             return Err(Status::unavailable("link cut by fault injection"));
         }
-        decode(&msg.payload).map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))
+        self.cluster.admit(&msg.cluster).map_err(Status::failed_precondition)?;
+        let raft = (self.current)().ok_or_else(|| Status::unavailable("raft member is restarting"))?;
+        let rpc = decode(&msg.payload)
+            .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))?;
+        Ok((raft, rpc))
     }
 }
 
@@ -47,7 +61,7 @@ fn reply<T: serde::Serialize, E: std::fmt::Display>(
 ) -> Result<Response<RaftMessage>, Status> {
     let r: Result<T, String> = r.map_err(|e| e.to_string());
     let payload = encode(&r).map_err(|e| Status::internal(format!("cannot encode raft reply: {e}")))?;
-    Ok(Response::new(RaftMessage { from: self_id, payload }))
+    Ok(Response::new(RaftMessage { from: self_id, payload, cluster: String::new() }))
 }
 
 #[tonic::async_trait]
@@ -56,28 +70,28 @@ where
     SM: RaftStateMachine<TypeConfig, SnapshotData = SnapshotData>,
 {
     async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let rpc = self.open(req)?;
-        reply(self.self_id, self.raft.append_entries(rpc).await)
+        let (raft, rpc) = self.open(req)?;
+        reply(self.self_id, raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let rpc = self.open(req)?;
-        reply(self.self_id, self.raft.vote(rpc).await)
+        let (raft, rpc) = self.open(req)?;
+        reply(self.self_id, raft.vote(rpc).await)
     }
 
     async fn pre_vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let rpc = self.open(req)?;
-        reply(self.self_id, self.raft.pre_vote(rpc).await)
+        let (raft, rpc) = self.open(req)?;
+        reply(self.self_id, raft.pre_vote(rpc).await)
     }
 
     async fn install_snapshot(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let (vote, meta, data): (Vote, SnapshotMeta, serde_bytes::ByteBuf) = self.open(req)?;
+        let (raft, (vote, meta, data)): (_, (Vote, SnapshotMeta, serde_bytes::ByteBuf)) = self.open(req)?;
         let snapshot = Snapshot { meta, snapshot: Cursor::new(data.into_vec()) };
-        reply(self.self_id, self.raft.install_full_snapshot(vote, snapshot).await)
+        reply(self.self_id, raft.install_full_snapshot(vote, snapshot).await)
     }
 
     async fn transfer_leader(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let rpc = self.open(req)?;
-        reply(self.self_id, self.raft.handle_transfer_leader(rpc).await)
+        let (raft, rpc) = self.open(req)?;
+        reply(self.self_id, raft.handle_transfer_leader(rpc).await)
     }
 }
