@@ -22,9 +22,10 @@ use crate::gossip::net::{self as gossip, GossipConfig};
 use crate::gossip::serf::SerfConfig;
 use crate::gossip::swim::Timing;
 use crate::gossip::wire::{decode_key, Keyring};
-use crate::registry::{Registry, HISTORY_MAX_DEFAULT};
+use crate::registry::{Registry, Revision, HISTORY_MAX_DEFAULT};
+use crate::replicated::forward::ForwardService;
 use crate::replicated::registrar::{run_lease_keeper, LeaseConfig, Registrar, SystemClock};
-use crate::replicated::RegistryMachine;
+use crate::replicated::{AppliedTx, RegistryMachine};
 use crate::serf_rpc::{self, RpcConfig};
 
 /// How long shutdown waits for tasks after the leave.
@@ -94,12 +95,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         timing: raft_timing_for(config.profile),
         faults: Faults::default(),
     };
-    let consensus =
-        Arc::new(Consensus::start(raft_cfg, RegistryMachine(Registry::new(HISTORY_MAX_DEFAULT))).await?);
+    let applied: AppliedTx = Arc::new(tokio::sync::watch::channel(Revision(0)).0);
+    let machine = {
+        let applied = applied.clone();
+        move || RegistryMachine::announcing(Registry::new(HISTORY_MAX_DEFAULT), applied.clone())
+    };
+    let consensus = Arc::new(Consensus::start(raft_cfg, machine()).await?);
     let registrar = Arc::new(Registrar::new(
         consensus.clone(),
         Arc::new(SystemClock),
         LeaseConfig::for_timing(raft_timing_for(config.profile)),
+        applied,
     ));
     tracker.spawn(run_lease_keeper(registrar.clone(), api_shutdown.clone()));
     let (members_tx, members_rx) = tokio::sync::watch::channel(gossip.members().borrow().clone());
@@ -109,7 +115,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         cluster_cfg,
         gossip.clone(),
         consensus.clone(),
-        || RegistryMachine(Registry::new(HISTORY_MAX_DEFAULT)),
+        machine,
         cluster::Outputs { members: members_tx, raft_cluster: raft_cluster_tx },
         api_shutdown.clone(),
     ));
@@ -125,7 +131,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         raft_cluster: raft_cluster_rx,
     };
     // Raft RPCs ride the API listener as HTTP/2 gRPC under their service path.
-    let grpc = axum::Router::new().route_service("/muster.raft.v1.Raft/{*rpc}", consensus.grpc_service());
+    let grpc = axum::Router::new()
+        .route_service("/muster.raft.v1.Raft/{*rpc}", consensus.grpc_service())
+        .route_service("/muster.internal.v1.Forward/{*rpc}", ForwardService::server(&registrar));
     let api_task = tracker.spawn(api::serve_with(listener, state, grpc, api_shutdown.clone()));
 
     let rpc_listener = tokio::net::TcpListener::bind(config.rpc_addr)

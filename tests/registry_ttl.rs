@@ -44,7 +44,7 @@ impl Node {
     }
 
     fn service(&self, id: &str) -> Option<Service> {
-        self.reg.read(|r| r.get(&ServiceId::new(id)).cloned())
+        self.reg.read_local(|r| r.get(&ServiceId::new(id)).cloned())
     }
 }
 
@@ -64,14 +64,16 @@ async fn start(
         timing: RaftTiming::local(),
         faults,
     };
-    let c = Arc::new(Consensus::start(cfg, RegistryMachine(Registry::new(10_000))).await.unwrap());
+    let applied = Arc::new(tokio::sync::watch::channel(Revision(0)).0);
+    let machine = RegistryMachine::announcing(Registry::new(10_000), applied.clone());
+    let c = Arc::new(Consensus::start(cfg, machine).await.unwrap());
     let lease = LeaseConfig {
         checkpoint_every: CHECK,
         check_every: CHECK,
         failover_window: WINDOW,
         propose_timeout: Duration::from_secs(3),
     };
-    let reg = Arc::new(Registrar::new(c.clone(), clock, lease));
+    let reg = Arc::new(Registrar::new(c.clone(), clock, lease, applied));
     let stop = CancellationToken::new();
     tokio::spawn(run_lease_keeper(reg.clone(), stop.clone()));
     let svc = c.grpc_service();
@@ -135,7 +137,7 @@ async fn heartbeat(nodes: &[Node], id: &str) -> usize {
     let end = Instant::now() + Duration::from_secs(20);
     loop {
         let l = leader(nodes).await;
-        match nodes[l].reg.heartbeat(&ServiceId::new(id), None) {
+        match nodes[l].reg.heartbeat_local(&ServiceId::new(id), None) {
             Ok(s) => {
                 assert_eq!(s.status, Status::Active);
                 return l;
@@ -164,7 +166,7 @@ async fn settle() {
 }
 
 fn expired_events(n: &Node, id: &str) -> usize {
-    n.reg.read(|r| {
+    n.reg.read_local(|r| {
         r.events_since(Revision(0))
             .unwrap()
             .iter()
@@ -198,7 +200,7 @@ async fn an_unrenewed_service_expires_after_its_ttl_identically_on_every_node() 
     let seen: Vec<Service> = nodes.iter().map(|n| n.service("cam-1").unwrap()).collect();
     assert!(seen.windows(2).all(|w| w[0] == w[1]), "nodes disagree: {seen:#?}");
     assert_eq!(seen[0].updated_at_ms, T0 + 10_000, "expired at the ttl, not later");
-    let revs: Vec<Revision> = nodes.iter().map(|n| n.reg.read(|r| r.revision())).collect();
+    let revs: Vec<Revision> = nodes.iter().map(|n| n.reg.read_local(|r| r.revision())).collect();
     assert!(revs.windows(2).all(|w| w[0] == w[1]), "revisions differ: {revs:?}");
     for n in &nodes {
         assert_eq!(expired_events(n, "cam-1"), 1, "node {}", n.id);
@@ -232,7 +234,10 @@ async fn a_renewed_service_never_expires_even_when_the_leader_dies_holding_its_h
             let l = leader(&nodes).await;
             let others: Vec<u64> = nodes.iter().map(|n| n.id).filter(|id| *id != nodes[l].id).collect();
             faults.isolate(nodes[l].id, &others);
-            nodes[l].reg.heartbeat(&ServiceId::new("cam-1"), None).expect("the cut-off leader takes it");
+            nodes[l]
+                .reg
+                .heartbeat_local(&ServiceId::new("cam-1"), None)
+                .expect("the cut-off leader takes it");
             tokio::time::sleep(CHECK * 2).await;
             {
                 let old = nodes.remove(l);
@@ -286,7 +291,7 @@ async fn every_node_restarted_from_its_data_dir_comes_back_with_the_same_registr
     let l = leader(&nodes).await;
     nodes[l].reg.deregister(ServiceId::new("svc-5")).await.unwrap();
     let settled = |nodes: &[Node]| {
-        let snaps: Vec<_> = nodes.iter().map(|n| n.reg.read(|r| r.snapshot())).collect();
+        let snaps: Vec<_> = nodes.iter().map(|n| n.reg.read_local(|r| r.snapshot())).collect();
         snaps.windows(2).all(|w| w[0] == w[1]).then(|| snaps[0].clone())
     };
     let end = Instant::now() + Duration::from_secs(10);
@@ -314,7 +319,7 @@ async fn every_node_restarted_from_its_data_dir_comes_back_with_the_same_registr
     leader(&again).await;
     let end = Instant::now() + Duration::from_secs(10);
     loop {
-        let snaps: Vec<_> = again.iter().map(|n| n.reg.read(|r| r.snapshot())).collect();
+        let snaps: Vec<_> = again.iter().map(|n| n.reg.read_local(|r| r.snapshot())).collect();
         if snaps.iter().all(|s| s.services == before.services) {
             break;
         }

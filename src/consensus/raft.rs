@@ -207,6 +207,33 @@ impl<M: Machine> Consensus<M> {
         }
     }
 
+    /// A read barrier on the leader (raft's ReadIndex): confirms leadership with a quorum and
+    /// returns the log index a linearizable read must see applied.
+    pub async fn read_index(&self) -> Result<u64, ConsensusError> {
+        let raft = self.member()?.raft.clone();
+        match raft.get_read_log_id(openraft::ReadPolicy::ReadIndex).await {
+            Ok((read, _)) => Ok(read.index()),
+            Err(RaftError::APIError(openraft::error::LinearizableReadError::ForwardToLeader(f))) => {
+                Err(ConsensusError::NotLeader {
+                    leader_id: f.leader_id,
+                    leader_addr: f.leader_node.map(|n| n.api_addr),
+                })
+            }
+            Err(RaftError::APIError(e)) => Err(ConsensusError::Refused(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(ConsensusError::Fatal(e.to_string())),
+        }
+    }
+
+    /// Waits until this member applied the log up to `index`.
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), ConsensusError> {
+        let raft = self.member()?.raft.clone();
+        raft.wait(Some(timeout))
+            .applied_index_at_least(Some(index), "linearizable read")
+            .await
+            .map(|_| ())
+            .map_err(|e| ConsensusError::Refused(format!("log index {index} not applied here in time: {e}")))
+    }
+
     /// Adds a non-voting member that receives the log.
     pub async fn add_learner(&self, id: u64, node: RaftNode) -> Result<(), ConsensusError> {
         self.member()?

@@ -5,8 +5,13 @@
 //!
 //! Sits above both `consensus` and `registry` (neither imports the other); `node` composes it.
 
+pub mod forward;
 pub mod lease;
 pub mod registrar;
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
 
 use crate::consensus::Machine;
 use crate::registry::{Applied, Command, Registry, RegistryError, RegistrySnapshot, Revision};
@@ -27,20 +32,44 @@ pub fn decode_answer(bytes: &[u8]) -> Result<Applied, RegistryError> {
     }
 }
 
+/// Announces the registry's revision after every applied command (for watchers).
+pub type AppliedTx = Arc<watch::Sender<Revision>>;
+
 /// [`Registry`] as the raft state machine.
-pub struct RegistryMachine(pub Registry);
+pub struct RegistryMachine {
+    pub registry: Registry,
+    applied: Option<AppliedTx>,
+}
+
+impl RegistryMachine {
+    pub fn new(registry: Registry) -> Self {
+        RegistryMachine { registry, applied: None }
+    }
+
+    /// A machine that publishes its revision on `applied` after every apply and restore.
+    pub fn announcing(registry: Registry, applied: AppliedTx) -> Self {
+        RegistryMachine { registry, applied: Some(applied) }
+    }
+
+    fn announce(&self) {
+        if let Some(tx) = &self.applied {
+            tx.send_replace(self.registry.revision());
+        }
+    }
+}
 
 impl Machine for RegistryMachine {
     fn apply(&mut self, index: u64, payload: &[u8]) -> Vec<u8> {
         let result = match serde_json::from_slice::<Command>(payload) {
-            Ok(cmd) => self.0.apply(Revision(index), &cmd),
+            Ok(cmd) => self.registry.apply(Revision(index), &cmd),
             Err(e) => Err(RegistryError::InvalidCommand { reason: format!("undecodable command: {e}") }),
         };
+        self.announce();
         serde_json::to_vec(&result).unwrap_or_default()
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        match self.0.snapshot().to_bytes() {
+        match self.registry.snapshot().to_bytes() {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, "registry: cannot encode a snapshot");
@@ -51,7 +80,8 @@ impl Machine for RegistryMachine {
 
     fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
         let snap = RegistrySnapshot::from_bytes(bytes).map_err(|e| e.to_string())?;
-        self.0 = Registry::restore(snap).map_err(|e| e.to_string())?;
+        self.registry = Registry::restore(snap).map_err(|e| e.to_string())?;
+        self.announce();
         Ok(())
     }
 }
@@ -70,12 +100,12 @@ mod tests {
     fn the_machine_applies_encoded_commands_and_round_trips_snapshots() {
         // Proves the adapter: a JSON command applies at its log index, bad bytes become an
         // error answer (not a panic), and snapshot → restore gives the same registry.
-        let mut m = RegistryMachine(Registry::new(100));
+        let mut m = RegistryMachine::new(Registry::new(100));
         let answer = decode_answer(&m.apply(3, &encode_command(&register("a1")))).unwrap();
         assert_eq!(answer.revision, Revision(3));
         assert!(matches!(answer.outcome, Outcome::Registered { .. }));
         assert!(decode_answer(&m.apply(4, b"not json")).is_err());
-        let mut other = RegistryMachine(Registry::new(100));
+        let mut other = RegistryMachine::new(Registry::new(100));
         other.restore(&m.snapshot()).unwrap();
         assert_eq!(other.snapshot(), m.snapshot());
         assert!(other.restore(b"{}").is_err());

@@ -11,14 +11,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
+use super::forward::{Call, Forwarder, HeartbeatRequest};
 use super::lease::LeaseKeeper;
-use super::{decode_answer, encode_command, RegistryMachine};
+use super::{decode_answer, encode_command, AppliedTx, RegistryMachine};
 use crate::consensus::raft::{Consensus, ConsensusError, RaftTiming};
 use crate::registry::validate;
-use crate::registry::{Applied, Command, NewService, Registry, RegistryError, Service, ServiceId, Status};
+use crate::registry::{
+    Applied, Command, NewService, Registry, RegistryError, Revision, Service, ServiceId, ServicePatch, Status,
+};
 
 /// Registry time: unix milliseconds.
 pub trait Clock: Send + Sync + 'static {
@@ -86,8 +89,10 @@ impl LeaseConfig {
     }
 }
 
-/// Why a registry request was not done.
-#[derive(Debug, thiserror::Error)]
+/// Why a registry request was not done. Serde, so a leader's answer travels back to the
+/// follower that forwarded the request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RegistrarError {
     /// The registry refused it (validation, not found, already registered, ...).
     #[error(transparent)]
@@ -118,18 +123,46 @@ impl From<ConsensusError> for RegistrarError {
     }
 }
 
-/// The registry's write path on one node.
+/// How fresh a read must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Consistency {
+    /// Sees every write acknowledged before the read began (a ReadIndex barrier through the
+    /// leader, then this node's copy once it caught up). The default.
+    #[default]
+    Linearizable,
+    /// This node's copy as it is: fast, possibly behind the leader.
+    Stale,
+}
+
+/// The registry's write and read path on one node. Any node serves any call: on a follower,
+/// writes, heartbeats and read barriers are forwarded to the leader.
 pub struct Registrar {
     consensus: Arc<Consensus<RegistryMachine>>,
     keeper: Mutex<LeaseKeeper>,
     flush: Notify,
     clock: Arc<dyn Clock>,
     cfg: LeaseConfig,
+    applied: AppliedTx,
+    forwarder: Forwarder,
 }
 
 impl Registrar {
-    pub fn new(consensus: Arc<Consensus<RegistryMachine>>, clock: Arc<dyn Clock>, cfg: LeaseConfig) -> Self {
-        Registrar { consensus, keeper: Mutex::new(LeaseKeeper::default()), flush: Notify::new(), clock, cfg }
+    /// `applied` must be the sender the consensus' [`RegistryMachine`] announces on.
+    pub fn new(
+        consensus: Arc<Consensus<RegistryMachine>>,
+        clock: Arc<dyn Clock>,
+        cfg: LeaseConfig,
+        applied: AppliedTx,
+    ) -> Self {
+        Registrar {
+            consensus,
+            keeper: Mutex::new(LeaseKeeper::default()),
+            flush: Notify::new(),
+            clock,
+            cfg,
+            applied,
+            forwarder: Forwarder::default(),
+        }
     }
 
     pub fn now_ms(&self) -> u64 {
@@ -140,50 +173,134 @@ impl Registrar {
         self.cfg
     }
 
-    /// Reads this node's copy of the registry (stale on a follower).
-    pub fn read<R>(&self, f: impl FnOnce(&Registry) -> R) -> R {
-        self.consensus.reader().read(|m| f(&m.0))
+    /// The registry's revision after each applied command on this node (for watchers).
+    pub fn subscribe(&self) -> watch::Receiver<Revision> {
+        self.applied.subscribe()
     }
 
-    /// Proposes one command and waits (bounded) for the registry's answer.
+    /// Reads this node's copy of the registry as it is (stale on a follower).
+    pub fn read_local<R>(&self, f: impl FnOnce(&Registry) -> R) -> R {
+        self.consensus.reader().read(|m| f(&m.registry))
+    }
+
+    /// Reads the registry with the given consistency.
+    pub async fn read<R>(&self, c: Consistency, f: impl FnOnce(&Registry) -> R) -> Result<R, RegistrarError> {
+        if c == Consistency::Linearizable {
+            let index = match self.read_index_local().await {
+                Err(RegistrarError::NotLeader { leader_addr: Some(addr), .. }) => {
+                    self.forwarder
+                        .call::<(), u64>(&addr, Call::ReadIndex, &(), self.cfg.propose_timeout)
+                        .await?
+                }
+                other => other?,
+            };
+            self.consensus.wait_applied(index, self.cfg.propose_timeout).await?;
+        }
+        Ok(self.read_local(f))
+    }
+
+    /// The read barrier on this node as leader.
+    pub async fn read_index_local(&self) -> Result<u64, RegistrarError> {
+        self.require_leader_known()?;
+        let r = tokio::time::timeout(self.cfg.propose_timeout, self.consensus.read_index()).await;
+        let index = r.map_err(|_| self.no_quorum())??;
+        Ok(index)
+    }
+
+    /// Proposes one command (forwarded to the leader from a follower) and waits (bounded) for
+    /// the registry's answer.
     pub async fn propose(&self, cmd: &Command) -> Result<Applied, RegistrarError> {
+        match self.propose_local(cmd).await {
+            Err(RegistrarError::NotLeader { leader_addr: Some(addr), .. }) => {
+                self.forwarder.call(&addr, Call::Propose, cmd, self.cfg.propose_timeout).await
+            }
+            other => other,
+        }
+    }
+
+    /// Proposes on this node as leader; `NotLeader` otherwise.
+    pub async fn propose_local(&self, cmd: &Command) -> Result<Applied, RegistrarError> {
+        self.require_leader_known()?;
         let bytes = encode_command(cmd);
-        let (_, answer) = tokio::time::timeout(self.cfg.propose_timeout, self.consensus.propose(bytes))
-            .await
-            .map_err(|_| {
-                RegistrarError::Unavailable(format!(
-                    "no commit within {:?} (is a quorum of voters reachable?)",
-                    self.cfg.propose_timeout
-                ))
-            })??;
+        let r = tokio::time::timeout(self.cfg.propose_timeout, self.consensus.propose(bytes)).await;
+        let (_, answer) = r.map_err(|_| {
+            RegistrarError::Unknown(format!(
+                "no commit within {:?} (is a quorum of voters reachable?); the write may still be applied",
+                self.cfg.propose_timeout
+            ))
+        })??;
         Ok(decode_answer(&answer)?)
+    }
+
+    fn require_leader_known(&self) -> Result<(), RegistrarError> {
+        let lead = self.consensus.leadership().borrow().clone();
+        match lead.leader_id {
+            Some(id) if id == self.consensus.id() => Ok(()),
+            Some(_) => {
+                Err(RegistrarError::NotLeader { leader_id: lead.leader_id, leader_addr: lead.leader_addr })
+            }
+            None => Err(RegistrarError::Unavailable(
+                "no leader is known (an election is running or a quorum of voters is unreachable); retry"
+                    .into(),
+            )),
+        }
+    }
+
+    fn no_quorum(&self) -> RegistrarError {
+        RegistrarError::Unavailable(format!(
+            "the leader could not confirm its leadership within {:?} (is a quorum of voters reachable?)",
+            self.cfg.propose_timeout
+        ))
     }
 
     pub async fn register(&self, service: NewService) -> Result<Applied, RegistrarError> {
         self.propose(&Command::Register { service, now_ms: self.now_ms() }).await
     }
 
+    pub async fn update(&self, id: ServiceId, patch: ServicePatch) -> Result<Applied, RegistrarError> {
+        self.propose(&Command::Update { id, patch, now_ms: self.now_ms() }).await
+    }
+
     pub async fn deregister(&self, id: ServiceId) -> Result<Applied, RegistrarError> {
         self.propose(&Command::Deregister { id, now_ms: self.now_ms() }).await
     }
 
-    /// A heartbeat, taken on the leader into memory and checkpointed within
+    /// Removes expired services whose lease ended before now.
+    pub async fn cleanup(&self) -> Result<Applied, RegistrarError> {
+        self.propose(&Command::Cleanup { at_ms: self.now_ms() }).await
+    }
+
+    /// A heartbeat from any node: taken by the leader (forwarded from a follower).
+    pub async fn heartbeat(
+        &self,
+        id: &ServiceId,
+        ttl_override: Option<u32>,
+    ) -> Result<Service, RegistrarError> {
+        match self.heartbeat_local(id, ttl_override) {
+            Err(RegistrarError::NotLeader { leader_addr: Some(addr), .. }) => {
+                let req = HeartbeatRequest { id: id.clone(), ttl: ttl_override };
+                self.forwarder.call(&addr, Call::Heartbeat, &req, self.cfg.propose_timeout).await
+            }
+            other => other,
+        }
+    }
+
+    /// A heartbeat on this node as leader, taken into memory and checkpointed within
     /// `checkpoint_every`. Returns the service as it will be once checkpointed. A heartbeat
     /// for an expired service is checkpointed at once, so its return to `active` shows soon.
-    pub fn heartbeat(&self, id: &ServiceId, ttl_override: Option<u32>) -> Result<Service, RegistrarError> {
-        let lead = self.consensus.leadership().borrow().clone();
-        if lead.leader_id != Some(self.consensus.id()) {
-            return Err(RegistrarError::NotLeader {
-                leader_id: lead.leader_id,
-                leader_addr: lead.leader_addr,
-            });
-        }
+    pub fn heartbeat_local(
+        &self,
+        id: &ServiceId,
+        ttl_override: Option<u32>,
+    ) -> Result<Service, RegistrarError> {
+        self.require_leader_known()?;
         if let Some(ttl) = ttl_override {
             validate::ttl_seconds(ttl).map_err(|reason| RegistryError::InvalidCommand { reason })?;
         }
         let now = self.now_ms();
-        let mut service =
-            self.read(|r| r.get(id).cloned()).ok_or_else(|| RegistryError::NotFound { id: id.clone() })?;
+        let mut service = self
+            .read_local(|r| r.get(id).cloned())
+            .ok_or_else(|| RegistryError::NotFound { id: id.clone() })?;
         let was_expired = service.status == Status::Expired;
         {
             let mut keeper = self.keeper();
@@ -214,7 +331,7 @@ impl Registrar {
     /// Proposes `cmd` from the lease keeper; logs and reports whether it committed.
     async fn keeper_propose(&self, cmd: Command) -> bool {
         let name = cmd.name();
-        match self.propose(&cmd).await {
+        match self.propose_local(&cmd).await {
             Ok(applied) => {
                 tracing::debug!(command = name, revision = applied.revision.0, "leases: committed");
                 true
@@ -273,7 +390,7 @@ pub async fn run_lease_keeper(registrar: Arc<Registrar>, shutdown: CancellationT
                 }
             }
             let now = registrar.now_ms();
-            let expire = registrar.read(|r| registrar.keeper().expiries(r, now));
+            let expire = registrar.read_local(|r| registrar.keeper().expiries(r, now));
             if let Some(cmd) = expire {
                 registrar.keeper_propose(cmd).await;
             }

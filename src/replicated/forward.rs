@@ -1,0 +1,137 @@
+//! Follower → leader forwarding of registry work (`muster.internal.v1.Forward`): a write, a
+//! heartbeat or a read barrier that reaches a follower is handed to the leader, so any node
+//! serves any call. The leader runs it locally and never forwards again (no loops).
+//!
+//! Payloads are JSON of the registry's own serde types; errors travel as [`RegistrarError`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+use super::registrar::{Registrar, RegistrarError};
+use crate::registry::{Command, ServiceId};
+
+/// Generated code for `proto/muster/internal/v1/forward.proto`.
+pub mod pb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("muster.internal.v1");
+}
+
+use pb::forward_client::ForwardClient;
+use pb::forward_server::{Forward, ForwardServer};
+use pb::Envelope;
+
+/// A forwarded heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatRequest {
+    pub id: ServiceId,
+    pub ttl: Option<u32>,
+}
+
+fn to_envelope<T: Serialize>(v: &T) -> Result<Envelope, Status> {
+    serde_json::to_vec(v)
+        .map(|json| Envelope { json })
+        .map_err(|e| Status::internal(format!("cannot encode a forwarded message: {e}")))
+}
+
+fn from_envelope<T: DeserializeOwned>(e: &Envelope) -> Result<T, String> {
+    serde_json::from_slice(&e.json).map_err(|e| format!("undecodable forwarded message: {e}"))
+}
+
+/// The leader's side: runs forwarded work on the local registrar only.
+pub struct ForwardService {
+    registrar: Weak<Registrar>,
+}
+
+impl ForwardService {
+    pub fn server(registrar: &Arc<Registrar>) -> ForwardServer<ForwardService> {
+        ForwardServer::new(ForwardService { registrar: Arc::downgrade(registrar) })
+    }
+
+    fn registrar(&self) -> Result<Arc<Registrar>, Status> {
+        self.registrar.upgrade().ok_or_else(|| Status::unavailable("node is stopping"))
+    }
+}
+
+#[tonic::async_trait]
+impl Forward for ForwardService {
+    async fn propose(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
+        let cmd: Command = from_envelope(req.get_ref()).map_err(Status::invalid_argument)?;
+        let r = self.registrar()?.propose_local(&cmd).await;
+        Ok(Response::new(to_envelope(&r)?))
+    }
+
+    async fn heartbeat(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
+        let hb: HeartbeatRequest = from_envelope(req.get_ref()).map_err(Status::invalid_argument)?;
+        let r = self.registrar()?.heartbeat_local(&hb.id, hb.ttl);
+        Ok(Response::new(to_envelope(&r)?))
+    }
+
+    async fn read_index(&self, _req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
+        let r = self.registrar()?.read_index_local().await;
+        Ok(Response::new(to_envelope(&r)?))
+    }
+}
+
+/// The follower's side: one cached HTTP/2 channel per leader address.
+#[derive(Default)]
+pub struct Forwarder {
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+/// Which forwarded call.
+#[derive(Debug, Clone, Copy)]
+pub enum Call {
+    Propose,
+    Heartbeat,
+    ReadIndex,
+}
+
+impl Forwarder {
+    fn channel(&self, addr: &str) -> Result<Channel, RegistrarError> {
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| RegistrarError::Unavailable(format!("bad leader address {addr:?}: {e}")))?
+            .connect_timeout(Duration::from_secs(2))
+            .connect_lazy();
+        map.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Sends `body` to the leader at `addr` and decodes its `Result<T, RegistrarError>`.
+    pub async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        addr: &str,
+        call: Call,
+        body: &B,
+        deadline: Duration,
+    ) -> Result<T, RegistrarError> {
+        let env = to_envelope(body).map_err(|s| RegistrarError::Unavailable(s.message().to_string()))?;
+        let mut client = ForwardClient::new(self.channel(addr)?);
+        let mut req = Request::new(env);
+        req.set_timeout(deadline);
+        let reply = match call {
+            Call::Propose => client.propose(req).await,
+            Call::Heartbeat => client.heartbeat(req).await,
+            Call::ReadIndex => client.read_index(req).await,
+        };
+        let reply = reply.map_err(|s| {
+            let what = format!("the leader at {addr} did not answer the forwarded {call:?}: {}", s.message());
+            if matches!(call, Call::Propose) && s.code() == tonic::Code::DeadlineExceeded {
+                RegistrarError::Unknown(what)
+            } else {
+                RegistrarError::Unavailable(what)
+            }
+        })?;
+        let r: Result<T, RegistrarError> =
+            from_envelope(reply.get_ref()).map_err(RegistrarError::Unavailable)?;
+        r
+    }
+}
