@@ -256,3 +256,27 @@ async fn a_partitioned_leader_stops_being_server_before_another_node_becomes_ser
         m.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_of_different_clusters_refuse_each_others_raft_messages() {
+    // Proves the cluster tag: two voters tagged with different clusters never elect a leader
+    // (each refuses the other's votes and entries); once both carry the same cluster they do.
+    let tmp = tempfile::tempdir().unwrap();
+    let (faults, tl) = (Faults::default(), Timeline::default());
+    let ms = cluster(2, &tmp, &faults, &tl).await;
+    // `cluster` already initialized them; tag them apart before any election can finish.
+    ms[0].c.set_cluster(Some("aaa".into()));
+    ms[1].c.set_cluster(Some("bbb".into()));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let leaders: Vec<Option<u64>> = ms.iter().map(|m| m.c.leadership().borrow().leader_id).collect();
+    // A leader elected in the few ms before the tags were set cannot keep its lease either.
+    assert!(
+        ms.iter().all(|m| m.c.leadership().borrow().role != Role::Server),
+        "a server across two clusters: leaders seen {leaders:?}"
+    );
+    ms[1].c.set_cluster(Some("aaa".into()));
+    wait_server(&ms, "an election once both are in one cluster").await;
+    for m in ms {
+        m.stop().await;
+    }
+}
