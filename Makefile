@@ -21,9 +21,12 @@ test: deps
 unit:
 	$(CARGO) test --lib
 
-## bench: whole-cluster timings of muster vs. serf agents on 127.0.0.1 (see scripts/bench.sh)
+## bench: whole-cluster timings of muster vs. serf agents on 127.0.0.1 (see scripts/bench.sh),
+## then the in-process 3-node raft cluster: commits/s, failover, the disk's fsync floor
+## (see benches/raft.rs)
 bench: deps release
 	MUSTER_BIN=$(CARGO_TARGET_DIR)/release/muster scripts/bench.sh
+	$(CARGO) bench --bench raft
 
 ## lint: formatting and clippy with warnings as errors
 lint:

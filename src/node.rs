@@ -121,6 +121,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ));
 
     let members_view = members_rx.clone();
+    tracker.spawn(crate::replicated::carry::run(
+        registrar.clone(),
+        raft_cluster_rx.clone(),
+        api_shutdown.clone(),
+    ));
     let state = ApiState {
         node_name: config.node.clone(),
         cluster: config.cluster.clone(),

@@ -5,6 +5,7 @@
 //!
 //! Sits above both `consensus` and `registry` (neither imports the other); `node` composes it.
 
+pub mod carry;
 pub mod forward;
 pub mod lease;
 pub mod registrar;
