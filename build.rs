@@ -2,7 +2,12 @@
 //! `protoc`) and generates the tonic/prost code included by the crate.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["muster/raft/v1/raft.proto", "muster/internal/v1/forward.proto"];
+    let protos = [
+        "muster/raft/v1/raft.proto",
+        "muster/internal/v1/forward.proto",
+        "muster/registry/v1/registry.proto",
+        "muster/cluster/v1/cluster.proto",
+    ];
     for p in &protos {
         println!("cargo:rerun-if-changed=proto/{p}");
     }

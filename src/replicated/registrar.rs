@@ -314,8 +314,8 @@ impl Registrar {
         if was_expired {
             self.flush.notify_one();
         }
+        // An override sets this lease only; the service's own ttl stays (as `Renew` applies it).
         let ttl = ttl_override.unwrap_or(service.ttl_seconds);
-        service.ttl_seconds = ttl;
         service.last_heartbeat_ms = now;
         service.expires_at_ms = now + u64::from(ttl) * 1000;
         if was_expired {

@@ -1,0 +1,99 @@
+//! The one table from registry and registrar errors to gRPC status codes (etcd's habit: the
+//! gRPC layer translates, it never decides). Messages are the registry's own wording, which
+//! names the field and the bound.
+
+use tonic::{Code, Status};
+
+use crate::registry::RegistryError;
+use crate::replicated::registrar::RegistrarError;
+
+/// The gRPC code for a registrar error.
+pub fn code(e: &RegistrarError) -> Code {
+    match e {
+        RegistrarError::Registry(r) => registry_code(r),
+        // The registrar forwards to the leader, so this only escapes when the leader's address
+        // is unknown: the client should retry (elsewhere).
+        RegistrarError::NotLeader { .. } => Code::Unavailable,
+        RegistrarError::Unavailable(_) => Code::Unavailable,
+        RegistrarError::Unknown(_) => Code::Unknown,
+        RegistrarError::Busy { .. } => Code::ResourceExhausted,
+    }
+}
+
+/// The gRPC code for a registry error.
+pub fn registry_code(e: &RegistryError) -> Code {
+    match e {
+        RegistryError::InvalidService { .. }
+        | RegistryError::InvalidCommand { .. }
+        | RegistryError::InvalidFilter { .. } => Code::InvalidArgument,
+        RegistryError::NotFound { .. } => Code::NotFound,
+        RegistryError::AlreadyRegistered { .. } => Code::AlreadyExists,
+        RegistryError::Compacted { .. } => Code::OutOfRange,
+        // Internal to the state machine; never a client's fault.
+        RegistryError::StaleRevision { .. } | RegistryError::InvalidSnapshot { .. } => Code::Internal,
+    }
+}
+
+/// A registrar error as a gRPC status, with its message (`outcome unknown: ...`, `invalid
+/// service: port must be 1–65535 (got 0)`, ...).
+pub fn status(e: RegistrarError) -> Status {
+    Status::new(code(&e), e.to_string())
+}
+
+/// A registry error as a gRPC status.
+pub fn registry_status(e: RegistryError) -> Status {
+    Status::new(registry_code(&e), e.to_string())
+}
+
+/// A request field the gRPC layer itself refuses (an enum value out of range, ...).
+pub fn invalid(field: &str, reason: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("invalid argument: {field} {reason}"))
+}
+
+/// A call that did not finish within the gRPC layer's own deadline.
+pub fn deadline(what: &str, after: std::time::Duration) -> Status {
+    Status::unavailable(format!("unavailable: {what} did not finish within {after:?}; retry"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{Revision, ServiceId};
+
+    #[test]
+    fn every_error_maps_to_its_code() {
+        // Proves the table: each registrar/registry error gets the documented gRPC code and
+        // keeps the registry's message.
+        let id = || ServiceId::new("x");
+        let cases = [
+            (
+                RegistryError::InvalidService { violations: vec!["port must be 1–65535 (got 0)".into()] }
+                    .into(),
+                Code::InvalidArgument,
+            ),
+            (RegistryError::InvalidCommand { reason: "ttl".into() }.into(), Code::InvalidArgument),
+            (RegistryError::InvalidFilter { reason: "limit".into() }.into(), Code::InvalidArgument),
+            (RegistryError::NotFound { id: id() }.into(), Code::NotFound),
+            (RegistryError::AlreadyRegistered { id: id() }.into(), Code::AlreadyExists),
+            (
+                RegistryError::Compacted { requested: Revision(1), oldest_available: Revision(5) }.into(),
+                Code::OutOfRange,
+            ),
+            (RegistrarError::NotLeader { leader_id: None, leader_addr: None }, Code::Unavailable),
+            (RegistrarError::Unavailable("no leader".into()), Code::Unavailable),
+            (RegistrarError::Unknown("leader changed".into()), Code::Unknown),
+            (RegistrarError::Busy { pending: 9 }, Code::ResourceExhausted),
+        ];
+        for (err, want) in cases {
+            let msg = err.to_string();
+            let s = status(err);
+            assert_eq!(s.code(), want, "{msg}");
+            assert_eq!(s.message(), msg);
+        }
+        let s = status(
+            RegistryError::InvalidService { violations: vec!["port must be 1–65535 (got 0)".into()] }.into(),
+        );
+        assert!(s.message().contains("port must be 1–65535 (got 0)"), "{}", s.message());
+        assert!(status(RegistrarError::Unknown("x".into())).message().starts_with("outcome unknown: "));
+    }
+}

