@@ -82,6 +82,12 @@ const PROPOSE_TIMEOUT: Duration = Duration::from_secs(2);
 type Node = Consensus<RegistryMachine>;
 
 fn main() {
+    // `cargo test --all-targets` runs bench targets too, without `--bench`: measure only when
+    // `cargo bench` asks.
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("raft bench: skipped (run it with `cargo bench --bench raft` or `make bench`)");
+        return;
+    }
     let env = Env::from_env();
     let load_before = load_average();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");

@@ -288,17 +288,18 @@ async fn autopilot<M: Machine>(
     missing_since: &mut HashMap<u64, Instant>,
 ) {
     let Some(raft) = consensus.raft() else { return };
-    let (voters, learners) = {
+    let (voters, learners, based_on) = {
         let m = raft.metrics();
         let m = openraft::async_runtime::WatchReceiver::borrow_watched(&m).clone();
         let mem = m.membership_config.membership();
         let voters: BTreeSet<u64> = mem.voter_ids().collect();
         let learners: BTreeSet<u64> = mem.learner_ids().collect();
-        (voters, learners)
+        (voters, learners, *m.membership_config.log_id())
     };
     let now = Instant::now();
-    missing_since.retain(|id, _| voters.contains(id) && !el.contains_key(id));
-    for v in &voters {
+    let members: BTreeSet<u64> = voters.union(&learners).copied().collect();
+    missing_since.retain(|id, _| members.contains(id) && !el.contains_key(id));
+    for v in &members {
         if !el.contains_key(v) {
             missing_since.entry(*v).or_insert(now);
         }
@@ -317,7 +318,11 @@ async fn autopilot<M: Machine>(
         }
         Step::SetVoters(v) => {
             tracing::info!(voters = ?v.iter().map(|id| format!("{id:x}")).collect::<Vec<_>>(), "autopilot: changing voters");
-            tokio::time::timeout(CHANGE_TIMEOUT, consensus.set_voters(v.clone())).await
+            tokio::time::timeout(CHANGE_TIMEOUT, consensus.set_voters(v.clone(), based_on)).await
+        }
+        Step::RemoveLearners(ids) => {
+            tracing::info!(learners = ?ids.iter().map(|id| format!("{id:x}")).collect::<Vec<_>>(), "autopilot: removing learners gone from gossip");
+            tokio::time::timeout(CHANGE_TIMEOUT, consensus.remove_learners(ids.clone(), based_on)).await
         }
     };
     match r {

@@ -130,12 +130,15 @@ pub fn voters_wanted(eligible: usize) -> usize {
 pub enum Step {
     AddLearner(u64, RaftNode),
     SetVoters(BTreeSet<u64>),
+    /// Learners gone from gossip longer than the grace period leave the membership.
+    RemoveLearners(BTreeSet<u64>),
     Nothing,
 }
 
 /// One step towards: every eligible member in the cluster, `voters_wanted` voters (preferred
-/// first), and voters gone longer than the grace period (`gone`) removed. `me` (the leader)
-/// always stays a voter.
+/// first), and voters and learners gone longer than the grace period (`gone`) removed. `me`
+/// (the leader) always stays a voter. Voters come first: a gone voter is replaced before gone
+/// learners are dropped.
 pub fn next_step(
     me: u64,
     voters: &BTreeSet<u64>,
@@ -160,10 +163,13 @@ pub fn next_step(
         next.insert(c.id);
     }
     if next != *voters {
-        Step::SetVoters(next)
-    } else {
-        Step::Nothing
+        return Step::SetVoters(next);
     }
+    let gone_learners: BTreeSet<u64> = learners.intersection(gone).copied().collect();
+    if !gone_learners.is_empty() {
+        return Step::RemoveLearners(gone_learners);
+    }
+    Step::Nothing
 }
 
 #[cfg(test)]
@@ -231,6 +237,11 @@ mod tests {
         );
         // The leader never removes itself.
         assert_eq!(next_step(1, &set(&[1, 2, 4]), &set(&[5]), &e, &set(&[1])), Step::Nothing);
+        // A learner gone past the grace period leaves once the voters are settled.
+        assert_eq!(
+            next_step(1, &set(&[1, 2, 4]), &set(&[5, 6]), &e, &set(&[6])),
+            Step::RemoveLearners(set(&[6]))
+        );
     }
 
     #[test]

@@ -246,11 +246,33 @@ impl<M: Machine> Consensus<M> {
             .map_err(|e| ConsensusError::Refused(e.to_string()))
     }
 
-    /// Sets the voters (every voter must already be a member); one change at a time.
-    pub async fn set_voters(&self, voters: BTreeSet<u64>) -> Result<(), ConsensusError> {
+    /// Sets the voters (every voter must already be a member); one change at a time, and
+    /// only while the membership is still the one at `based_on` (the one the caller decided
+    /// from): a concurrent change makes this one fail instead of overwriting it.
+    pub async fn set_voters(
+        &self,
+        voters: BTreeSet<u64>,
+        based_on: Option<super::types::LogId>,
+    ) -> Result<(), ConsensusError> {
+        let guard = openraft::Precondition::LastMembershipLogId { last_membership_log_id: based_on };
         self.member()?
             .raft
-            .change_membership(voters, false)
+            .change_membership_if(voters, false, [guard])
+            .await
+            .map(|_| ())
+            .map_err(|e| ConsensusError::Refused(e.to_string()))
+    }
+
+    /// Removes learners from the membership, only while it is still the one at `based_on`.
+    pub async fn remove_learners(
+        &self,
+        ids: BTreeSet<u64>,
+        based_on: Option<super::types::LogId>,
+    ) -> Result<(), ConsensusError> {
+        let guard = openraft::Precondition::LastMembershipLogId { last_membership_log_id: based_on };
+        self.member()?
+            .raft
+            .change_membership_if(openraft::ChangeMembers::RemoveNodes(ids), false, [guard])
             .await
             .map(|_| ())
             .map_err(|e| ConsensusError::Refused(e.to_string()))
