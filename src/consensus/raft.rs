@@ -446,7 +446,7 @@ async fn watch_leadership<M: Machine>(
         };
         tx.send_if_modified(|cur| {
             if cur.role != next.role || cur.leader_id != next.leader_id || cur.term != next.term || cur.voters != next.voters {
-                tracing::info!(raft.term = next.term, raft.leader = ?next.leader_id, role = ?next.role, voters = next.voters.len(), "raft: leadership changed");
+                tracing::info!(raft.term = next.term, raft.leader = %next.leader_id.map_or_else(|| "none".to_string(), |i| format!("{i:x}")), role = ?next.role, voters = next.voters.len(), "raft: leadership changed");
             }
             let changed = *cur != next;
             *cur = next;
