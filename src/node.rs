@@ -134,6 +134,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         members: members_rx,
         leadership: consensus.leadership(),
         raft_cluster: raft_cluster_rx,
+        registrar: Some(registrar.clone()),
     };
     // Raft RPCs and the public gRPC API ride the API listener as HTTP/2 gRPC under their
     // service paths.

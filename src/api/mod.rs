@@ -3,12 +3,13 @@
 //! error maps to a status in one table ([`ApiError::status`]) and answers `{"error": ".."}`.
 //!
 //! May import `membership`, `config` (defaults) and `logging` (timestamps); nothing above them.
-//! The public gRPC API lives in [`grpc`], which also calls the registrar and reads consensus
-//! (its own module doc lists what it may import).
+//! The public gRPC API lives in [`grpc`], Beacon's REST API under `/api/v1` in [`rest`]; both
+//! call the registrar (their own module docs list what they may import).
 
 mod filter;
 pub mod grpc;
 mod handlers;
+pub mod rest;
 
 #[cfg(test)]
 mod tests;
@@ -44,6 +45,8 @@ pub struct ApiState {
     pub leadership: watch::Receiver<crate::consensus::leadership::Leadership>,
     /// This node's raft cluster, other clusters in gossip, and merges.
     pub raft_cluster: watch::Receiver<crate::membership::RaftClusterInfo>,
+    /// The registry's read and write path, for `/api/v1`; `None` → those routes answer 503.
+    pub registrar: Option<Arc<crate::replicated::registrar::Registrar>>,
 }
 
 impl ApiState {
@@ -59,6 +62,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/health", get(handlers::health))
         .route("/discovery", get(handlers::discovery))
         .route("/v1/members", get(handlers::members))
+        .merge(rest::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(log_request))
@@ -98,8 +102,8 @@ pub enum ApiError {
     BadQuery { param: String, reason: String },
     #[error("no route for {method} {path}")]
     NotFound { method: Method, path: String },
-    #[error("{method} is not allowed on {path}; use GET")]
-    MethodNotAllowed { method: Method, path: String },
+    #[error("{method} is not allowed on {path}; use {allowed}")]
+    MethodNotAllowed { method: Method, path: String, allowed: String },
 }
 
 impl ApiError {
@@ -130,7 +134,8 @@ async fn not_found(method: Method, uri: Uri) -> ApiError {
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
-    ApiError::MethodNotAllowed { method, path: uri.path().to_string() }
+    let allowed = rest::allowed_methods(uri.path()).unwrap_or_else(|| "GET".to_string());
+    ApiError::MethodNotAllowed { method, path: uri.path().to_string(), allowed }
 }
 
 /// One debug line per request.

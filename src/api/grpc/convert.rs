@@ -155,8 +155,9 @@ pub fn event_to_pb(e: Event) -> pb::WatchEvent {
     }
 }
 
-/// 128 random bits laid out as a version-4 UUID.
-fn random_uuid() -> String {
+/// 128 random bits laid out as a version-4 UUID: the id of a registration that came without
+/// one (gRPC Register and REST `POST /api/v1/services/register`).
+pub(crate) fn random_uuid() -> String {
     let mut b: [u8; 16] = rand::random();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;

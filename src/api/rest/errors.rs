@@ -1,0 +1,180 @@
+//! The one table from registry, registrar and request errors to HTTP statuses for the REST API
+//! under `/api/v1`. Every error answers `{"error": "<kind>", "detail": "<message>"}`; the detail
+//! is the registry's own wording, which names the field and the bound (`invalid service: port
+//! must be 1–65535 (got 0)`), or axum's, which names what did not decode.
+
+use std::time::Duration;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::registry::{Outcome, RegistryError};
+use crate::replicated::registrar::RegistrarError;
+
+/// Why a REST request failed; [`RestError::status`] is the table.
+#[derive(Debug, thiserror::Error)]
+pub enum RestError {
+    /// The registry or the registrar refused or could not finish the request.
+    #[error(transparent)]
+    Registrar(#[from] RegistrarError),
+    /// The handler's own bound on the registrar call passed.
+    #[error("unavailable: {what} did not finish within {after:?}; retry")]
+    Deadline { what: &'static str, after: Duration },
+    /// This node serves the API without a registry (tests, or a node still starting).
+    #[error("registry not available on this node")]
+    NoRegistry,
+    /// The body did not decode: malformed JSON, a wrong type, too large, not JSON.
+    #[error("{detail}")]
+    Body { status: StatusCode, detail: String },
+    /// The query string did not decode (`limit=abc`, `ttl=-1`, ...).
+    #[error("{0}")]
+    Query(String),
+    /// The registry answered with an outcome that does not belong to the command.
+    #[error("internal: the registry answered with an unexpected outcome {0}")]
+    Unexpected(String),
+}
+
+impl From<RegistryError> for RestError {
+    fn from(e: RegistryError) -> Self {
+        RestError::Registrar(RegistrarError::Registry(e))
+    }
+}
+
+impl From<JsonRejection> for RestError {
+    fn from(r: JsonRejection) -> Self {
+        let status = match r.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            // Syntax errors (axum: 400) and type errors (axum: 422) alike.
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        RestError::Body { status, detail: r.body_text() }
+    }
+}
+
+impl From<QueryRejection> for RestError {
+    fn from(r: QueryRejection) -> Self {
+        RestError::Query(r.body_text())
+    }
+}
+
+impl RestError {
+    pub fn unexpected(outcome: &Outcome) -> RestError {
+        RestError::Unexpected(format!("{outcome:?}"))
+    }
+
+    /// The table.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            RestError::Registrar(RegistrarError::Registry(e)) => registry_status(e),
+            // The registrar forwards to the leader, so NotLeader only escapes when the
+            // leader's address is unknown: retry (elsewhere).
+            RestError::Registrar(RegistrarError::NotLeader { .. })
+            | RestError::Registrar(RegistrarError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            RestError::Registrar(RegistrarError::Unknown(_)) => StatusCode::GATEWAY_TIMEOUT,
+            RestError::Registrar(RegistrarError::Busy { .. }) => StatusCode::TOO_MANY_REQUESTS,
+            RestError::Deadline { .. } | RestError::NoRegistry => StatusCode::SERVICE_UNAVAILABLE,
+            RestError::Body { status, .. } => *status,
+            RestError::Query(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            RestError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The short `error` field: what kind of failure, stable for clients to match on.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RestError::Registrar(RegistrarError::Registry(e)) => match e {
+                RegistryError::InvalidService { .. } => "invalid service",
+                RegistryError::InvalidCommand { .. } => "invalid command",
+                RegistryError::InvalidFilter { .. } => "invalid filter",
+                RegistryError::NotFound { .. } => "not found",
+                RegistryError::AlreadyRegistered { .. } => "already registered",
+                RegistryError::Compacted { .. } => "compacted",
+                RegistryError::StaleRevision { .. } | RegistryError::InvalidSnapshot { .. } => "internal",
+            },
+            RestError::Registrar(RegistrarError::NotLeader { .. })
+            | RestError::Registrar(RegistrarError::Unavailable(_))
+            | RestError::Deadline { .. } => "unavailable",
+            RestError::Registrar(RegistrarError::Unknown(_)) => "outcome unknown",
+            RestError::Registrar(RegistrarError::Busy { .. }) => "busy",
+            RestError::NoRegistry => "registry not available on this node",
+            RestError::Body { status, .. } => match *status {
+                StatusCode::PAYLOAD_TOO_LARGE => "body too large",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported media type",
+                _ => "invalid JSON body",
+            },
+            RestError::Query(_) => "invalid query",
+            RestError::Unexpected(_) => "internal",
+        }
+    }
+}
+
+/// The HTTP status for a registry error.
+pub fn registry_status(e: &RegistryError) -> StatusCode {
+    match e {
+        RegistryError::InvalidService { .. }
+        | RegistryError::InvalidCommand { .. }
+        | RegistryError::InvalidFilter { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        RegistryError::NotFound { .. } => StatusCode::NOT_FOUND,
+        RegistryError::AlreadyRegistered { .. } => StatusCode::CONFLICT,
+        RegistryError::Compacted { .. } => StatusCode::GONE,
+        // Internal to the state machine; never a client's fault.
+        RegistryError::StaleRevision { .. } | RegistryError::InvalidSnapshot { .. } => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+impl IntoResponse for RestError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = serde_json::json!({ "error": self.kind(), "detail": self.to_string() });
+        let mut response = (status, Json(body)).into_response();
+        if matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{Revision, ServiceId};
+
+    #[test]
+    fn every_error_maps_to_its_status() {
+        // Proves the table: each registrar/registry error gets the documented HTTP status and
+        // kind, and the detail keeps the registry's message.
+        let id = || ServiceId::new("x");
+        let port =
+            || RegistryError::InvalidService { violations: vec!["port must be 1–65535 (got 0)".into()] };
+        let cases: Vec<(RestError, u16, &str)> = vec![
+            (port().into(), 422, "invalid service"),
+            (RegistryError::InvalidCommand { reason: "ttl".into() }.into(), 422, "invalid command"),
+            (RegistryError::InvalidFilter { reason: "limit".into() }.into(), 422, "invalid filter"),
+            (RegistryError::NotFound { id: id() }.into(), 404, "not found"),
+            (RegistryError::AlreadyRegistered { id: id() }.into(), 409, "already registered"),
+            (
+                RegistryError::Compacted { requested: Revision(1), oldest_available: Revision(5) }.into(),
+                410,
+                "compacted",
+            ),
+            (RegistrarError::NotLeader { leader_id: None, leader_addr: None }.into(), 503, "unavailable"),
+            (RegistrarError::Unavailable("no leader".into()).into(), 503, "unavailable"),
+            (RegistrarError::Unknown("leader changed".into()).into(), 504, "outcome unknown"),
+            (RegistrarError::Busy { pending: 9 }.into(), 429, "busy"),
+            (RestError::Deadline { what: "the read", after: Duration::from_secs(1) }, 503, "unavailable"),
+            (RestError::NoRegistry, 503, "registry not available on this node"),
+            (RestError::Query("limit: invalid digit".into()), 422, "invalid query"),
+        ];
+        for (err, status, kind) in cases {
+            assert_eq!((err.status().as_u16(), err.kind()), (status, kind), "{err}");
+        }
+        assert_eq!(RestError::from(port()).to_string(), "invalid service: port must be 1–65535 (got 0)");
+        let unknown = RestError::from(RegistrarError::Unknown("x".into()));
+        assert!(unknown.to_string().starts_with("outcome unknown: "), "{unknown}");
+    }
+}
