@@ -9,6 +9,8 @@ use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 use muster::cli::event::EventArgs;
 use muster::cli::members::{self, MembersArgs};
+use muster::cli::services::{self, ServicesArgs};
+use muster::cli::status::{self, LeaderArgs, StatusArgs};
 use muster::config::{self, AgentArgs, Config, ConfigError};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -29,6 +31,12 @@ enum Command {
     Members(MembersArgs),
     /// Send a Serf user event through a node's Serf RPC port, like `serf event`.
     Event(EventArgs),
+    /// Register, list, inspect and watch services over a node's gRPC API.
+    Services(ServicesArgs),
+    /// Show a node's raft view: leader, term, voters, learners and this node's mode.
+    Status(StatusArgs),
+    /// Steer raft leadership over a node's gRPC API.
+    Leader(LeaderArgs),
     /// Print a new random gossip encryption key for --encrypt.
     Keygen,
     /// Print the version.
@@ -49,6 +57,9 @@ async fn main() -> ExitCode {
         Command::Agent(args) => report(agent(&args).await),
         Command::Members(args) => report(members::run(&args).await.map_err(Into::into)),
         Command::Event(args) => report(args.run().await),
+        Command::Services(args) => report(services::run(&args).await),
+        Command::Status(args) => report(status::run_status(&args).await),
+        Command::Leader(args) => report(status::run_leader(&args).await),
         Command::Keygen => {
             println!("{}", muster::gossip::wire::generate_key());
             ExitCode::SUCCESS

@@ -88,9 +88,9 @@ pub async fn serve_with(
     grpc: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, grpc.merge(router(state)))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    // Upgraded WebSockets outlive the graceful shutdown; they watch the token themselves.
+    let app = grpc.merge(router(state)).layer(axum::Extension(rest::WsShutdown(shutdown.clone())));
+    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
     tracing::info!("api: stopped");
     Ok(())
 }

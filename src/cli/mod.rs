@@ -5,6 +5,8 @@
 pub mod event;
 pub mod http;
 pub mod members;
+pub mod services;
+pub mod status;
 
 use crate::api::FilterError;
 

@@ -235,15 +235,19 @@ async fn set_cluster_id<M: Machine>(
         tracing::warn!(path = %path.display(), error = %e, "cluster: cannot persist the cluster id");
     }
     consensus.set_cluster(Some(id.id.clone()));
-    if let Err(e) = gossip.set_tags(tags_for(cfg, Some(&id))).await {
-        tracing::warn!(error = %e, "cluster: cannot update gossip tags");
+    let tags = tags_for(cfg, Some(&id));
+    let unchanged = gossip.members().borrow().iter().any(|m| m.name == cfg.name && m.tags == tags);
+    if !unchanged {
+        if let Err(e) = gossip.set_tags(tags).await {
+            tracing::warn!(error = %e, "cluster: cannot update gossip tags");
+        }
     }
     *current = Some(id);
 }
 
 /// This node's cluster `from` yields to `into`: save the old state machine beside the data
 /// dir's raft state, discard the raft state, start over empty as a member-to-be of `into`
-/// (its leader's autopilot adds us), and gossip no cluster until we are in.
+/// (its leader's autopilot adds us, seeing its cluster id in our tags).
 async fn merge_into<M: Machine>(
     cfg: &ClusterConfig,
     gossip: &GossipHandle,
@@ -274,7 +278,10 @@ async fn merge_into<M: Machine>(
     };
     let _ = std::fs::remove_file(cluster_id_path(&cfg.data_dir));
     consensus.reset(fresh(), Some(into.id.clone())).await?;
-    if let Err(e) = gossip.set_tags(tags_for(cfg, None)).await {
+    // Gossip the cluster we join right away: its leader's autopilot adds members carrying its
+    // id, and the tags change once per merge instead of twice.
+    let joining = ClusterId { id: into.id.clone(), born_ms: into.born_ms.unwrap_or(0) };
+    if let Err(e) = gossip.set_tags(tags_for(cfg, Some(&joining))).await {
         tracing::warn!(error = %e, "cluster: cannot update gossip tags");
     }
     tracing::info!(into = %into.id, "cluster: raft state discarded; waiting for the other cluster's leader to add this node");

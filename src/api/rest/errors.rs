@@ -31,6 +31,9 @@ pub enum RestError {
     /// The query string did not decode (`limit=abc`, `ttl=-1`, ...).
     #[error("{0}")]
     Query(String),
+    /// `GET /api/v1/ws` without a valid WebSocket upgrade (axum's reason).
+    #[error("{detail}")]
+    Upgrade { status: StatusCode, detail: String },
     /// The registry answered with an outcome that does not belong to the command.
     #[error("internal: the registry answered with an unexpected outcome {0}")]
     Unexpected(String),
@@ -76,7 +79,7 @@ impl RestError {
             RestError::Registrar(RegistrarError::Unknown(_)) => StatusCode::GATEWAY_TIMEOUT,
             RestError::Registrar(RegistrarError::Busy { .. }) => StatusCode::TOO_MANY_REQUESTS,
             RestError::Deadline { .. } | RestError::NoRegistry => StatusCode::SERVICE_UNAVAILABLE,
-            RestError::Body { status, .. } => *status,
+            RestError::Body { status, .. } | RestError::Upgrade { status, .. } => *status,
             RestError::Query(_) => StatusCode::UNPROCESSABLE_ENTITY,
             RestError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -105,6 +108,7 @@ impl RestError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported media type",
                 _ => "invalid JSON body",
             },
+            RestError::Upgrade { .. } => "not a websocket upgrade",
             RestError::Query(_) => "invalid query",
             RestError::Unexpected(_) => "internal",
         }

@@ -1,17 +1,19 @@
 //! Bitsperity Beacon's REST API under `/api/v1`, over the replicated registry: register,
 //! heartbeat, list, get, update, deregister, discover, types, tags, expired, cleanup, health,
-//! and the OpenAPI document. Handlers are thin ([`handlers`]): decode, validate with the
-//! registry's rules, call the registrar, shape JSON; every error→status mapping is in
-//! [`errors`]. Reads are linearizable unless `?stale=true`.
+//! the OpenAPI document, and the WebSocket event stream `/api/v1/ws` ([`ws`]). Handlers are
+//! thin ([`handlers`]): decode, validate with the registry's rules, call the registrar, shape
+//! JSON; every error→status mapping is in [`errors`]. Reads are linearizable unless
+//! `?stale=true`.
 //!
 //! [`ROUTES`] is the single list of routes: the router is built from it and the OpenAPI
 //! document describes it, so the two cannot disagree. Bodies are capped at [`BODY_BYTES_MAX`].
 //!
 //! May import `registry`, `replicated::registrar` and the gRPC layer's helpers (`Deadlines`,
-//! the id generator); nothing else of the node.
+//! the id generator) and `logging` (timestamps); nothing else of the node.
 
 mod errors;
 mod handlers;
+mod ws;
 
 use std::sync::Arc;
 
@@ -21,6 +23,7 @@ use axum::Router;
 use serde_json::{json, Map, Value};
 
 pub use errors::RestError;
+pub use ws::WsShutdown;
 
 use super::ApiState;
 
@@ -42,6 +45,7 @@ enum Op {
     Expired,
     Cleanup,
     Health,
+    Events,
     OpenApi,
 }
 
@@ -191,6 +195,15 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/api/v1/ws",
+        summary: "WebSocket: each registry event as a JSON text message, in revision order",
+        op: Op::Events,
+        query: &[("revision", "integer", "resume after this revision (default: from now)")],
+        body: None,
+        responses: &[101, 400, 422, 426, 503],
+    },
+    Route {
+        method: "GET",
         path: "/api/v1/openapi.json",
         summary: "This document",
         op: Op::OpenApi,
@@ -214,6 +227,7 @@ fn endpoint(op: Op) -> MethodRouter<Arc<ApiState>> {
         Op::Expired => get(handlers::expired),
         Op::Cleanup => delete(handlers::cleanup),
         Op::Health => get(handlers::health),
+        Op::Events => get(ws::ws),
         Op::OpenApi => get(handlers::openapi),
     }
 }
@@ -244,14 +258,17 @@ pub(super) fn allowed_methods(path: &str) -> Option<String> {
 
 fn reason(code: u16) -> &'static str {
     match code {
+        101 => "Switching Protocols: the event stream follows as WebSocket text messages",
         200 => "OK",
         201 => "Created",
+        400 => "Not a WebSocket upgrade request",
         404 => "No service with this id",
         409 => "A service with this service_id is registered already",
         410 => "History compacted",
         413 => "Body larger than 64 KiB",
         415 => "Body is not application/json",
         422 => "Invalid service, command, filter, JSON or query; `detail` names the field and bound",
+        426 => "The connection cannot be upgraded to a WebSocket",
         429 => "Too many heartbeats wait for their checkpoint; retry shortly",
         503 => "No leader, no quorum, deadline passed, or no registry on this node; retry",
         504 => "Outcome unknown: the leader changed while the write was in flight",
@@ -280,6 +297,9 @@ pub fn openapi() -> Value {
             .responses
             .iter()
             .map(|code| {
+                if *code == 101 {
+                    return (code.to_string(), json!({"description": reason(*code)}));
+                }
                 let schema = if *code < 300 {
                     json!({"type": "object"})
                 } else {

@@ -1,0 +1,211 @@
+//! `GET /api/v1/ws`: Beacon's WebSocket event stream over this node's copy of the registry.
+//! Every registry event goes out as one JSON text message, in revision order:
+//! `{"type": "service_registered", "revision": R, "service": {..as the REST API returns it..},
+//! "timestamp": "<RFC 3339>"}`. `?revision=N` resumes after revision N (default: from now);
+//! when N is compacted the client gets `{"type": "compacted", "oldest_available": N}` and a
+//! close. After [`PROGRESS_EVERY`] without events it gets `{"type": "progress", "revision": R}`.
+//!
+//! Like the gRPC `Watch`, each connection has a producer (reads the applied-revision watch and
+//! the history, never blocks the apply path) and a bounded buffer of [`STREAM_BUFFER`]
+//! messages to the socket; a client that leaves it full for [`SLOW_WATCHER`] is dropped with
+//! a log line. The stream ends when the client closes, the node stops, or the API shuts down
+//! (close code 1001).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::Response;
+use axum::Extension;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::errors::RestError;
+use crate::api::grpc::watch::{SLOW_WATCHER, STREAM_BUFFER};
+use crate::api::ApiState;
+use crate::logging::{format_rfc3339, unix_ms_now, Precision};
+use crate::registry::{Event, RegistryError, Revision};
+use crate::replicated::registrar::Registrar;
+
+/// A stream that sent nothing for this long sends a progress message.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+/// How long a close handshake may take before the socket is just dropped.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// The API's shutdown token, put on the router by `api::serve_with` so upgraded sockets (which
+/// outlive axum's graceful shutdown) close with the API.
+#[derive(Clone)]
+pub struct WsShutdown(pub CancellationToken);
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct WsQuery {
+    revision: Option<u64>,
+}
+
+/// `GET /api/v1/ws[?revision=N]`: upgrades to the event stream.
+pub(super) async fn ws(
+    State(state): State<Arc<ApiState>>,
+    q: Result<Query<WsQuery>, QueryRejection>,
+    shutdown: Option<Extension<WsShutdown>>,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, RestError> {
+    let registrar = state.registrar.clone().ok_or(RestError::NoRegistry)?;
+    let Query(q) = q?;
+    let upgrade = upgrade.map_err(|r| RestError::Upgrade { status: r.status(), detail: r.body_text() })?;
+    let shutdown = shutdown.map(|Extension(WsShutdown(t))| t).unwrap_or_default();
+    // Fix the start now, so "from now" means the revision when the request arrived.
+    let after = match q.revision {
+        Some(n) => Revision(n),
+        None => registrar.read_local(|r| r.revision()),
+    };
+    Ok(upgrade.on_upgrade(move |socket| run(socket, registrar, after, shutdown)))
+}
+
+/// Why the producer stopped.
+enum End {
+    /// Everything is in the buffer (compacted, or the node stopping): drain it, then close.
+    Drain(u16),
+    /// The client did not take its messages: drop it now.
+    Slow,
+}
+
+async fn run(mut socket: WebSocket, registrar: Arc<Registrar>, after: Revision, shutdown: CancellationToken) {
+    let (tx, mut rx) = mpsc::channel::<String>(STREAM_BUFFER);
+    let producer = produce(registrar, after, tx);
+    tokio::pin!(producer);
+    let mut close = close_code::NORMAL;
+    let mut producing = true;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                close_with(&mut socket, close_code::AWAY).await;
+                return;
+            }
+            end = &mut producer, if producing => match end {
+                End::Drain(code) => { producing = false; close = code; }
+                End::Slow => return,
+            },
+            msg = rx.recv() => match msg {
+                Some(text) => {
+                    match tokio::time::timeout(SLOW_WATCHER, socket.send(Message::Text(text.into()))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "ws: send failed; stream ended");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::warn!(buffer = STREAM_BUFFER, "ws: client too slow; stream dropped");
+                            return;
+                        }
+                    }
+                }
+                None => {
+                    close_with(&mut socket, close).await;
+                    return;
+                }
+            },
+            incoming = socket.recv() => match incoming {
+                // The client closed (tungstenite answers the close frame on the next read) or
+                // went away.
+                Some(Ok(Message::Close(_))) => {
+                    let _ = tokio::time::timeout(CLOSE_WAIT, socket.recv()).await;
+                    return;
+                }
+                None | Some(Err(_)) => return,
+                Some(Ok(_)) => {} // pings are answered by the socket; other input is ignored
+            },
+        }
+    }
+}
+
+/// Sends a close frame and waits (bounded) for the client's.
+async fn close_with(socket: &mut WebSocket, code: u16) {
+    let frame = CloseFrame { code, reason: "".into() };
+    let closing = async {
+        if socket.send(Message::Close(Some(frame))).await.is_ok() {
+            while let Some(Ok(m)) = socket.recv().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_WAIT, closing).await;
+}
+
+/// One event as Beacon's JSON message.
+fn event_message(e: &Event) -> String {
+    let service = serde_json::to_value(&e.service).unwrap_or(Value::Null);
+    let timestamp = format_rfc3339(unix_ms_now(), Precision::Millis);
+    json!({"type": e.kind.as_str(), "revision": e.revision.0, "service": service, "timestamp": timestamp})
+        .to_string()
+}
+
+/// Puts one message in the buffer, waiting at most [`SLOW_WATCHER`] for room; `Err` ends the
+/// producer.
+async fn push(tx: &mpsc::Sender<String>, msg: String) -> Result<(), End> {
+    match tx.send_timeout(msg, SLOW_WATCHER).await {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+            tracing::warn!(buffer = STREAM_BUFFER, "ws: client too slow; stream dropped");
+            Err(End::Slow)
+        }
+        // The writer is gone; it has already decided how the socket ends.
+        Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(End::Slow),
+    }
+}
+
+async fn produce(registrar: Arc<Registrar>, after: Revision, tx: mpsc::Sender<String>) -> End {
+    match produce_until_end(registrar, after, &tx).await {
+        Ok(code) | Err(End::Drain(code)) => End::Drain(code),
+        Err(End::Slow) => End::Slow,
+    }
+}
+
+async fn produce_until_end(
+    registrar: Arc<Registrar>,
+    mut after: Revision,
+    tx: &mpsc::Sender<String>,
+) -> Result<u16, End> {
+    // Subscribe before the first read, so no change between the two is missed.
+    let mut applied = registrar.subscribe();
+    let mut idle_since = tokio::time::Instant::now();
+    loop {
+        applied.borrow_and_update();
+        let batch = registrar.read_local(|r| r.events_since(after).map(|events| (events, r.revision())));
+        match batch {
+            Ok((events, revision)) => {
+                for e in &events {
+                    push(tx, event_message(e)).await?;
+                    idle_since = tokio::time::Instant::now();
+                }
+                after = after.max(revision);
+            }
+            Err(RegistryError::Compacted { oldest_available, .. }) => {
+                let msg = json!({"type": "compacted", "oldest_available": oldest_available.0});
+                push(tx, msg.to_string()).await?;
+                return Ok(close_code::NORMAL);
+            }
+            Err(other) => {
+                tracing::warn!(error = %other, "ws: cannot read the registry's events; stream ended");
+                return Ok(close_code::ERROR);
+            }
+        }
+        tokio::select! {
+            changed = applied.changed() => {
+                if changed.is_err() {
+                    return Ok(close_code::AWAY); // the node is stopping
+                }
+            }
+            _ = tokio::time::sleep_until(idle_since + PROGRESS_EVERY) => {
+                push(tx, json!({"type": "progress", "revision": after.0}).to_string()).await?;
+                idle_since = tokio::time::Instant::now();
+            }
+            _ = tx.closed() => return Err(End::Slow),
+        }
+    }
+}
