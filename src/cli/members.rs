@@ -93,9 +93,10 @@ pub async fn fetch(args: &MembersArgs) -> Result<Vec<MemberInfo>, CliError> {
 }
 
 /// The address to connect to: an unspecified IP becomes loopback (so `MUSTER_HTTP_ADDR` as the
-/// agent's listen address works), a missing port becomes 9999.
-fn target(http_addr: &str) -> String {
-    let s = http_addr.trim();
+/// agent's listen address works), a bare `:port` means this host, a missing port becomes 9999.
+/// Shared by every CLI command that talks to a node's API.
+pub(crate) fn target(http_addr: &str) -> String {
+    let s = http_addr.trim().trim_start_matches("http://");
     let loopback = |ip: IpAddr| match ip {
         IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
@@ -145,7 +146,7 @@ fn row(m: &MemberInfo, output: Output) -> Vec<String> {
 }
 
 /// Pads every column but the last to its widest cell (by characters), like Go's columnize.
-fn columns(rows: &[Vec<String>]) -> String {
+pub(crate) fn columns(rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = Vec::new();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {

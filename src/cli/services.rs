@@ -5,13 +5,13 @@
 
 use std::future::Future;
 use std::io::Write as _;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::anyhow;
 use serde_json::{json, Value};
 use tonic::transport::{Channel, Endpoint};
 
+use super::members::{columns, target};
 use crate::api::grpc::pb::registry as pb;
 use crate::api::grpc::pb::registry::registry_client::RegistryClient;
 
@@ -403,55 +403,7 @@ pub async fn call<T>(
 /// `CODE: message`, with the canonical gRPC code name.
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
     let message = if status.message().is_empty() { status.code().description() } else { status.message() };
-    anyhow!("{}: {message}", code_name(status.code()))
-}
-
-/// The canonical name of a gRPC status code (`NOT_FOUND`, …).
-pub fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match code {
-        Ok => "OK",
-        Cancelled => "CANCELLED",
-        Unknown => "UNKNOWN",
-        InvalidArgument => "INVALID_ARGUMENT",
-        DeadlineExceeded => "DEADLINE_EXCEEDED",
-        NotFound => "NOT_FOUND",
-        AlreadyExists => "ALREADY_EXISTS",
-        PermissionDenied => "PERMISSION_DENIED",
-        ResourceExhausted => "RESOURCE_EXHAUSTED",
-        FailedPrecondition => "FAILED_PRECONDITION",
-        Aborted => "ABORTED",
-        OutOfRange => "OUT_OF_RANGE",
-        Unimplemented => "UNIMPLEMENTED",
-        Internal => "INTERNAL",
-        Unavailable => "UNAVAILABLE",
-        DataLoss => "DATA_LOSS",
-        Unauthenticated => "UNAUTHENTICATED",
-    }
-}
-
-/// The address to dial: an unspecified IP becomes loopback, a bare `:port` means this host,
-/// a missing port becomes 9999.
-pub fn target(addr: &str) -> String {
-    let s = addr.trim().trim_start_matches("http://");
-    let loopback = |ip: IpAddr| match ip {
-        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    if let Ok(a) = s.parse::<SocketAddr>() {
-        return SocketAddr::new(loopback(a.ip()), a.port()).to_string();
-    }
-    if let Ok(ip) = s.parse::<IpAddr>() {
-        return SocketAddr::new(loopback(ip), crate::config::defaults::HTTP_PORT).to_string();
-    }
-    if let Some(port) = s.strip_prefix(':') {
-        return format!("127.0.0.1:{port}");
-    }
-    match s.rsplit_once(':') {
-        Some((_, port)) if port.parse::<u16>().is_ok() => s.to_string(),
-        _ => format!("{s}:{}", crate::config::defaults::HTTP_PORT),
-    }
+    anyhow!("{}: {message}", crate::api::grpc::errors::code_name(status.code()))
 }
 
 /// Pretty JSON on stdout.
@@ -474,35 +426,6 @@ pub fn write_stdout(text: &str) -> anyhow::Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(anyhow!("cannot write to stdout: {e}")),
         _ => Ok(()),
     }
-}
-
-/// The aligned text of [`print_table`].
-pub fn columns(rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = Vec::new();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            let w = cell.chars().count();
-            match widths.get_mut(i) {
-                Some(max) => *max = (*max).max(w),
-                None => widths.push(w),
-            }
-        }
-    }
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i > 0 {
-                line.push_str("  ");
-            }
-            line.push_str(cell);
-            let pad = widths.get(i).copied().unwrap_or(0).saturating_sub(cell.chars().count());
-            line.extend(std::iter::repeat_n(' ', pad));
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]

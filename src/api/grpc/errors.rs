@@ -34,6 +34,31 @@ pub fn registry_code(e: &RegistryError) -> Code {
     }
 }
 
+/// The canonical upper-case name of a gRPC code (`NOT_FOUND`), as grpcurl prints it; used in
+/// stream error messages and by the CLI.
+pub fn code_name(code: Code) -> &'static str {
+    use Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
 /// A registrar error as a gRPC status, with its message (`outcome unknown: ...`, `invalid
 /// service: port must be 1–65535 (got 0)`, ...).
 pub fn status(e: RegistrarError) -> Status {

@@ -90,7 +90,7 @@ pub fn keep_alive(
                     service_id,
                     service: None,
                     error: Some(pb::KeepAliveError {
-                        code: code_name(s.code()).to_owned(),
+                        code: errors::code_name(s.code()).to_owned(),
                         message: s.message().to_owned(),
                     }),
                 },
@@ -101,30 +101,6 @@ pub fn keep_alive(
         }
     });
     stream_of(rx)
-}
-
-/// The canonical upper-case name of a gRPC code (`NOT_FOUND`), as grpcurl prints it.
-fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match code {
-        Ok => "OK",
-        Cancelled => "CANCELLED",
-        Unknown => "UNKNOWN",
-        InvalidArgument => "INVALID_ARGUMENT",
-        DeadlineExceeded => "DEADLINE_EXCEEDED",
-        NotFound => "NOT_FOUND",
-        AlreadyExists => "ALREADY_EXISTS",
-        PermissionDenied => "PERMISSION_DENIED",
-        ResourceExhausted => "RESOURCE_EXHAUSTED",
-        FailedPrecondition => "FAILED_PRECONDITION",
-        Aborted => "ABORTED",
-        OutOfRange => "OUT_OF_RANGE",
-        Unimplemented => "UNIMPLEMENTED",
-        Internal => "INTERNAL",
-        Unavailable => "UNAVAILABLE",
-        DataLoss => "DATA_LOSS",
-        Unauthenticated => "UNAUTHENTICATED",
-    }
 }
 
 /// Starts a watch: events after `start_revision - 1` (or from now for 0) on this node's copy.
