@@ -193,16 +193,18 @@ async fn odd_ranges_read_what_they_cover() {
 }
 
 #[tokio::test]
-async fn a_hole_in_the_log_is_an_error_not_a_short_read() {
-    // Proves a read across missing entries fails loudly (openraft forbids holes).
+async fn an_append_that_would_leave_a_hole_is_refused() {
+    // Proves the log never gets a hole (openraft forbids them): the append fails loudly and
+    // stores nothing, and the entries before it stay readable.
     let dir = tempfile::tempdir().unwrap();
     let (mut log, _sm) = reopen(dir.path()).await;
     append(&mut log, blanks(1, 1..=2)).await;
-    append(&mut log, blanks(1, 5..=5)).await;
-    let err = log.try_get_log_entries(..).await.unwrap_err();
+    let (tx, _rx) = TypeConfig::oneshot();
+    let err = log.append(blanks(1, 5..=5), IOFlushed::signal(tx)).await.unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
-    assert!(err.to_string().contains("hole"), "{err}");
-    assert_eq!(indexes(&log.try_get_log_entries(..3).await.unwrap()), vec![1, 2]);
+    assert!(err.to_string().contains("append of index 5 after 2"), "{err}");
+    assert_eq!(indexes(&log.try_get_log_entries(..).await.unwrap()), vec![1, 2]);
+    assert_eq!(log.get_log_state().await.unwrap().last_log_id, Some(lid(1, 2)));
 }
 
 #[tokio::test]
@@ -267,4 +269,61 @@ async fn a_second_open_of_the_same_dir_is_refused() {
     let _first = reopen(dir.path()).await;
     let err = open(dir.path(), Recorder::default()).await.unwrap_err();
     assert!(matches!(err, StoreError::Open { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn appended_entries_are_readable_before_their_flush_and_durable_after_it() {
+    // Proves the pipelined writer: entries read back at once (from memory) while their commits
+    // are still queued, every append is reported flushed, reads keep working once the tail
+    // has dropped the older flushed entries (they come from redb), and all of it survives a
+    // reopen.
+    let dir = tempfile::tempdir().unwrap();
+    let total: u64 = 3000;
+    {
+        let (mut log, _sm) = reopen(dir.path()).await;
+        let mut flushed = Vec::new();
+        for chunk in (1..=total).collect::<Vec<_>>().chunks(7) {
+            let (tx, rx) = TypeConfig::oneshot();
+            let entries: Vec<Entry> = chunk.iter().map(|&i| normal(3, i)).collect();
+            log.append(entries, IOFlushed::signal(tx)).await.unwrap();
+            flushed.push(rx);
+            let last = *chunk.last().unwrap();
+            let read = log.try_get_log_entries(last..=last).await.unwrap();
+            assert_eq!(read, vec![normal(3, last)], "entry {last} readable right after its append");
+        }
+        for rx in flushed {
+            rx.await.unwrap().unwrap();
+        }
+        let all = log.try_get_log_entries(1..=total).await.unwrap();
+        assert_eq!(all.len() as u64, total, "every entry, from redb and memory");
+        assert!(all.iter().zip(1..).all(|(e, i)| *e == normal(3, i)), "in order, unchanged");
+        let limited = log.limited_get_log_entries(1, total + 1).await.unwrap();
+        assert_eq!(indexes(&limited), (1..=total).collect::<Vec<_>>());
+    }
+    let (mut log, _sm) = reopen(dir.path()).await;
+    assert_eq!(log.get_log_state().await.unwrap().last_log_id, Some(lid(3, total)));
+    assert_eq!(log.try_get_log_entries(..).await.unwrap().len() as u64, total);
+}
+
+#[tokio::test]
+async fn a_truncation_hides_flushed_entries_at_once_and_on_disk_after_reopen() {
+    // Proves a truncation takes effect for readers before its commit reaches redb, that the
+    // new term's entries replace the old ones, and that the result is what a reopen reads.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut log, _sm) = reopen(dir.path()).await;
+        append(&mut log, blanks(1, 1..=10)).await; // flushed: in redb and the tail
+        log.truncate_after(Some(lid(1, 4))).await.unwrap();
+        assert_eq!(indexes(&log.try_get_log_entries(..).await.unwrap()), vec![1, 2, 3, 4]);
+        assert_eq!(log.get_log_state().await.unwrap().last_log_id, Some(lid(1, 4)));
+        let (tx, rx) = TypeConfig::oneshot();
+        log.append(blanks(2, 5..=6), IOFlushed::signal(tx)).await.unwrap();
+        let ids: Vec<LogId> = log.try_get_log_entries(3..).await.unwrap().iter().map(|e| e.log_id()).collect();
+        assert_eq!(ids, vec![lid(1, 3), lid(1, 4), lid(2, 5), lid(2, 6)]);
+        rx.await.unwrap().unwrap();
+    }
+    let (mut log, _sm) = reopen(dir.path()).await;
+    let ids: Vec<LogId> = log.try_get_log_entries(..).await.unwrap().iter().map(|e| e.log_id()).collect();
+    assert_eq!(ids, vec![lid(1, 1), lid(1, 2), lid(1, 3), lid(1, 4), lid(2, 5), lid(2, 6)]);
+    assert_eq!(log.get_log_state().await.unwrap().last_log_id, Some(lid(2, 6)));
 }
