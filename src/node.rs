@@ -28,6 +28,9 @@ use crate::replicated::registrar::{run_lease_keeper, LeaseConfig, Registrar, Sys
 use crate::replicated::{AppliedTx, RegistryMachine};
 use crate::serf_rpc::{self, RpcConfig};
 
+// `config` may not import the registry, so its default is a copy; this keeps the two equal.
+const _: () = assert!(crate::config::defaults::HISTORY_MAX == HISTORY_MAX_DEFAULT);
+
 /// How long shutdown waits for tasks after the leave.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long a leaving leader waits for another voter to take over.
@@ -97,8 +100,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let applied: AppliedTx = Arc::new(tokio::sync::watch::channel(Revision(0)).0);
     let machine = {
-        let applied = applied.clone();
-        move || RegistryMachine::announcing(Registry::new(HISTORY_MAX_DEFAULT), applied.clone())
+        let (applied, history_max) = (applied.clone(), config.history_max);
+        move || RegistryMachine::announcing(Registry::new(history_max), applied.clone())
     };
     let consensus = Arc::new(Consensus::start(raft_cfg, machine()).await?);
     let registrar = Arc::new(Registrar::new(

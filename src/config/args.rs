@@ -72,6 +72,9 @@ pub struct AgentArgs {
     /// How long a raft voter may be missing from gossip before the leader replaces it.
     #[arg(long, value_name = "DURATION")]
     pub voter_grace: Option<String>,
+    /// Registry events kept for Watch/WebSocket resume; older start revisions get `compacted`.
+    #[arg(long, value_name = "N")]
+    pub history_max: Option<String>,
     /// Log level: trace, debug, info, warn or error.
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
@@ -139,6 +142,7 @@ pub(crate) const SETTINGS: &[Setting] = &[
     Setting { key: "cluster", env: &["MUSTER_CLUSTER"] },
     Setting { key: "profile", env: &["MUSTER_PROFILE"] },
     Setting { key: "voter_grace", env: &["MUSTER_VOTER_GRACE"] },
+    Setting { key: "history_max", env: &["MUSTER_HISTORY_MAX"] },
     Setting { key: "log_level", env: &["MUSTER_LOG_LEVEL", "LOG_LEVEL"] },
     Setting { key: "log_format", env: &["MUSTER_LOG_FORMAT", "LOG_FORMAT"] },
     Setting { key: "log_caller", env: &["MUSTER_LOG_CALLER", "LOG_CALLER"] },
@@ -172,6 +176,7 @@ fn default_text(key: &str, d: &Config) -> Option<String> {
         "cluster" => d.cluster.clone(),
         "profile" => d.profile.to_string(),
         "voter_grace" => format_duration_ms(d.voter_grace_ms),
+        "history_max" => d.history_max.to_string(),
         "log_level" => d.log.level.to_string().to_lowercase(),
         "log_format" => d.log.format.to_string(),
         "log_caller" => d.log.caller.to_string(),

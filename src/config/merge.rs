@@ -200,6 +200,17 @@ pub fn merge(
     if let Some(f) = src.scalar("voter_grace", args.voter_grace.as_deref()) {
         c.voter_grace_ms = f.parse(parse_duration_ms)?;
     }
+    if let Some(f) = src.scalar("history_max", args.history_max.as_deref()) {
+        c.history_max = f.parse(|v| {
+            v.trim().parse().map_err(|_| {
+                format!(
+                    "expected a whole number of events from {} to {}",
+                    defaults::HISTORY_MAX_LOWEST,
+                    defaults::HISTORY_MAX_HIGHEST
+                )
+            })
+        })?;
+    }
     merge_log(&src, args, &mut c)?;
     c.config_file = src.path("config_file", args.config_file.as_ref());
     Ok(c)

@@ -47,6 +47,13 @@ pub mod defaults {
     pub const RETRY_INTERVAL_MS: u64 = 1_000;
     /// A voter missing from gossip this long is replaced (Consul's dead-server cleanup).
     pub const VOTER_GRACE_MS: u64 = 10_000;
+    /// Registry events kept for watchers to resume from (the registry's `HISTORY_MAX_DEFAULT`;
+    /// `node` checks the two agree at compile time): most of an hour at a few changes a second.
+    pub const HISTORY_MAX: usize = 10_000;
+    /// `--history-max` bounds: fewer than 10 events makes almost every resume `compacted`;
+    /// more than 10 million holds gigabytes of service records in memory on every node.
+    pub const HISTORY_MAX_LOWEST: usize = 10;
+    pub const HISTORY_MAX_HIGHEST: usize = 10_000_000;
     /// Backoff cap for join retries.
     pub const RETRY_INTERVAL_MAX_MS: u64 = 30_000;
     /// 0 retries join forever.
@@ -227,6 +234,8 @@ pub struct Config {
     pub profile: Profile,
     /// How long a raft voter may be missing from gossip before the leader replaces it.
     pub voter_grace_ms: u64,
+    /// How many registry events this node keeps for Watch/WebSocket resume.
+    pub history_max: usize,
     pub log: LogConfig,
     /// The JSON file this config was read from, if any.
     pub config_file: Option<PathBuf>,
@@ -255,6 +264,7 @@ impl Default for Config {
             cluster: defaults::CLUSTER.to_string(),
             profile: Profile::Lan,
             voter_grace_ms: defaults::VOTER_GRACE_MS,
+            history_max: defaults::HISTORY_MAX,
             log: LogConfig::default(),
             config_file: None,
         }
@@ -326,8 +336,8 @@ impl fmt::Display for Redacted<'_> {
         let c = self.0;
         write!(
             f,
-            "node={} cluster={} role={} profile={} voter_grace={} discovery={} bind={} advertise={} \
-             join=[{}] retry_join=[{}] retry_interval={} retry_interval_max={} retry_max={} \
+            "node={} cluster={} role={} profile={} voter_grace={} history_max={} discovery={} bind={} \
+             advertise={} join=[{}] retry_join=[{}] retry_interval={} retry_interval_max={} retry_max={} \
              tags=[{}] encrypt={} keyring_file={} data_dir={} http_addr={} rpc_addr={} rpc_auth={} log.level={} \
              log.format={} log.caller={} log.time={} log.no_color={} config_file={}",
             c.node,
@@ -335,6 +345,7 @@ impl fmt::Display for Redacted<'_> {
             c.role,
             c.profile,
             format_duration_ms(c.voter_grace_ms),
+            c.history_max,
             c.discovery,
             c.bind,
             opt(&c.advertise),
@@ -384,6 +395,7 @@ impl fmt::Debug for Redacted<'_> {
             .field("cluster", &c.cluster)
             .field("profile", &c.profile)
             .field("voter_grace_ms", &c.voter_grace_ms)
+            .field("history_max", &c.history_max)
             .field("log", &c.log)
             .field("config_file", &c.config_file)
             .finish()

@@ -200,3 +200,35 @@ fn redacted_view_hides_the_key() {
     assert!(debug.contains("<redacted>") && !debug.contains(key), "{debug}");
     assert!(Config::default().redacted().to_string().contains("encrypt=none"));
 }
+
+#[test]
+fn history_max_comes_from_flag_env_or_file_within_its_bounds() {
+    // Proves --history-max follows flag > env > file > default, defaults to 10000, and that a
+    // value outside 10..=10000000 or not a number stops the node naming the flag and the range.
+    let text = Some(r#"{"history_max":300}"#);
+    let c = merged(&["--history-max", "20"], &[("MUSTER_HISTORY_MAX", "100")], text).unwrap();
+    assert_eq!(c.history_max, 20, "the flag wins");
+    assert_eq!(merged(&[], &[("MUSTER_HISTORY_MAX", "100")], text).unwrap().history_max, 100, "env next");
+    assert_eq!(merged(&[], &[], text).unwrap().history_max, 300, "then the file");
+    assert_eq!(merged(&[], &[], None).unwrap().history_max, 10_000, "then the default");
+    assert_eq!(merged(&["--history-max", "10"], &[], None).unwrap().history_max, 10, "10 is allowed");
+    let top = merged(&["--history-max", "10000000"], &[], None).unwrap();
+    assert_eq!(top.history_max, 10_000_000, "10000000 is allowed");
+
+    let err = merged(&["--history-max", "9"], &[], None).unwrap_err().to_string();
+    assert!(
+        err.starts_with("invalid --history-max (MUSTER_HISTORY_MAX): must be 10 to 10000000 events (got 9)"),
+        "{err}"
+    );
+    let err = merged(&[], &[("MUSTER_HISTORY_MAX", "10000001")], None).unwrap_err().to_string();
+    assert!(err.contains("--history-max") && err.contains("(got 10000001)"), "{err}");
+    let err = merged(&[], &[("MUSTER_HISTORY_MAX", "lots")], None).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "invalid value 'lots' for --history-max (MUSTER_HISTORY_MAX): \
+         expected a whole number of events from 10 to 10000000"
+    );
+    let err = merged(&[], &[], Some(r#"{"history_max":-5}"#)).unwrap_err().to_string();
+    assert!(err.contains("--history-max (config file test.json)"), "{err}");
+    assert!(c.redacted().to_string().contains(" history_max=20 "), "the start-up line shows it");
+}

@@ -41,6 +41,16 @@ impl Config {
                 "must be at least 1s (a shorter grace replaces voters on a gossip hiccup)".into(),
             ));
         }
+        let history_range = defaults::HISTORY_MAX_LOWEST..=defaults::HISTORY_MAX_HIGHEST;
+        if !history_range.contains(&self.history_max) {
+            return Err(invalid("history_max")(format!(
+                "must be {} to {} events (got {}): fewer makes almost every watch resume \
+                 compacted, more holds too many service records in memory",
+                history_range.start(),
+                history_range.end(),
+                self.history_max
+            )));
+        }
         if self.retry_interval_ms == 0 {
             return Err(invalid("retry_interval")("must be at least 1ms".into()));
         }

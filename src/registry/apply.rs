@@ -43,6 +43,12 @@ impl Registry {
         self.history.max()
     }
 
+    /// Keeps the last `history_max` events from now on; a smaller bound compacts the oldest
+    /// (whole revisions) at once. Services and revision are untouched.
+    pub fn set_history_max(&mut self, history_max: usize) {
+        self.history.set_max(history_max);
+    }
+
     /// Applies `cmd` as the log entry at `revision`, which must be after the last one applied.
     /// On error nothing changed, not even the revision; the caller reports the error to the
     /// client and moves on to the next entry.

@@ -98,6 +98,16 @@ impl History {
             debug_assert!(self.events.back().is_none_or(|last| last.revision <= event.revision));
             self.events.push_back(event);
         }
+        self.trim();
+    }
+
+    /// Keeps at most `max` events from now on, dropping the oldest (whole revisions) at once.
+    pub(crate) fn set_max(&mut self, max: usize) {
+        self.max = max;
+        self.trim();
+    }
+
+    fn trim(&mut self) {
         while self.events.len() > self.max {
             let Some(dropped) = self.events.pop_front() else { break };
             self.compacted_through = dropped.revision;

@@ -77,6 +77,32 @@ impl Forward for ForwardService {
     }
 }
 
+/// How deep [`may_have_arrived`] looks into an error's source chain.
+const SOURCE_CHAIN_MAX: usize = 16;
+
+/// Whether a failed forwarded call may have reached the leader, so that a forwarded proposal
+/// may have been committed. Only two failures prove it did not: a connection that was never
+/// established, and a status the leader itself sent (those come before any proposal, and
+/// carry no transport error). A deadline, a reset or a dropped connection (a leader killed
+/// mid-call) may come after the leader appended the entry and replicated it.
+fn may_have_arrived(s: &Status) -> bool {
+    if s.code() == tonic::Code::DeadlineExceeded {
+        return true;
+    }
+    let mut source = std::error::Error::source(s);
+    if source.is_none() {
+        return false;
+    }
+    for _ in 0..SOURCE_CHAIN_MAX {
+        match source {
+            Some(e) if e.is::<tonic::ConnectError>() => return false,
+            Some(e) => source = e.source(),
+            None => break,
+        }
+    }
+    true
+}
+
 /// The follower's side: one cached HTTP/2 channel per leader address.
 #[derive(Default)]
 pub struct Forwarder {
@@ -124,8 +150,10 @@ impl Forwarder {
         };
         let reply = reply.map_err(|s| {
             let what = format!("the leader at {addr} did not answer the forwarded {call:?}: {}", s.message());
-            if matches!(call, Call::Propose) && s.code() == tonic::Code::DeadlineExceeded {
-                RegistrarError::Unknown(what)
+            if matches!(call, Call::Propose) && may_have_arrived(&s) {
+                RegistrarError::Unknown(format!(
+                    "{what}; the write may still be applied, read before retrying"
+                ))
             } else {
                 RegistrarError::Unavailable(what)
             }
@@ -133,5 +161,61 @@ impl Forwarder {
         let r: Result<T, RegistrarError> =
             from_envelope(reply.get_ref()).map_err(RegistrarError::Unavailable)?;
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{Applied, NewService, Service};
+
+    fn register() -> Command {
+        let s = NewService::new(ServiceId::new("a1"), "cam", "http", "10.1.0.5", 8080);
+        Command::Register { service: s, now_ms: 1_000 }
+    }
+
+    #[tokio::test]
+    async fn a_forwarded_write_is_unavailable_only_when_it_cannot_have_reached_the_leader() {
+        // Proves the outcome a follower reports when the leader fails mid-forward: a refused
+        // connection (nothing sent) is Unavailable, so the client may simply retry; a leader
+        // that takes the request and then drops the connection (killed mid-call) makes a
+        // forwarded write Unknown, because it may have committed (a retry would then register
+        // the service twice, or get ALREADY_EXISTS for a write it was told failed). A
+        // heartbeat in the same situation stays Unavailable (renewing twice is harmless).
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closed_addr = closed.local_addr().unwrap().to_string();
+        drop(closed);
+        let f = Forwarder::default();
+        let deadline = Duration::from_secs(5);
+        let r = f.call::<_, Applied>(&closed_addr, Call::Propose, &register(), deadline).await;
+        assert!(
+            matches!(r, Err(RegistrarError::Unavailable(_))),
+            "a refused connection is Unavailable: {r:?}"
+        );
+
+        // A "leader" that reads the request and then dies.
+        let dying = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dying_addr = dying.local_addr().unwrap().to_string();
+        let server = tokio::spawn(async move {
+            for _ in 0..2 {
+                let Ok((mut conn, _)) = dying.accept().await else { return };
+                let mut buf = vec![0u8; 64 * 1024];
+                let read = tokio::time::timeout(Duration::from_millis(300), async {
+                    use tokio::io::AsyncReadExt as _;
+                    while conn.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+                });
+                let _ = read.await;
+                drop(conn);
+            }
+        });
+        let r = f.call::<_, Applied>(&dying_addr, Call::Propose, &register(), deadline).await;
+        match &r {
+            Err(RegistrarError::Unknown(m)) => assert!(m.contains("may still be applied"), "{m}"),
+            other => panic!("a write whose leader died mid-call has an unknown outcome, got {other:?}"),
+        }
+        let hb = HeartbeatRequest { id: ServiceId::new("a1"), ttl: None };
+        let r = f.call::<_, Service>(&dying_addr, Call::Heartbeat, &hb, deadline).await;
+        assert!(matches!(r, Err(RegistrarError::Unavailable(_))), "a heartbeat stays Unavailable: {r:?}");
+        server.abort();
     }
 }

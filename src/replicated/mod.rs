@@ -79,9 +79,13 @@ impl Machine for RegistryMachine {
         }
     }
 
+    /// Keeps this node's history bound (`--history-max`), not the snapshot's: a snapshot may
+    /// come from a leader with another bound, or from before a restart with a new value.
     fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
         let snap = RegistrySnapshot::from_bytes(bytes).map_err(|e| e.to_string())?;
+        let history_max = self.registry.history_max();
         self.registry = Registry::restore(snap).map_err(|e| e.to_string())?;
+        self.registry.set_history_max(history_max);
         self.announce();
         Ok(())
     }
@@ -110,5 +114,31 @@ mod tests {
         other.restore(&m.snapshot()).unwrap();
         assert_eq!(other.snapshot(), m.snapshot());
         assert!(other.restore(b"{}").is_err());
+    }
+
+    #[test]
+    fn a_restored_snapshot_keeps_this_nodes_history_bound() {
+        // Proves --history-max survives a snapshot taken under another bound (a restart with a
+        // new value, or a leader's snapshot): the machine keeps its own bound, compacts the
+        // oldest events beyond it, and services and revision come from the snapshot.
+        let mut big = RegistryMachine::new(Registry::new(100));
+        for i in 1..=30u64 {
+            big.apply(i, &encode_command(&register(&format!("s{i}"))));
+        }
+        let mut small = RegistryMachine::new(Registry::new(20));
+        small.restore(&big.snapshot()).unwrap();
+        assert_eq!(small.registry.history_max(), 20, "the local bound, not the snapshot's 100");
+        assert_eq!(small.registry.history_len(), 20, "the oldest 10 events were compacted");
+        assert_eq!(small.registry.revision(), Revision(30));
+        assert_eq!(small.registry.len(), 30);
+        match small.registry.events_since(Revision(0)) {
+            Err(RegistryError::Compacted { oldest_available, .. }) => {
+                assert_eq!(oldest_available, Revision(10))
+            }
+            other => panic!("expected compacted through revision 10, got {other:?}"),
+        }
+        let mut grown = RegistryMachine::new(Registry::new(1_000));
+        grown.restore(&small.snapshot()).unwrap();
+        assert_eq!((grown.registry.history_max(), grown.registry.history_len()), (1_000, 20));
     }
 }
