@@ -1,8 +1,9 @@
 //! Beacon's REST API under `/api/v1`, driven by the real `curl` (as a Beacon client or an
 //! operator would) against a three-node muster cluster of real processes on 127.0.0.1:
 //! Beacon's client flow through followers (register, heartbeat, list, get, update,
-//! deregister), linearizable reads from other nodes, and the status and message of every kind
-//! of bad input.
+//! deregister), Beacon's ISO datetimes next to the `_ms` times, linearizable reads from other
+//! nodes, the status and message of every kind of bad input, and what a write and a read
+//! answer when two of the three nodes are frozen (SIGSTOP).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,12 +11,58 @@ mod common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
 
 const ELECT: Duration = Duration::from_secs(30);
+/// The REST layer's bound on a write or read: twice the registrar's 5 s proposal timeout plus
+/// a second (`Deadlines::for_registrar`).
+const API_DEADLINE: Duration = Duration::from_secs(11);
+/// Slack on top of [`API_DEADLINE`] for starting curl on a busy machine.
+const SLACK: Duration = Duration::from_secs(3);
+
+/// Unix milliseconds of `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC, exactly that form), counted day by
+/// day from 1970 so it shares nothing with the node's formatter; None for any other text.
+fn iso_ms(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    let seps = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (23, b'Z')];
+    if b.len() != 24 || seps.iter().any(|(i, c)| b[*i] != *c) {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<u64> {
+        let t = text.get(from..to)?;
+        t.bytes().all(|c| c.is_ascii_digit()).then(|| t.parse().ok())?
+    };
+    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (h, m, s, ms) = (num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 23)?);
+    if !(1970..=9999).contains(&year) || !(1..=12).contains(&month) || day == 0 || h > 23 || m > 59 || s > 59
+    {
+        return None;
+    }
+    let leap = |y: u64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = [31, if leap(year) { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let in_month: u64 = month_days[usize::try_from(month - 1).ok()?];
+    if day > in_month {
+        return None;
+    }
+    let days: u64 = (1970..year).map(|y| if leap(y) { 366 } else { 365 }).sum::<u64>()
+        + month_days[..usize::try_from(month - 1).ok()?].iter().sum::<u64>()
+        + (day - 1);
+    Some(((days * 24 + h) * 60 + m) * 60_000 + s * 1_000 + ms)
+}
+
+/// Asserts `svc` carries Beacon's four ISO datetimes, each naming the same instant as its
+/// `_ms` twin.
+fn assert_iso_times(svc: &Value) {
+    for field in ["created_at", "updated_at", "last_heartbeat", "expires_at"] {
+        let iso = svc[field].as_str().unwrap_or_default();
+        let ms = svc[format!("{field}_ms")].as_u64();
+        assert!(ms.is_some(), "want {field}_ms as a number next to {field}: {svc}");
+        assert_eq!(iso_ms(iso), ms, "want {field} = ISO-8601 UTC with ms of {field}_ms, got {iso:?}: {svc}");
+    }
+}
 
 /// `curl -X method http://node/path` with an optional JSON body (sent on stdin); the status and
 /// the body (JSON, or the text as a JSON string when it is not JSON).
@@ -63,6 +110,23 @@ fn cluster() -> (Vec<Muster>, String) {
 }
 
 #[test]
+fn iso_parser_reads_known_instants() {
+    // Proves the test's own ISO parser (used to check the API's times) against instants
+    // computed elsewhere, and that it refuses other forms.
+    let known = [
+        ("1970-01-01T00:00:00.000Z", 0),
+        ("2000-02-29T23:59:59.999Z", 951_868_799_999),
+        ("2026-11-24T02:51:00.273Z", 1_795_488_660_273),
+    ];
+    for (text, ms) in known {
+        assert_eq!(iso_ms(text), Some(ms), "want {text} = {ms} ms");
+    }
+    for bad in ["2026-11-24T02:51:00Z", "2026-11-24 02:51:00.273Z", "2026-02-30T00:00:00.000Z", "x"] {
+        assert_eq!(iso_ms(bad), None, "want {bad:?} refused");
+    }
+}
+
+#[test]
 fn beacon_client_flow_and_bad_inputs_over_curl() {
     // Proves Beacon's client flow end to end over HTTP on a real cluster: a registration
     // through a follower gets a UUID and 201, a heartbeat with ?ttl=60 through the other
@@ -80,6 +144,7 @@ fn beacon_client_flow_and_bad_inputs_over_curl() {
                      "tags": ["prod", "eu"], "ttl": 30, "metadata": {"team": "edge"}});
     let (status, svc) = curl(f1, "POST", "/api/v1/services/register", Some(&web.to_string()));
     assert_eq!(status, 201, "{svc}");
+    assert_iso_times(&svc);
     let id = svc["service_id"].as_str().unwrap().to_string();
     assert_eq!((id.len(), &id[14..15]), (36, "4"), "a v4 UUID: {id}");
     assert_eq!((svc["status"].as_str(), svc["ttl"].as_u64()), (Some("active"), Some(30)), "{svc}");
@@ -93,6 +158,10 @@ fn beacon_client_flow_and_bad_inputs_over_curl() {
     assert_eq!(status, 200, "{hb}");
     let lease = hb["expires_at_ms"].as_u64().unwrap() - hb["last_heartbeat_ms"].as_u64().unwrap();
     assert_eq!((hb["service_id"].as_str(), lease), (Some(id.as_str()), 60_000), "{hb}");
+    assert_iso_times(&hb);
+    let lease_iso = iso_ms(hb["expires_at"].as_str().unwrap()).unwrap()
+        - iso_ms(hb["last_heartbeat"].as_str().unwrap()).unwrap();
+    assert_eq!(lease_iso, 60_000, "want the ISO times 60 s apart after ?ttl=60: {hb}");
 
     // List with type and tags (all must match) on the leader; paging is echoed.
     let (status, page) = curl(lead, "GET", "/api/v1/services?type=http&tags=prod,eu", None);
@@ -102,6 +171,7 @@ fn beacon_client_flow_and_bad_inputs_over_curl() {
         (Some(1), Some(50), Some(0))
     );
     assert_eq!(page["services"][0]["service_id"], id.as_str(), "{page}");
+    assert_iso_times(&page["services"][0]);
     assert!(page["revision"].as_u64().is_some_and(|r| r > 0), "{page}");
     let (_, page) = curl(f1, "GET", "/api/v1/services?tags=prod&limit=1&skip=1", None);
     assert_eq!((page["total"].as_u64(), page["services"].as_array().unwrap().len()), (Some(2), 1), "{page}");
@@ -115,6 +185,7 @@ fn beacon_client_flow_and_bad_inputs_over_curl() {
         (status, got["name"].as_str(), got["metadata"]["team"].as_str()),
         (200, Some("web"), Some("edge"))
     );
+    assert_iso_times(&got);
 
     // Update through a follower; another node sees it at once.
     let patch = json!({"port": 9090, "description": "edge proxy", "tags": ["prod", "eu", "v2"]});
@@ -127,8 +198,11 @@ fn beacon_client_flow_and_bad_inputs_over_curl() {
     assert_eq!(got["port"], 9090, "{got}");
 
     // The read-only routes.
+    assert_iso_times(&up);
+    assert!(up["updated_at_ms"].as_u64() > svc["updated_at_ms"].as_u64(), "want updated_at to move: {up}");
     let (status, found) = curl(f2, "GET", "/api/v1/services/discover?type=http&tags=v2", None);
     assert_eq!((status, found["services"][0]["service_id"].as_str()), (200, Some(id.as_str())), "{found}");
+    assert_iso_times(&found["services"][0]);
     let (_, types) = curl(f1, "GET", "/api/v1/services/types", None);
     assert_eq!(types["types"], json!({"http": 1, "postgres": 1}), "{types}");
     let (_, tags) = curl(f1, "GET", "/api/v1/services/tags", None);
@@ -150,10 +224,13 @@ fn beacon_client_flow_and_bad_inputs_over_curl() {
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"), "{health}");
     let (status, doc) = curl(f2, "GET", "/api/v1/openapi.json", None);
     assert_eq!((status, doc["openapi"].as_str()), (200, Some("3.0.3")), "{doc}");
+    let iso = &doc["components"]["schemas"]["Service"]["properties"]["expires_at"];
+    assert_eq!(iso["format"], "date-time", "want the Service schema to document the ISO times: {iso}");
 
     // Deregister through a follower; a get on another node is 404 at once.
     let (status, gone) = curl(f1, "DELETE", &format!("/api/v1/services/{id}"), None);
     assert_eq!((status, gone["service"]["service_id"].as_str()), (200, Some(id.as_str())), "{gone}");
+    assert_iso_times(&gone["service"]);
     let (status, body) = curl(f2, "GET", &format!("/api/v1/services/{id}"), None);
     assert_eq!((status, body["error"].as_str()), (404, Some("not found")), "{body}");
 
@@ -219,5 +296,65 @@ fn beacon_client_flow_and_bad_inputs_over_curl() {
             status == want_status && detail.contains(want_detail) && err["error"].is_string(),
             "{method} {path}: want {want_status} with {want_detail:?}, got {status} {err}"
         );
+    }
+
+    without_a_quorum(&all, &leader);
+}
+
+/// curl, timed.
+fn timed_curl(m: &Muster, method: &str, path: &str, body: Option<&str>) -> (u16, Value, Duration) {
+    let start = Instant::now();
+    let (status, body) = curl(m, method, path, body);
+    (status, body, start.elapsed())
+}
+
+/// With the leader and one follower frozen (SIGSTOP), a write through the other follower
+/// answers 503 (known not applied: no leader) or 504 (outcome unknown), and a linearizable
+/// read answers 503, each within the API's deadline and with a message that says which; once
+/// the two nodes run again (SIGCONT) the cluster answers the write's fate definitely.
+fn without_a_quorum(all: &[Muster], leader: &str) {
+    let lead = all.iter().find(|m| m.name == leader).unwrap();
+    let followers: Vec<&Muster> = all.iter().filter(|m| m.name != leader).collect();
+    let (alone, frozen) = (followers[0], [lead, followers[1]]);
+    for m in frozen {
+        m.proc.signal("STOP");
+    }
+    let svc = json!({"service_id": "frozen-1", "name": "f", "type": "http", "host": "h", "port": 81});
+    let (status, err, took) = timed_curl(alone, "POST", "/api/v1/services/register", Some(&svc.to_string()));
+    let detail = err["detail"].as_str().unwrap_or_default().to_string();
+    let kind = err["error"].as_str().unwrap_or_default().to_string();
+    let (read_status, read_err, read_took) = timed_curl(alone, "GET", "/api/v1/services/frozen-1", None);
+    for m in frozen {
+        m.proc.signal("CONT");
+    }
+    println!(
+        "without a quorum: write {status} {err} in {took:?}; read {read_status} {read_err} in {read_took:?}"
+    );
+    assert!(
+        (status == 503 && kind == "unavailable") || (status == 504 && kind == "outcome unknown"),
+        "want a write without a quorum to answer 503 unavailable or 504 outcome unknown, got {status} {err}"
+    );
+    if status == 504 {
+        assert!(detail.starts_with("outcome unknown: "), "want the 504 detail to say so: {detail}");
+    }
+    assert!(took <= API_DEADLINE + SLACK, "want the write answered within {API_DEADLINE:?}, took {took:?}");
+    assert_eq!(
+        (read_status, read_err["error"].as_str()),
+        (503, Some("unavailable")),
+        "want a read without a quorum to answer 503 unavailable (never 504): {read_err}"
+    );
+    assert!(
+        read_took <= API_DEADLINE + SLACK,
+        "want the read answered within {API_DEADLINE:?}, took {read_took:?}"
+    );
+
+    // Running again, the cluster says definitely whether the write happened.
+    let fate =
+        wait_for(ELECT, "a definite answer (200 or 404) for the write's service after SIGCONT", || {
+            let (status, _) = curl(alone, "GET", "/api/v1/services/frozen-1", None);
+            [200, 404].contains(&status).then_some(status)
+        });
+    if status == 503 && kind == "unavailable" && detail.contains("no leader is known") {
+        assert_eq!(fate, 404, "want a write refused for want of a leader never applied");
     }
 }

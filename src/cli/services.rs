@@ -1,7 +1,8 @@
 //! `muster services …`: the operator's client for a node's gRPC Registry API (tonic, h2c on
-//! the node's API address). Also the pieces the other gRPC subcommands share ([`Conn`],
-//! [`connect`], [`call`], [`status_error`], [`print_table`]). Every unary call has a deadline;
-//! an error becomes `CODE: message` (the gRPC status code name) and exit code 1.
+//! the node's API address): list, get, register, update, deregister, heartbeat, watch,
+//! discover, types, tags, expired, cleanup. Also the pieces the other gRPC subcommands share
+//! ([`Conn`], [`connect`], [`call`], [`status_error`], [`print_table`]). Every unary call has a
+//! deadline; an error becomes `CODE: message` (the gRPC status code name) and exit code 1.
 
 use std::future::Future;
 use std::io::Write as _;
@@ -60,7 +61,9 @@ pub enum ServicesCommand {
         stale: bool,
     },
     /// Register a service.
-    Register(RegisterArgs),
+    Register(Box<RegisterArgs>),
+    /// Change some fields of a service; only the flags given are sent.
+    Update(Box<UpdateArgs>),
     /// Remove a service.
     Deregister {
         /// The service id.
@@ -83,6 +86,38 @@ pub enum ServicesCommand {
         #[arg(long = "type", value_name = "T")]
         service_type: Option<String>,
     },
+    /// Active services of a type carrying every given tag: what a client should connect to.
+    Discover {
+        /// Only services of this type.
+        #[arg(long = "type", value_name = "T")]
+        service_type: Option<String>,
+        /// Only services carrying this tag (repeatable; all must match).
+        #[arg(long, value_name = "TAG")]
+        tag: Vec<String>,
+        /// Read the node's copy as it is instead of a linearizable read.
+        #[arg(long)]
+        stale: bool,
+    },
+    /// Service types with how many (non-expired) services have each.
+    Types {
+        /// Read the node's copy as it is instead of a linearizable read.
+        #[arg(long)]
+        stale: bool,
+    },
+    /// Tags with how many (non-expired) services carry each.
+    Tags {
+        /// Read the node's copy as it is instead of a linearizable read.
+        #[arg(long)]
+        stale: bool,
+    },
+    /// Services whose lease lapsed and that no cleanup removed yet.
+    Expired {
+        /// Read the node's copy as it is instead of a linearizable read.
+        #[arg(long)]
+        stale: bool,
+    },
+    /// Remove the expired services.
+    Cleanup,
 }
 
 /// `muster services list` flags.
@@ -135,6 +170,107 @@ pub struct RegisterArgs {
     /// Protocol (node default: http).
     #[arg(long, value_name = "P")]
     pub protocol: Option<String>,
+    /// A metadata entry (repeatable).
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = key_value)]
+    pub meta: Vec<(String, String)>,
+    #[command(flatten)]
+    pub detail: DetailArgs,
+}
+
+/// The optional descriptive and health-check fields `register` and `update` both take.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct DetailArgs {
+    /// Free text (for update: an empty value clears it).
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
+    /// The service's own version (for update: an empty value clears it).
+    #[arg(long = "service-version", value_name = "V")]
+    pub service_version: Option<String>,
+    /// http(s) URL to check for health (for update: an empty value clears it).
+    #[arg(long, value_name = "URL")]
+    pub health_check_url: Option<String>,
+    /// Seconds between health checks (node default: 60).
+    #[arg(long, value_name = "S")]
+    pub health_check_interval: Option<u32>,
+}
+
+/// `muster services update` flags: each one given replaces that field; the rest are kept.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct UpdateArgs {
+    /// The service id.
+    pub id: String,
+    /// New human name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// New service type.
+    #[arg(long = "type", value_name = "T")]
+    pub service_type: Option<String>,
+    /// New host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// New port.
+    #[arg(long)]
+    pub port: Option<u32>,
+    /// New protocol.
+    #[arg(long, value_name = "P")]
+    pub protocol: Option<String>,
+    /// A tag (repeatable; the tags given replace all the service's tags).
+    #[arg(long, value_name = "X", conflicts_with = "clear_tags")]
+    pub tag: Vec<String>,
+    /// Remove every tag.
+    #[arg(long)]
+    pub clear_tags: bool,
+    /// A metadata entry (repeatable; the entries given replace all the service's metadata).
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = key_value, conflicts_with = "clear_meta")]
+    pub meta: Vec<(String, String)>,
+    /// Remove every metadata entry.
+    #[arg(long)]
+    pub clear_meta: bool,
+    /// New lease length in seconds (applies from the next renewal).
+    #[arg(long, value_name = "S")]
+    pub ttl: Option<u32>,
+    /// active or inactive.
+    #[arg(long, value_name = "S")]
+    pub status: Option<String>,
+    #[command(flatten)]
+    pub detail: DetailArgs,
+}
+
+impl UpdateArgs {
+    /// The request: only the fields whose flags were given.
+    fn request(&self) -> anyhow::Result<pb::UpdateRequest> {
+        let tags =
+            (self.clear_tags || !self.tag.is_empty()).then(|| pb::StringList { values: self.tag.clone() });
+        let metadata = (self.clear_meta || !self.meta.is_empty())
+            .then(|| pb::StringMap { entries: self.meta.iter().cloned().collect() });
+        let status = self.status.as_deref().map(parse_status).transpose()?.map(|s| s as i32);
+        Ok(pb::UpdateRequest {
+            service_id: self.id.clone(),
+            name: self.name.clone(),
+            r#type: self.service_type.clone(),
+            host: self.host.clone(),
+            port: self.port,
+            protocol: self.protocol.clone(),
+            tags,
+            metadata,
+            ttl_seconds: self.ttl,
+            status,
+            health_check_url: self.detail.health_check_url.clone(),
+            health_check_interval_seconds: self.detail.health_check_interval,
+            mdns_service_type: None,
+            mdns_txt_records: None,
+            description: self.detail.description.clone(),
+            version: self.detail.service_version.clone(),
+        })
+    }
+}
+
+/// `KEY=VALUE` (the value may contain `=`; the key must not be empty).
+fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
 }
 
 /// Runs a `muster services` subcommand.
@@ -184,10 +320,22 @@ pub async fn run(args: &ServicesArgs) -> anyhow::Result<()> {
                 port: r.port,
                 protocol: r.protocol.clone(),
                 tags: r.tag.clone(),
+                metadata: r.meta.iter().cloned().collect(),
                 ttl_seconds: r.ttl,
+                health_check_url: r.detail.health_check_url.clone(),
+                health_check_interval_seconds: r.detail.health_check_interval,
+                description: r.detail.description.clone(),
+                version: r.detail.service_version.clone(),
                 ..Default::default()
             };
             let resp = call(client.register(request(req))).await?;
+            one_service(conn.json, resp.service.as_ref(), Some(resp.revision))
+        }
+        ServicesCommand::Update(u) => {
+            let resp = call(client.update(request(u.request()?))).await?;
+            if !resp.changed {
+                eprintln!("(nothing changed: the service had these values already)");
+            }
             one_service(conn.json, resp.service.as_ref(), Some(resp.revision))
         }
         ServicesCommand::Deregister { id } => {
@@ -204,7 +352,60 @@ pub async fn run(args: &ServicesArgs) -> anyhow::Result<()> {
             let req = pb::WatchRequest { start_revision: *from_revision, r#type: service_type.clone() };
             watch(&mut client, req, conn.json).await
         }
+        ServicesCommand::Discover { service_type, tag, stale } => {
+            let req = pb::DiscoverRequest { r#type: service_type.clone(), tags: tag.clone(), stale: *stale };
+            let resp = call(client.discover(request(req))).await?;
+            services_answer(conn.json, &resp.services, resp.revision)
+        }
+        ServicesCommand::Types { stale } => {
+            let resp = call(client.types(request(pb::TypesRequest { stale: *stale }))).await?;
+            counts(conn.json, "TYPE", "types", &resp.counts, resp.revision)
+        }
+        ServicesCommand::Tags { stale } => {
+            let resp = call(client.tags(request(pb::TagsRequest { stale: *stale }))).await?;
+            counts(conn.json, "TAG", "tags", &resp.counts, resp.revision)
+        }
+        ServicesCommand::Expired { stale } => {
+            let resp = call(client.expired(request(pb::ExpiredRequest { stale: *stale }))).await?;
+            services_answer(conn.json, &resp.services, resp.revision)
+        }
+        ServicesCommand::Cleanup => {
+            let resp = call(client.cleanup(request(pb::CleanupRequest {}))).await?;
+            if conn.json {
+                return print_json(&json!({"removed_ids": resp.removed_ids, "revision": resp.revision}));
+            }
+            let n = resp.removed_ids.len();
+            let mut text = format!("removed {n} expired service{}\n", if n == 1 { "" } else { "s" });
+            text.extend(resp.removed_ids.iter().map(|id| format!("{id}\n")));
+            write_stdout(&text)
+        }
     }
+}
+
+/// A list of services (discover, expired): a table, or JSON with the revision the read saw.
+fn services_answer(json: bool, services: &[pb::Service], revision: u64) -> anyhow::Result<()> {
+    if json {
+        let services: Vec<Value> = services.iter().map(service_json).collect();
+        return print_json(&json!({"services": services, "total": services.len(), "revision": revision}));
+    }
+    print_services(services)
+}
+
+/// Names with counts (types, tags), by name: a two-column table, or JSON.
+fn counts(
+    json: bool,
+    header: &str,
+    key: &str,
+    counts: &std::collections::HashMap<String, u64>,
+    revision: u64,
+) -> anyhow::Result<()> {
+    let sorted: std::collections::BTreeMap<&String, &u64> = counts.iter().collect();
+    if json {
+        return print_json(&json!({ key: sorted, "revision": revision }));
+    }
+    let mut rows = vec![vec![header.to_string(), "SERVICES".to_string()]];
+    rows.extend(sorted.iter().map(|(name, n)| vec![name.to_string(), n.to_string()]));
+    print_table(&rows)
 }
 
 /// Follows a watch until Ctrl-C, the stream's end, or an error.
@@ -455,5 +656,53 @@ mod tests {
         assert_eq!(target("0.0.0.0:1234"), "127.0.0.1:1234");
         assert_eq!(target(":77"), "127.0.0.1:77");
         assert_eq!(target("node-a"), "node-a:9999");
+    }
+
+    #[test]
+    fn cli_update_sends_only_the_flags_given() {
+        // Proves `services update` leaves unset every field whose flag is absent, replaces
+        // tags/metadata only when given (or cleared), and parses KEY=VALUE and --status.
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            update: UpdateArgs,
+        }
+        let parse = |argv: &[&str]| {
+            let cli =
+                <Cli as clap::Parser>::try_parse_from(std::iter::once("update").chain(argv.iter().copied()));
+            cli.map(|c| c.update)
+        };
+        let only_port = parse(&["web-1", "--port", "81"]).unwrap().request().unwrap();
+        let want = pb::UpdateRequest { service_id: "web-1".into(), port: Some(81), ..Default::default() };
+        assert_eq!(only_port, want, "only the port is sent");
+        let req = parse(&[
+            "x",
+            "--tag",
+            "a",
+            "--tag",
+            "b",
+            "--meta",
+            "k=v=w",
+            "--status",
+            "inactive",
+            "--description",
+            "",
+        ])
+        .unwrap()
+        .request()
+        .unwrap();
+        assert_eq!(req.tags, Some(pb::StringList { values: vec!["a".into(), "b".into()] }));
+        assert_eq!(req.metadata.unwrap().entries.get("k").map(String::as_str), Some("v=w"));
+        assert_eq!(req.status, Some(pb::ServiceStatus::Inactive as i32));
+        assert_eq!(
+            (req.description.as_deref(), req.name),
+            (Some(""), None),
+            "an empty description clears it"
+        );
+        let cleared = parse(&["x", "--clear-tags", "--clear-meta"]).unwrap().request().unwrap();
+        assert_eq!((cleared.tags.unwrap().values.len(), cleared.metadata.unwrap().entries.len()), (0, 0));
+        assert!(parse(&["x", "--meta", "novalue"]).is_err(), "KEY=VALUE is required");
+        assert!(parse(&["x", "--tag", "a", "--clear-tags"]).is_err(), "--tag and --clear-tags conflict");
+        assert!(parse(&["x", "--status", "bogus"]).unwrap().request().is_err());
     }
 }

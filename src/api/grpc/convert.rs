@@ -15,7 +15,9 @@ fn ms(unix_ms: u64) -> i64 {
     i64::try_from(unix_ms).unwrap_or(i64::MAX)
 }
 
-fn rfc3339(unix_ms: u64) -> String {
+/// Unix milliseconds as RFC 3339 UTC with milliseconds (`2026-11-24T02:51:00.273Z`): how every
+/// API (gRPC, REST, WebSocket) shows a service's times.
+pub(crate) fn rfc3339(unix_ms: u64) -> String {
     format_rfc3339(ms(unix_ms), Precision::Millis)
 }
 

@@ -2,6 +2,10 @@
 //! under `/api/v1`. Every error answers `{"error": "<kind>", "detail": "<message>"}`; the detail
 //! is the registry's own wording, which names the field and the bound (`invalid service: port
 //! must be 1–65535 (got 0)`), or axum's, which names what did not decode.
+//!
+//! A request that passes the handler's deadline answers 503 when it only read (retry) and 504
+//! when it wrote (register, update, deregister, cleanup, heartbeat): whether the write was
+//! applied is then unknown, as after a leader change ([`RegistrarError::Unknown`]).
 
 use std::time::Duration;
 
@@ -13,6 +17,16 @@ use axum::Json;
 use crate::registry::{Outcome, RegistryError};
 use crate::replicated::registrar::RegistrarError;
 
+/// Whether a registrar call only reads or may change the registry: decides what a passed
+/// deadline means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Nothing changed: retry.
+    Read,
+    /// A register, update, deregister, cleanup or heartbeat: it may have been applied.
+    Write,
+}
+
 /// Why a REST request failed; [`RestError::status`] is the table.
 #[derive(Debug, thiserror::Error)]
 pub enum RestError {
@@ -20,8 +34,8 @@ pub enum RestError {
     #[error(transparent)]
     Registrar(#[from] RegistrarError),
     /// The handler's own bound on the registrar call passed.
-    #[error("unavailable: {what} did not finish within {after:?}; retry")]
-    Deadline { what: &'static str, after: Duration },
+    #[error("{}", deadline_detail(*.access, .what, *.after))]
+    Deadline { access: Access, what: &'static str, after: Duration },
     /// This node serves the API without a registry (tests, or a node still starting).
     #[error("registry not available on this node")]
     NoRegistry,
@@ -37,6 +51,16 @@ pub enum RestError {
     /// The registry answered with an outcome that does not belong to the command.
     #[error("internal: the registry answered with an unexpected outcome {0}")]
     Unexpected(String),
+}
+
+fn deadline_detail(access: Access, what: &str, after: Duration) -> String {
+    match access {
+        Access::Read => format!("unavailable: {what} did not finish within {after:?}; retry"),
+        Access::Write => format!(
+            "outcome unknown: {what} did not finish within {after:?}; it may or may not have been \
+             applied, so read before retrying"
+        ),
+    }
 }
 
 impl From<RegistryError> for RestError {
@@ -76,9 +100,12 @@ impl RestError {
             // leader's address is unknown: retry (elsewhere).
             RestError::Registrar(RegistrarError::NotLeader { .. })
             | RestError::Registrar(RegistrarError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            RestError::Registrar(RegistrarError::Unknown(_)) => StatusCode::GATEWAY_TIMEOUT,
+            RestError::Registrar(RegistrarError::Unknown(_))
+            | RestError::Deadline { access: Access::Write, .. } => StatusCode::GATEWAY_TIMEOUT,
             RestError::Registrar(RegistrarError::Busy { .. }) => StatusCode::TOO_MANY_REQUESTS,
-            RestError::Deadline { .. } | RestError::NoRegistry => StatusCode::SERVICE_UNAVAILABLE,
+            RestError::Deadline { access: Access::Read, .. } | RestError::NoRegistry => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             RestError::Body { status, .. } | RestError::Upgrade { status, .. } => *status,
             RestError::Query(_) => StatusCode::UNPROCESSABLE_ENTITY,
             RestError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -99,8 +126,9 @@ impl RestError {
             },
             RestError::Registrar(RegistrarError::NotLeader { .. })
             | RestError::Registrar(RegistrarError::Unavailable(_))
-            | RestError::Deadline { .. } => "unavailable",
-            RestError::Registrar(RegistrarError::Unknown(_)) => "outcome unknown",
+            | RestError::Deadline { access: Access::Read, .. } => "unavailable",
+            RestError::Registrar(RegistrarError::Unknown(_))
+            | RestError::Deadline { access: Access::Write, .. } => "outcome unknown",
             RestError::Registrar(RegistrarError::Busy { .. }) => "busy",
             RestError::NoRegistry => "registry not available on this node",
             RestError::Body { status, .. } => match *status {
@@ -153,6 +181,7 @@ mod tests {
         // Proves the table: each registrar/registry error gets the documented HTTP status and
         // kind, and the detail keeps the registry's message.
         let id = || ServiceId::new("x");
+        let deadline = |access, what| RestError::Deadline { access, what, after: Duration::from_secs(11) };
         let port =
             || RegistryError::InvalidService { violations: vec!["port must be 1–65535 (got 0)".into()] };
         let cases: Vec<(RestError, u16, &str)> = vec![
@@ -170,7 +199,8 @@ mod tests {
             (RegistrarError::Unavailable("no leader".into()).into(), 503, "unavailable"),
             (RegistrarError::Unknown("leader changed".into()).into(), 504, "outcome unknown"),
             (RegistrarError::Busy { pending: 9 }.into(), 429, "busy"),
-            (RestError::Deadline { what: "the read", after: Duration::from_secs(1) }, 503, "unavailable"),
+            (deadline(Access::Read, "the read"), 503, "unavailable"),
+            (deadline(Access::Write, "the registration"), 504, "outcome unknown"),
             (RestError::NoRegistry, 503, "registry not available on this node"),
             (RestError::Query("limit: invalid digit".into()), 422, "invalid query"),
         ];
@@ -180,5 +210,13 @@ mod tests {
         assert_eq!(RestError::from(port()).to_string(), "invalid service: port must be 1–65535 (got 0)");
         let unknown = RestError::from(RegistrarError::Unknown("x".into()));
         assert!(unknown.to_string().starts_with("outcome unknown: "), "{unknown}");
+        let late = deadline(Access::Write, "the update").to_string();
+        assert!(
+            late.starts_with("outcome unknown: the update did not finish within 11s")
+                && late.contains("may or may not have been applied"),
+            "a write past its deadline says its outcome is unknown: {late}"
+        );
+        let late = deadline(Access::Read, "the read").to_string();
+        assert_eq!(late, "unavailable: the read did not finish within 11s; retry");
     }
 }

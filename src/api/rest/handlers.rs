@@ -1,7 +1,8 @@
 //! The `/api/v1` handlers: decode, validate with the registry's own rules, call the
 //! [`Registrar`] (which forwards writes, heartbeats and read barriers from a follower to the
 //! leader), shape JSON. Errors go through [`RestError`]'s table. Every registrar await is
-//! bounded by the gRPC layer's [`Deadlines`].
+//! bounded by the gRPC layer's [`Deadlines`]; a read that passes it answers 503 (retry), a
+//! write 504 (its outcome is unknown). Services go out as [`ServiceView`]s.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,11 +12,11 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::errors::RestError;
-use crate::api::grpc::convert::random_uuid;
+use super::errors::{Access, RestError};
+use crate::api::grpc::convert::{random_uuid, rfc3339};
 use crate::api::grpc::registry::Deadlines;
 use crate::api::ApiState;
 use crate::registry::validate;
@@ -35,15 +36,57 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, RestError> {
     q.map(|Query(t)| t).map_err(RestError::from)
 }
 
+/// Awaits a registrar call within `limit`. What a passed deadline means depends on `access`: a
+/// read can simply be retried, a write may or may not have been applied.
 async fn bounded<T>(
+    access: Access,
     what: &'static str,
     limit: Duration,
     fut: impl Future<Output = Result<T, RegistrarError>>,
 ) -> Result<T, RestError> {
     match tokio::time::timeout(limit, fut).await {
         Ok(r) => r.map_err(RestError::from),
-        Err(_) => Err(RestError::Deadline { what, after: limit }),
+        Err(_) => Err(RestError::Deadline { access, what, after: limit }),
     }
+}
+
+/// A write (or heartbeat) bounded by the registrar's write deadline.
+async fn write<T>(
+    r: &Registrar,
+    what: &'static str,
+    fut: impl Future<Output = Result<T, RegistrarError>>,
+) -> Result<T, RestError> {
+    bounded(Access::Write, what, Deadlines::for_registrar(r).write, fut).await
+}
+
+/// A service as the REST API and the WebSocket stream show it: the registry's fields (times as
+/// unix milliseconds, `*_ms`) and, as Beacon has them, the same times as ISO-8601 UTC strings
+/// with milliseconds (`created_at`, `updated_at`, `last_heartbeat`, `expires_at`), formatted as
+/// the gRPC API formats them.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct ServiceView {
+    #[serde(flatten)]
+    service: Service,
+    created_at: String,
+    updated_at: String,
+    last_heartbeat: String,
+    expires_at: String,
+}
+
+impl From<Service> for ServiceView {
+    fn from(service: Service) -> ServiceView {
+        ServiceView {
+            created_at: rfc3339(service.created_at_ms),
+            updated_at: rfc3339(service.updated_at_ms),
+            last_heartbeat: rfc3339(service.last_heartbeat_ms),
+            expires_at: rfc3339(service.expires_at_ms),
+            service,
+        }
+    }
+}
+
+fn views(services: Vec<Service>) -> Vec<ServiceView> {
+    services.into_iter().map(ServiceView::from).collect()
 }
 
 /// Reads the registry (linearizable unless `stale`); `f`'s answer with the revision it saw.
@@ -55,7 +98,7 @@ async fn read<R>(
     let r = registrar(state)?;
     let c = if stale.unwrap_or(false) { Consistency::Stale } else { Consistency::Linearizable };
     let limit = Deadlines::for_registrar(r).read;
-    bounded("the read", limit, r.read(c, |reg| (f(reg), reg.revision().0))).await
+    bounded(Access::Read, "the read", limit, r.read(c, |reg| (f(reg), reg.revision().0))).await
 }
 
 /// Comma separated, blanks dropped.
@@ -106,16 +149,16 @@ pub(super) struct HeartbeatQuery {
 pub(super) async fn register(
     State(state): Shared,
     body: Result<Json<NewService>, JsonRejection>,
-) -> Result<(StatusCode, Json<Service>), RestError> {
+) -> Result<(StatusCode, Json<ServiceView>), RestError> {
     let r = registrar(&state)?;
     let Json(mut new) = body?;
     if new.id.as_str().is_empty() {
         new.id = ServiceId(random_uuid());
     }
     validate::new_service(&new)?;
-    let applied = bounded("the registration", Deadlines::for_registrar(r).write, r.register(new)).await?;
+    let applied = write(r, "the registration", r.register(new)).await?;
     match applied.outcome {
-        Outcome::Registered { service } => Ok((StatusCode::CREATED, Json(service))),
+        Outcome::Registered { service } => Ok((StatusCode::CREATED, Json(service.into()))),
         other => Err(RestError::unexpected(&other)),
     }
 }
@@ -125,15 +168,15 @@ pub(super) async fn heartbeat(
     State(state): Shared,
     Path(id): Path<String>,
     q: Result<Query<HeartbeatQuery>, QueryRejection>,
-) -> Result<Json<Service>, RestError> {
+) -> Result<Json<ServiceView>, RestError> {
     let r = registrar(&state)?;
     let ttl = query(q)?.ttl;
     if let Some(ttl) = ttl {
         validate::ttl_seconds(ttl).map_err(|reason| RegistryError::InvalidCommand { reason })?;
     }
     let id = ServiceId(id);
-    let service = bounded("the heartbeat", Deadlines::for_registrar(r).write, r.heartbeat(&id, ttl)).await?;
-    Ok(Json(service))
+    let service = write(r, "the heartbeat", r.heartbeat(&id, ttl)).await?;
+    Ok(Json(service.into()))
 }
 
 /// `GET /api/v1/services`: one page of the matching services, by name then id.
@@ -152,7 +195,7 @@ pub(super) async fn list(State(state): Shared, q: Result<Query<ListQuery>, Query
     let (page, revision) = read(&state, q.stale, move |reg| reg.list(&filter)).await?;
     let (services, total) = page?;
     Ok(Json(json!({
-        "services": services, "total": total, "limit": limit, "skip": skip, "revision": revision,
+        "services": views(services), "total": total, "limit": limit, "skip": skip, "revision": revision,
     })))
 }
 
@@ -161,11 +204,11 @@ pub(super) async fn get(
     State(state): Shared,
     Path(id): Path<String>,
     q: Result<Query<ReadQuery>, QueryRejection>,
-) -> Result<Json<Service>, RestError> {
+) -> Result<Json<ServiceView>, RestError> {
     let stale = query(q)?.stale;
     let id = ServiceId(id);
     let (found, _) = read(&state, stale, |reg| reg.get(&id).cloned()).await?;
-    found.map(Json).ok_or_else(|| RegistryError::NotFound { id }.into())
+    found.map(|s| Json(s.into())).ok_or_else(|| RegistryError::NotFound { id }.into())
 }
 
 /// `PUT /api/v1/services/{id}`: applies a [`ServicePatch`]; the service as changed.
@@ -173,14 +216,13 @@ pub(super) async fn update(
     State(state): Shared,
     Path(id): Path<String>,
     body: Result<Json<ServicePatch>, JsonRejection>,
-) -> Result<Json<Service>, RestError> {
+) -> Result<Json<ServiceView>, RestError> {
     let r = registrar(&state)?;
     let Json(patch) = body?;
     validate::patch(&patch)?;
-    let update = r.update(ServiceId(id), patch);
-    let applied = bounded("the update", Deadlines::for_registrar(r).write, update).await?;
+    let applied = write(r, "the update", r.update(ServiceId(id), patch)).await?;
     match applied.outcome {
-        Outcome::Updated { service, .. } => Ok(Json(service)),
+        Outcome::Updated { service, .. } => Ok(Json(service.into())),
         other => Err(RestError::unexpected(&other)),
     }
 }
@@ -189,12 +231,11 @@ pub(super) async fn update(
 pub(super) async fn deregister(State(state): Shared, Path(id): Path<String>) -> Answer {
     let r = registrar(&state)?;
     let id = ServiceId(id);
-    let deregister = r.deregister(id.clone());
-    let applied = bounded("the deregistration", Deadlines::for_registrar(r).write, deregister).await?;
+    let applied = write(r, "the deregistration", r.deregister(id.clone())).await?;
     match applied.outcome {
         Outcome::Deregistered { service } => Ok(Json(json!({
             "message": format!("service {id} deregistered"),
-            "service": service,
+            "service": ServiceView::from(service),
             "revision": applied.revision.0,
         }))),
         other => Err(RestError::unexpected(&other)),
@@ -210,7 +251,7 @@ pub(super) async fn discover(
     let t = q.service_type.filter(|t| !t.is_empty());
     let tags = split_tags(q.tags.as_deref());
     let (services, revision) = read(&state, q.stale, move |reg| reg.discover(t.as_deref(), &tags)).await?;
-    Ok(Json(json!({ "services": services, "total": services.len(), "revision": revision })))
+    Ok(Json(json!({ "total": services.len(), "services": views(services), "revision": revision })))
 }
 
 /// `GET /api/v1/services/types`: type → how many (non-expired) services.
@@ -232,13 +273,13 @@ pub(super) async fn expired(State(state): Shared, q: Result<Query<ReadQuery>, Qu
     })
     .await?;
     services.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
-    Ok(Json(json!({ "services": services, "total": services.len(), "revision": revision })))
+    Ok(Json(json!({ "total": services.len(), "services": views(services), "revision": revision })))
 }
 
 /// `DELETE /api/v1/services/cleanup`: removes the expired services.
 pub(super) async fn cleanup(State(state): Shared) -> Answer {
     let r = registrar(&state)?;
-    let applied = bounded("the cleanup", Deadlines::for_registrar(r).write, r.cleanup()).await?;
+    let applied = write(r, "the cleanup", r.cleanup()).await?;
     match applied.outcome {
         Outcome::CleanedUp { ids } => Ok(Json(json!({
             "removed": ids.len(),

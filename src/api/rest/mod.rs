@@ -9,7 +9,8 @@
 //! document describes it, so the two cannot disagree. Bodies are capped at [`BODY_BYTES_MAX`].
 //!
 //! May import `registry`, `replicated::registrar` and the gRPC layer's helpers (`Deadlines`,
-//! the id generator) and `logging` (timestamps); nothing else of the node.
+//! the id generator, the RFC 3339 formatter) and `logging` (timestamps); nothing else of the
+//! node.
 
 mod errors;
 mod handlers;
@@ -63,6 +64,8 @@ pub struct Route {
     query: &'static [Param],
     /// The request body's schema name, if any.
     body: Option<&'static str>,
+    /// The success body's schema name, if it has one of its own (else a plain object).
+    answer: Option<&'static str>,
     /// The success status first, then the error statuses.
     responses: &'static [u16],
 }
@@ -84,6 +87,7 @@ pub const ROUTES: &[Route] = &[
         op: Op::Register,
         query: &[],
         body: Some("NewService"),
+        answer: Some("Service"),
         responses: &[201, 409, 413, 415, 422, 429, 503, 504],
     },
     Route {
@@ -93,6 +97,7 @@ pub const ROUTES: &[Route] = &[
         op: Op::Heartbeat,
         query: &[("ttl", "integer", "this lease only, 10–86400 seconds (default: the service's ttl)")],
         body: None,
+        answer: Some("Service"),
         responses: &[200, 404, 422, 429, 503, 504],
     },
     Route {
@@ -110,6 +115,7 @@ pub const ROUTES: &[Route] = &[
             STALE,
         ],
         body: None,
+        answer: Some("ServicePage"),
         responses: READ_ERRORS,
     },
     Route {
@@ -119,6 +125,7 @@ pub const ROUTES: &[Route] = &[
         op: Op::Discover,
         query: &[TYPE, TAGS, STALE],
         body: None,
+        answer: Some("ServiceList"),
         responses: READ_ERRORS,
     },
     Route {
@@ -128,6 +135,7 @@ pub const ROUTES: &[Route] = &[
         op: Op::Types,
         query: READ,
         body: None,
+        answer: None,
         responses: READ_ERRORS,
     },
     Route {
@@ -137,6 +145,7 @@ pub const ROUTES: &[Route] = &[
         op: Op::Tags,
         query: READ,
         body: None,
+        answer: None,
         responses: READ_ERRORS,
     },
     Route {
@@ -146,6 +155,7 @@ pub const ROUTES: &[Route] = &[
         op: Op::Expired,
         query: READ,
         body: None,
+        answer: Some("ServiceList"),
         responses: READ_ERRORS,
     },
     Route {
@@ -155,6 +165,7 @@ pub const ROUTES: &[Route] = &[
         op: Op::Cleanup,
         query: &[],
         body: None,
+        answer: None,
         responses: &[200, 503, 504],
     },
     Route {
@@ -164,6 +175,7 @@ pub const ROUTES: &[Route] = &[
         op: Op::Get,
         query: READ,
         body: None,
+        answer: Some("Service"),
         responses: &[200, 404, 422, 503],
     },
     Route {
@@ -173,6 +185,7 @@ pub const ROUTES: &[Route] = &[
         op: Op::Update,
         query: &[],
         body: Some("ServicePatch"),
+        answer: Some("Service"),
         responses: &[200, 404, 413, 415, 422, 503, 504],
     },
     Route {
@@ -182,6 +195,7 @@ pub const ROUTES: &[Route] = &[
         op: Op::Deregister,
         query: &[],
         body: None,
+        answer: None,
         responses: &[200, 404, 503, 504],
     },
     Route {
@@ -191,15 +205,20 @@ pub const ROUTES: &[Route] = &[
         op: Op::Health,
         query: READ,
         body: None,
+        answer: None,
         responses: &[200, 503],
     },
     Route {
         method: "GET",
         path: "/api/v1/ws",
-        summary: "WebSocket: each registry event as a JSON text message, in revision order",
+        summary: "WebSocket: each registry event as a JSON text message (WsMessage), in revision order",
         op: Op::Events,
-        query: &[("revision", "integer", "resume after this revision (default: from now)")],
+        query: &[
+            ("revision", "integer", "resume after this revision (default: from now)"),
+            ("progress_ms", "integer", "idle time before a progress message, 100–60000 ms (default 10000)"),
+        ],
         body: None,
+        answer: None,
         responses: &[101, 400, 422, 426, 503],
     },
     Route {
@@ -209,6 +228,7 @@ pub const ROUTES: &[Route] = &[
         op: Op::OpenApi,
         query: &[],
         body: None,
+        answer: None,
         responses: &[200],
     },
 ];
@@ -270,8 +290,8 @@ fn reason(code: u16) -> &'static str {
         422 => "Invalid service, command, filter, JSON or query; `detail` names the field and bound",
         426 => "The connection cannot be upgraded to a WebSocket",
         429 => "Too many heartbeats wait for their checkpoint; retry shortly",
-        503 => "No leader, no quorum, deadline passed, or no registry on this node; retry",
-        504 => "Outcome unknown: the leader changed while the write was in flight",
+        503 => "No leader, no quorum, a read's deadline passed, or no registry on this node; retry",
+        504 => "Outcome unknown: the write did not finish in time or the leader changed while it was in flight; read before retrying",
         _ => "",
     }
 }
@@ -300,10 +320,10 @@ pub fn openapi() -> Value {
                 if *code == 101 {
                     return (code.to_string(), json!({"description": reason(*code)}));
                 }
-                let schema = if *code < 300 {
-                    json!({"type": "object"})
-                } else {
-                    json!({"$ref": "#/components/schemas/Error"})
+                let schema = match (*code < 300, route.answer) {
+                    (true, Some(name)) => json!({"$ref": format!("#/components/schemas/{name}")}),
+                    (true, None) => json!({"type": "object"}),
+                    (false, _) => json!({"$ref": "#/components/schemas/Error"}),
                 };
                 let content = json!({"application/json": {"schema": schema}});
                 (code.to_string(), json!({"description": reason(*code), "content": content}))
@@ -352,8 +372,76 @@ pub fn openapi() -> Value {
                 "type": "object",
                 "description": "Any NewService field but service_id, plus status (active or inactive); null clears an optional field",
             },
+            "Service": service_schema(),
+            "ServiceList": {
+                "type": "object",
+                "properties": {
+                    "services": {"type": "array", "items": {"$ref": "#/components/schemas/Service"}},
+                    "total": {"type": "integer"},
+                    "revision": {"type": "integer", "description": "the registry revision the read saw"},
+                },
+            },
+            "ServicePage": {
+                "type": "object",
+                "properties": {
+                    "services": {"type": "array", "items": {"$ref": "#/components/schemas/Service"}},
+                    "total": {"type": "integer", "description": "matching services in all"},
+                    "limit": {"type": "integer"}, "skip": {"type": "integer"},
+                    "revision": {"type": "integer", "description": "the registry revision the read saw"},
+                },
+            },
+            "WsMessage": {
+                "type": "object",
+                "required": ["type"],
+                "description": "One WebSocket text message: an event (service_registered, service_updated, service_deregistered, service_expired, health_status_changed) with revision, service and timestamp; progress (revision: nothing changed through it); or compacted (oldest_available: resume after it), followed by a close. A client too slow to take its messages is closed with 1008 and a reason.",
+                "properties": {
+                    "type": {"type": "string"}, "revision": {"type": "integer"},
+                    "service": {"$ref": "#/components/schemas/Service"},
+                    "timestamp": {"type": "string", "format": "date-time"},
+                    "oldest_available": {"type": "integer"},
+                },
+            },
         }},
     })
+}
+
+/// A service as the API returns it ([`handlers::ServiceView`]): each time twice, as unix
+/// milliseconds and as ISO-8601 UTC with milliseconds.
+fn service_schema() -> Value {
+    let text = json!({"type": "string"});
+    let optional = json!({"type": "string", "nullable": true});
+    let map = json!({"type": "object", "additionalProperties": {"type": "string"}});
+    let int = json!({"type": "integer"});
+    let mut properties = Map::new();
+    for (name, schema) in [
+        ("service_id", &text),
+        ("name", &text),
+        ("type", &text),
+        ("host", &text),
+        ("port", &int),
+        ("protocol", &text),
+        ("metadata", &map),
+        ("ttl", &int),
+        ("health_check_url", &optional),
+        ("health_check_interval", &int),
+        ("mdns_service_type", &optional),
+        ("mdns_txt_records", &map),
+        ("description", &optional),
+        ("version", &optional),
+    ] {
+        properties.insert(name.into(), schema.clone());
+    }
+    properties.insert("tags".into(), json!({"type": "array", "items": {"type": "string"}}));
+    let statuses = ["active", "inactive", "expired", "unhealthy"];
+    properties.insert("status".into(), json!({"type": "string", "enum": statuses}));
+    for time in ["created_at", "updated_at", "last_heartbeat", "expires_at"] {
+        let ms = json!({"type": "integer", "description": format!("{time} as unix milliseconds")});
+        properties.insert(format!("{time}_ms"), ms);
+        let iso = json!({"type": "string", "format": "date-time", "example": "2026-11-24T02:51:00.273Z"});
+        properties.insert(time.into(), iso);
+    }
+    let required: Vec<&String> = properties.keys().collect();
+    json!({"type": "object", "required": required, "properties": properties})
 }
 
 #[cfg(test)]
@@ -389,6 +477,53 @@ mod tests {
         let names: Vec<&str> = list.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["type", "tags", "protocol", "status", "limit", "skip", "stale"]);
         assert_eq!(paths["/api/v1/services/{id}"]["get"]["parameters"][0]["in"], "path");
+    }
+
+    #[test]
+    fn a_service_carries_exactly_the_documented_fields_with_iso_times() {
+        // Proves the JSON of a service (REST answers and WebSocket events) has exactly the
+        // properties the OpenAPI Service schema lists, and each ISO time is the RFC 3339 UTC
+        // form, with milliseconds, of its `_ms` twin.
+        let mut service = crate::registry::Service {
+            id: "s-1".into(),
+            name: "web".into(),
+            service_type: "http".into(),
+            host: "h".into(),
+            port: 80,
+            protocol: "http".into(),
+            tags: vec!["a".into()],
+            metadata: Default::default(),
+            ttl_seconds: 30,
+            status: crate::registry::Status::Active,
+            health_check_url: None,
+            health_check_interval: 60,
+            mdns_service_type: None,
+            mdns_txt_records: Default::default(),
+            description: None,
+            version: None,
+            created_at_ms: 1_795_488_660_273,
+            updated_at_ms: 1_795_488_660_274,
+            last_heartbeat_ms: 0,
+            expires_at_ms: 1_795_488_690_999,
+        };
+        let json = serde_json::to_value(handlers::ServiceView::from(service.clone())).unwrap();
+        let fields: BTreeSet<&String> = json.as_object().unwrap().keys().collect();
+        let schema = service_schema();
+        let documented: BTreeSet<&String> = schema["properties"].as_object().unwrap().keys().collect();
+        assert_eq!(fields, documented, "the Service schema lists every field the API sends, no more");
+        let want = [
+            ("created_at", "2026-11-24T02:51:00.273Z"),
+            ("updated_at", "2026-11-24T02:51:00.274Z"),
+            ("last_heartbeat", "1970-01-01T00:00:00.000Z"),
+            ("expires_at", "2026-11-24T02:51:30.999Z"),
+        ];
+        for (field, iso) in want {
+            assert_eq!(json[field], iso, "{field} as ISO-8601 UTC with milliseconds: {json}");
+        }
+        service.expires_at_ms += 1;
+        let json = serde_json::to_value(handlers::ServiceView::from(service)).unwrap();
+        assert_eq!(json["expires_at"], "2026-11-24T02:51:31.000Z", "{json}");
+        assert_eq!(json["expires_at_ms"], 1_795_488_691_000_u64, "the _ms field stays: {json}");
     }
 
     async fn raw(addr: &str, method: &str, path: &str) -> (u16, String) {

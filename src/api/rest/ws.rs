@@ -3,13 +3,16 @@
 //! `{"type": "service_registered", "revision": R, "service": {..as the REST API returns it..},
 //! "timestamp": "<RFC 3339>"}`. `?revision=N` resumes after revision N (default: from now);
 //! when N is compacted the client gets `{"type": "compacted", "oldest_available": N}` and a
-//! close. After [`PROGRESS_EVERY`] without events it gets `{"type": "progress", "revision": R}`.
+//! close; resuming after `oldest_available` works. After `?progress_ms=` (default
+//! [`PROGRESS_EVERY`], bounded by [`PROGRESS_MS_MIN`]..=[`PROGRESS_MS_MAX`]) without events it
+//! gets `{"type": "progress", "revision": R}`: nothing changed through R.
 //!
 //! Like the gRPC `Watch`, each connection has a producer (reads the applied-revision watch and
 //! the history, never blocks the apply path) and a bounded buffer of [`STREAM_BUFFER`]
 //! messages to the socket; a client that leaves it full for [`SLOW_WATCHER`] is dropped with
-//! a log line. The stream ends when the client closes, the node stops, or the API shuts down
-//! (close code 1001).
+//! a log line and a close frame (1008, [`slow_reason`]) that it can read once it catches up
+//! within [`SLOW_CLOSE_WAIT`]. The stream ends when the client closes, the node stops, or the
+//! API shuts down (close code 1001).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,16 +28,25 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::errors::RestError;
+use super::handlers::ServiceView;
 use crate::api::grpc::watch::{SLOW_WATCHER, STREAM_BUFFER};
 use crate::api::ApiState;
 use crate::logging::{format_rfc3339, unix_ms_now, Precision};
 use crate::registry::{Event, RegistryError, Revision};
 use crate::replicated::registrar::Registrar;
 
-/// A stream that sent nothing for this long sends a progress message.
+/// A stream that sent nothing for this long sends a progress message, unless the client asks
+/// for another interval with `?progress_ms=`.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+/// The shortest `?progress_ms=` a client may ask for: more often only burns the socket.
+pub const PROGRESS_MS_MIN: u64 = 100;
+/// The longest `?progress_ms=`: a proxy's idle timeout is often a minute.
+pub const PROGRESS_MS_MAX: u64 = 60_000;
 /// How long a close handshake may take before the socket is just dropped.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// How long a client dropped for being slow gets to take what was sent before the close frame
+/// and the close frame itself, before the socket is just dropped.
+pub const SLOW_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// The API's shutdown token, put on the router by `api::serve_with` so upgraded sockets (which
 /// outlive axum's graceful shutdown) close with the API.
@@ -44,9 +56,29 @@ pub struct WsShutdown(pub CancellationToken);
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct WsQuery {
     revision: Option<u64>,
+    progress_ms: Option<u64>,
 }
 
-/// `GET /api/v1/ws[?revision=N]`: upgrades to the event stream.
+/// The interval between progress messages a client asked for, within the bounds.
+fn progress_every(progress_ms: Option<u64>) -> Result<Duration, RestError> {
+    match progress_ms {
+        None => Ok(PROGRESS_EVERY),
+        Some(ms) if (PROGRESS_MS_MIN..=PROGRESS_MS_MAX).contains(&ms) => Ok(Duration::from_millis(ms)),
+        Some(ms) => Err(RestError::Query(format!(
+            "progress_ms must be {PROGRESS_MS_MIN}–{PROGRESS_MS_MAX} milliseconds (got {ms})"
+        ))),
+    }
+}
+
+/// The close reason of a client dropped for being slow (at most 123 bytes, as RFC 6455 allows).
+pub fn slow_reason() -> String {
+    format!(
+        "client too slow: it took no message for {}s; reconnect with ?revision=<last revision received>",
+        SLOW_WATCHER.as_secs()
+    )
+}
+
+/// `GET /api/v1/ws[?revision=N][&progress_ms=M]`: upgrades to the event stream.
 pub(super) async fn ws(
     State(state): State<Arc<ApiState>>,
     q: Result<Query<WsQuery>, QueryRejection>,
@@ -55,6 +87,7 @@ pub(super) async fn ws(
 ) -> Result<Response, RestError> {
     let registrar = state.registrar.clone().ok_or(RestError::NoRegistry)?;
     let Query(q) = q?;
+    let progress_every = progress_every(q.progress_ms)?;
     let upgrade = upgrade.map_err(|r| RestError::Upgrade { status: r.status(), detail: r.body_text() })?;
     let shutdown = shutdown.map(|Extension(WsShutdown(t))| t).unwrap_or_default();
     // Fix the start now, so "from now" means the revision when the request arrived.
@@ -62,7 +95,7 @@ pub(super) async fn ws(
         Some(n) => Revision(n),
         None => registrar.read_local(|r| r.revision()),
     };
-    Ok(upgrade.on_upgrade(move |socket| run(socket, registrar, after, shutdown)))
+    Ok(upgrade.on_upgrade(move |socket| run(socket, registrar, after, progress_every, shutdown)))
 }
 
 /// Why the producer stopped.
@@ -73,21 +106,30 @@ enum End {
     Slow,
 }
 
-async fn run(mut socket: WebSocket, registrar: Arc<Registrar>, after: Revision, shutdown: CancellationToken) {
+async fn run(
+    mut socket: WebSocket,
+    registrar: Arc<Registrar>,
+    after: Revision,
+    progress_every: Duration,
+    shutdown: CancellationToken,
+) {
     let (tx, mut rx) = mpsc::channel::<String>(STREAM_BUFFER);
-    let producer = produce(registrar, after, tx);
+    let producer = produce(registrar, after, progress_every, tx);
     tokio::pin!(producer);
     let mut close = close_code::NORMAL;
     let mut producing = true;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => {
-                close_with(&mut socket, close_code::AWAY).await;
+                close_with(&mut socket, close_code::AWAY, "the node is stopping", CLOSE_WAIT).await;
                 return;
             }
             end = &mut producer, if producing => match end {
                 End::Drain(code) => { producing = false; close = code; }
-                End::Slow => return,
+                End::Slow => {
+                    close_slow(&mut socket).await;
+                    return;
+                }
             },
             msg = rx.recv() => match msg {
                 Some(text) => {
@@ -98,13 +140,13 @@ async fn run(mut socket: WebSocket, registrar: Arc<Registrar>, after: Revision, 
                             return;
                         }
                         Err(_) => {
-                            tracing::warn!(buffer = STREAM_BUFFER, "ws: client too slow; stream dropped");
+                            close_slow(&mut socket).await;
                             return;
                         }
                     }
                 }
                 None => {
-                    close_with(&mut socket, close).await;
+                    close_with(&mut socket, close, "", CLOSE_WAIT).await;
                     return;
                 }
             },
@@ -122,9 +164,21 @@ async fn run(mut socket: WebSocket, registrar: Arc<Registrar>, after: Revision, 
     }
 }
 
-/// Sends a close frame and waits (bounded) for the client's.
-async fn close_with(socket: &mut WebSocket, code: u16) {
-    let frame = CloseFrame { code, reason: "".into() };
+/// Drops a client that left its buffer full: a log line, and a close frame (1008) saying why,
+/// which reaches the client if it catches up within [`SLOW_CLOSE_WAIT`].
+async fn close_slow(socket: &mut WebSocket) {
+    tracing::warn!(
+        buffer = STREAM_BUFFER,
+        wait = ?SLOW_WATCHER,
+        "ws: client too slow; closing the stream with 1008"
+    );
+    close_with(socket, close_code::POLICY, &slow_reason(), SLOW_CLOSE_WAIT).await;
+}
+
+/// Sends a close frame (after what is queued before it) and waits for the client's, all
+/// within `wait`.
+async fn close_with(socket: &mut WebSocket, code: u16, reason: &str, wait: Duration) {
+    let frame = CloseFrame { code, reason: reason.into() };
     let closing = async {
         if socket.send(Message::Close(Some(frame))).await.is_ok() {
             while let Some(Ok(m)) = socket.recv().await {
@@ -134,12 +188,12 @@ async fn close_with(socket: &mut WebSocket, code: u16) {
             }
         }
     };
-    let _ = tokio::time::timeout(CLOSE_WAIT, closing).await;
+    let _ = tokio::time::timeout(wait, closing).await;
 }
 
 /// One event as Beacon's JSON message.
 fn event_message(e: &Event) -> String {
-    let service = serde_json::to_value(&e.service).unwrap_or(Value::Null);
+    let service = serde_json::to_value(ServiceView::from(e.service.clone())).unwrap_or(Value::Null);
     let timestamp = format_rfc3339(unix_ms_now(), Precision::Millis);
     json!({"type": e.kind.as_str(), "revision": e.revision.0, "service": service, "timestamp": timestamp})
         .to_string()
@@ -150,17 +204,20 @@ fn event_message(e: &Event) -> String {
 async fn push(tx: &mpsc::Sender<String>, msg: String) -> Result<(), End> {
     match tx.send_timeout(msg, SLOW_WATCHER).await {
         Ok(()) => Ok(()),
-        Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
-            tracing::warn!(buffer = STREAM_BUFFER, "ws: client too slow; stream dropped");
-            Err(End::Slow)
-        }
+        // The writer logs it and closes the socket.
+        Err(mpsc::error::SendTimeoutError::Timeout(_)) => Err(End::Slow),
         // The writer is gone; it has already decided how the socket ends.
         Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(End::Slow),
     }
 }
 
-async fn produce(registrar: Arc<Registrar>, after: Revision, tx: mpsc::Sender<String>) -> End {
-    match produce_until_end(registrar, after, &tx).await {
+async fn produce(
+    registrar: Arc<Registrar>,
+    after: Revision,
+    progress_every: Duration,
+    tx: mpsc::Sender<String>,
+) -> End {
+    match produce_until_end(registrar, after, progress_every, &tx).await {
         Ok(code) | Err(End::Drain(code)) => End::Drain(code),
         Err(End::Slow) => End::Slow,
     }
@@ -169,6 +226,7 @@ async fn produce(registrar: Arc<Registrar>, after: Revision, tx: mpsc::Sender<St
 async fn produce_until_end(
     registrar: Arc<Registrar>,
     mut after: Revision,
+    progress_every: Duration,
     tx: &mpsc::Sender<String>,
 ) -> Result<u16, End> {
     // Subscribe before the first read, so no change between the two is missed.
@@ -201,11 +259,33 @@ async fn produce_until_end(
                     return Ok(close_code::AWAY); // the node is stopping
                 }
             }
-            _ = tokio::time::sleep_until(idle_since + PROGRESS_EVERY) => {
+            _ = tokio::time::sleep_until(idle_since + progress_every) => {
                 push(tx, json!({"type": "progress", "revision": after.0}).to_string()).await?;
                 idle_since = tokio::time::Instant::now();
             }
             _ = tx.closed() => return Err(End::Slow),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_interval_is_bounded_and_the_slow_reason_fits_a_close_frame() {
+        // Proves ?progress_ms= takes its bounds and default, names the bound when refused
+        // (422), and that the slow client's close reason fits RFC 6455's 123 bytes.
+        assert_eq!(progress_every(None).unwrap(), PROGRESS_EVERY);
+        assert_eq!(progress_every(Some(PROGRESS_MS_MIN)).unwrap(), Duration::from_millis(100));
+        assert_eq!(progress_every(Some(PROGRESS_MS_MAX)).unwrap(), Duration::from_secs(60));
+        for bad in [0, PROGRESS_MS_MIN - 1, PROGRESS_MS_MAX + 1] {
+            let err = progress_every(Some(bad)).unwrap_err();
+            assert_eq!(err.status().as_u16(), 422, "{err}");
+            assert_eq!(err.to_string(), format!("progress_ms must be 100–60000 milliseconds (got {bad})"));
+        }
+        let reason = slow_reason();
+        assert!(reason.len() <= 123, "a close reason is at most 123 bytes, got {}: {reason}", reason.len());
+        assert!(reason.starts_with("client too slow: it took no message for 10s;"), "{reason}");
     }
 }
