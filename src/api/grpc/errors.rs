@@ -75,9 +75,18 @@ pub fn invalid(field: &str, reason: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("invalid argument: {field} {reason}"))
 }
 
-/// A call that did not finish within the gRPC layer's own deadline.
+/// A read (or heartbeat) that did not finish within the gRPC layer's own deadline: retry.
 pub fn deadline(what: &str, after: std::time::Duration) -> Status {
     Status::unavailable(format!("unavailable: {what} did not finish within {after:?}; retry"))
+}
+
+/// A write that did not finish within the gRPC layer's own deadline: it may still be applied
+/// (`UNKNOWN`, as after a leader change; REST answers 504).
+pub fn write_deadline(what: &str, after: std::time::Duration) -> Status {
+    Status::unknown(format!(
+        "outcome unknown: {what} did not finish within {after:?}; it may or may not have been applied, \
+         so read before retrying"
+    ))
 }
 
 #[cfg(test)]
@@ -120,5 +129,14 @@ mod tests {
         );
         assert!(s.message().contains("port must be 1–65535 (got 0)"), "{}", s.message());
         assert!(status(RegistrarError::Unknown("x".into())).message().starts_with("outcome unknown: "));
+        let after = std::time::Duration::from_secs(11);
+        let read = deadline("the read", after);
+        assert_eq!(
+            (read.code(), read.message()),
+            (Code::Unavailable, "unavailable: the read did not finish within 11s; retry")
+        );
+        let write = write_deadline("the registration", after);
+        assert_eq!(write.code(), Code::Unknown, "a write past its deadline may be applied");
+        assert!(write.message().starts_with("outcome unknown: the registration did not finish within 11s"));
     }
 }

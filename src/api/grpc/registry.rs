@@ -51,6 +51,7 @@ impl RegistryApi {
         RegistryApi { registrar, deadlines, shutdown }
     }
 
+    /// Runs a registrar call under the read deadline.
     async fn bounded<T>(
         &self,
         what: &str,
@@ -60,6 +61,19 @@ impl RegistryApi {
         match tokio::time::timeout(limit, fut).await {
             Ok(r) => r.map_err(errors::status),
             Err(_) => Err(errors::deadline(what, limit)),
+        }
+    }
+
+    /// Runs a write under the write deadline; passing it leaves the outcome unknown.
+    async fn bounded_write<T>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = Result<T, RegistrarError>>,
+    ) -> Result<T, Status> {
+        let limit = self.deadlines.write;
+        match tokio::time::timeout(limit, fut).await {
+            Ok(r) => r.map_err(errors::status),
+            Err(_) => Err(errors::write_deadline(what, limit)),
         }
     }
 
@@ -87,8 +101,7 @@ impl RegistryRpc for RegistryApi {
         req: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
         let new = convert::new_service(req.into_inner());
-        let applied =
-            self.bounded("the registration", self.deadlines.write, self.registrar.register(new)).await?;
+        let applied = self.bounded_write("the registration", self.registrar.register(new)).await?;
         match applied.outcome {
             Outcome::Registered { service } => Ok(Response::new(pb::RegisterResponse {
                 service: Some(service_to_pb(service)),
@@ -100,8 +113,7 @@ impl RegistryRpc for RegistryApi {
 
     async fn update(&self, req: Request<pb::UpdateRequest>) -> Result<Response<pb::UpdateResponse>, Status> {
         let (id, patch) = convert::patch(req.into_inner())?;
-        let applied =
-            self.bounded("the update", self.deadlines.write, self.registrar.update(id, patch)).await?;
+        let applied = self.bounded_write("the update", self.registrar.update(id, patch)).await?;
         match applied.outcome {
             Outcome::Updated { service, changed } => Ok(Response::new(pb::UpdateResponse {
                 service: Some(service_to_pb(service)),
@@ -117,8 +129,7 @@ impl RegistryRpc for RegistryApi {
         req: Request<pb::DeregisterRequest>,
     ) -> Result<Response<pb::DeregisterResponse>, Status> {
         let id = convert::service_id(req.into_inner().service_id)?;
-        let applied =
-            self.bounded("the deregistration", self.deadlines.write, self.registrar.deregister(id)).await?;
+        let applied = self.bounded_write("the deregistration", self.registrar.deregister(id)).await?;
         match applied.outcome {
             Outcome::Deregistered { service } => Ok(Response::new(pb::DeregisterResponse {
                 service: Some(service_to_pb(service)),
@@ -201,7 +212,7 @@ impl RegistryRpc for RegistryApi {
         &self,
         _req: Request<pb::CleanupRequest>,
     ) -> Result<Response<pb::CleanupResponse>, Status> {
-        let applied = self.bounded("the cleanup", self.deadlines.write, self.registrar.cleanup()).await?;
+        let applied = self.bounded_write("the cleanup", self.registrar.cleanup()).await?;
         match applied.outcome {
             Outcome::CleanedUp { ids } => Ok(Response::new(pb::CleanupResponse {
                 removed_ids: ids.into_iter().map(|id| id.0).collect(),
