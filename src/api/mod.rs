@@ -22,6 +22,7 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -90,6 +91,13 @@ pub async fn serve_with(
 ) -> std::io::Result<()> {
     // Upgraded WebSockets outlive the graceful shutdown; they watch the token themselves.
     let app = grpc.merge(router(state)).layer(axum::Extension(rest::WsShutdown(shutdown.clone())));
+    // Small answers (raft acknowledgements, unary gRPC replies) go out at once instead of
+    // waiting for Nagle's algorithm to coalesce them with the peer's delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "api: cannot set TCP_NODELAY on a connection");
+        }
+    });
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
     tracing::info!("api: stopped");
     Ok(())
