@@ -146,10 +146,24 @@ impl Mem {
 
 /// Work for the writer thread, run in queue order.
 enum Job {
-    Append { entries: Vec<(LogId, Vec<u8>)>, callback: IOFlushed<TypeConfig> },
-    Meta { key: &'static str, bytes: Vec<u8>, durable: bool, done: Option<oneshot::Sender<Result<(), String>>> },
-    TruncateFrom { from: u64, seq: u64 },
-    Purge { log_id: LogId, bytes: Vec<u8> },
+    Append {
+        entries: Vec<(LogId, Vec<u8>)>,
+        callback: IOFlushed<TypeConfig>,
+    },
+    Meta {
+        key: &'static str,
+        bytes: Vec<u8>,
+        durable: bool,
+        done: Option<oneshot::Sender<Result<(), String>>>,
+    },
+    TruncateFrom {
+        from: u64,
+        seq: u64,
+    },
+    Purge {
+        log_id: LogId,
+        bytes: Vec<u8>,
+    },
 }
 
 impl Job {
@@ -269,7 +283,10 @@ fn mark_flushed(mem: &mut Mem, batch: &[Job]) {
 }
 
 fn clear_hidden(mem: &mut Mem, batch: &[Job]) {
-    let committed_seq = batch.iter().filter_map(|j| if let Job::TruncateFrom { seq, .. } = j { Some(*seq) } else { None }).max();
+    let committed_seq = batch
+        .iter()
+        .filter_map(|j| if let Job::TruncateFrom { seq, .. } = j { Some(*seq) } else { None })
+        .max();
     if let (Some((_, hidden_seq)), Some(done)) = (mem.hidden_from, committed_seq) {
         if hidden_seq <= done {
             mem.hidden_from = None;
@@ -359,7 +376,8 @@ impl LogStore {
         let full = |n: usize, b: usize| n >= entries_max || b >= bytes_max;
         if redb_end.is_none_or(|e| start < e) {
             let db = self.db();
-            let (read, bytes) = blocking(move || read_redb(&db, start, redb_end, entries_max, bytes_max)).await?;
+            let (read, bytes) =
+                blocking(move || read_redb(&db, start, redb_end, entries_max, bytes_max)).await?;
             entries = read;
             bytes_read = bytes;
             if full(entries.len(), bytes_read) {

@@ -318,7 +318,8 @@ async fn a_truncation_hides_flushed_entries_at_once_and_on_disk_after_reopen() {
         assert_eq!(log.get_log_state().await.unwrap().last_log_id, Some(lid(1, 4)));
         let (tx, rx) = TypeConfig::oneshot();
         log.append(blanks(2, 5..=6), IOFlushed::signal(tx)).await.unwrap();
-        let ids: Vec<LogId> = log.try_get_log_entries(3..).await.unwrap().iter().map(|e| e.log_id()).collect();
+        let ids: Vec<LogId> =
+            log.try_get_log_entries(3..).await.unwrap().iter().map(|e| e.log_id()).collect();
         assert_eq!(ids, vec![lid(1, 3), lid(1, 4), lid(2, 5), lid(2, 6)]);
         rx.await.unwrap().unwrap();
     }
