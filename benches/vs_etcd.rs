@@ -36,7 +36,8 @@
 //! Environment (defaults): `VS_ETCD_SECS` (3, per point), `VS_ETCD_MAX_OPS` (200000, per
 //! point), `VS_ETCD_CLIENTS` ("1 16 64"), `VS_ETCD_WATCH_EVENTS` (500), `VS_ETCD_FAILOVERS`
 //! (3), `VS_ETCD_DIR` (the bench's target temp dir: where data dirs go), `ETCD_BIN` (`etcd` on
-//! PATH), `MUSTER_BIN` (the binary cargo built with this bench).
+//! PATH), `MUSTER_BIN` (the binary cargo built with this bench), `VS_ETCD_ONLY` (`muster` or
+//! `etcd`: measure one side only).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -72,7 +73,7 @@ fn main() {
     let mut rows = Vec::new();
     let mut rss = Vec::new();
     rt.block_on(async {
-        for kind in [Kind::Muster, Kind::Etcd] {
+        for kind in [Kind::Muster, Kind::Etcd].into_iter().filter(|k| s.only.is_none_or(|o| o == *k)) {
             let (r, m) = measure(kind, &s).await;
             rows.push((kind, r));
             rss.push((kind, m));
@@ -94,6 +95,8 @@ struct Settings {
     parent: PathBuf,
     etcd: PathBuf,
     muster: PathBuf,
+    /// Measure only this system (`VS_ETCD_ONLY`), for quick looks at one side.
+    only: Option<Kind>,
 }
 
 impl Settings {
@@ -104,7 +107,14 @@ impl Settings {
         let parent = std::env::var_os("VS_ETCD_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
+        let only = match std::env::var("VS_ETCD_ONLY").as_deref() {
+            Ok("muster") => Some(Kind::Muster),
+            Ok("etcd") => Some(Kind::Etcd),
+            Ok("") | Err(_) => None,
+            Ok(other) => panic!("VS_ETCD_ONLY must be muster or etcd (got {other:?})"),
+        };
         Settings {
+            only,
             secs: Duration::from_secs_f64(number("VS_ETCD_SECS", 3.0)),
             max_ops: number("VS_ETCD_MAX_OPS", 200_000.0) as usize,
             clients: counts("VS_ETCD_CLIENTS", "1 16 64"),
