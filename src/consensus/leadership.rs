@@ -36,6 +36,7 @@ pub struct Leadership {
     pub term: u64,
     pub role: Role,
     /// While `role == Server`: when the lease runs out unless a quorum acknowledges again.
+    /// It moves with every acknowledgement; a change of it alone does not notify watchers.
     pub lease_until: Option<Instant>,
     /// Raft ids of the voters and learners in the membership this node knows.
     pub voters: BTreeSet<u64>,

@@ -448,7 +448,10 @@ async fn watch_leadership<M: Machine>(
             if cur.role != next.role || cur.leader_id != next.leader_id || cur.term != next.term || cur.voters != next.voters {
                 tracing::info!(raft.term = next.term, raft.leader = %next.leader_id.map_or_else(|| "none".to_string(), |i| format!("{i:x}")), role = ?next.role, voters = next.voters.len(), "raft: leadership changed");
             }
-            let changed = *cur != next;
+            // `lease_until` moves with every quorum acknowledgement (each heartbeat, each
+            // commit): readers see it, but only a change of anything else wakes subscribers.
+            // The role still flips on time: `recheck` re-runs this at the lease's end.
+            let changed = Leadership { lease_until: cur.lease_until, ..next.clone() } != *cur;
             *cur = next;
             changed
         });
