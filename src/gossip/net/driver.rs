@@ -153,17 +153,37 @@ impl GossipHandle {
     }
 }
 
+/// With port 0 the system picks a free UDP port; TCP must then take the same port, which
+/// another program may hold already: pick again, a bounded number of times.
+const EPHEMERAL_BIND_TRIES: usize = 8;
+
+/// Binds UDP and TCP on one port (gossip's convention, as in memberlist).
+async fn bind_pair(bind: SocketAddr) -> Result<(UdpSocket, TcpListener, SocketAddr), GossipError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let udp = UdpSocket::bind(bind).await.map_err(|source| GossipError::Bind { addr: bind, source })?;
+        let local_addr = udp.local_addr().map_err(GossipError::Io)?;
+        match TcpListener::bind(local_addr).await {
+            Ok(tcp) => return Ok((udp, tcp, local_addr)),
+            Err(e)
+                if bind.port() == 0
+                    && e.kind() == std::io::ErrorKind::AddrInUse
+                    && tries < EPHEMERAL_BIND_TRIES =>
+            {
+                tracing::debug!(port = local_addr.port(), "gossip: TCP port taken; picking another");
+            }
+            Err(source) => return Err(GossipError::Bind { addr: local_addr, source }),
+        }
+    }
+}
+
 /// Binds the sockets, restores the snapshot and spawns the driver.
 pub async fn start(
     cfg: GossipConfig,
     shutdown: CancellationToken,
 ) -> Result<(GossipHandle, JoinHandle<()>), GossipError> {
-    let udp =
-        UdpSocket::bind(cfg.bind).await.map_err(|source| GossipError::Bind { addr: cfg.bind, source })?;
-    let local_addr = udp.local_addr().map_err(GossipError::Io)?;
-    let tcp = TcpListener::bind(local_addr)
-        .await
-        .map_err(|source| GossipError::Bind { addr: local_addr, source })?;
+    let (udp, tcp, local_addr) = bind_pair(cfg.bind).await?;
     let advertise = if cfg.advertise.port() == 0 {
         SocketAddr::new(cfg.advertise.ip(), local_addr.port())
     } else {
