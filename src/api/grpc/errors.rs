@@ -75,18 +75,36 @@ pub fn invalid(field: &str, reason: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("invalid argument: {field} {reason}"))
 }
 
-/// A read (or heartbeat) that did not finish within the gRPC layer's own deadline: retry.
-pub fn deadline(what: &str, after: std::time::Duration) -> Status {
-    Status::unavailable(format!("unavailable: {what} did not finish within {after:?}; retry"))
+/// Whether a call only reads or may change the registry: decides what a passed deadline
+/// means. Shared with the REST layer, so both say the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Nothing changed: retry.
+    Read,
+    /// A register, update, deregister or cleanup (and, over REST, a heartbeat): it may have
+    /// been applied.
+    Write,
 }
 
-/// A write that did not finish within the gRPC layer's own deadline: it may still be applied
-/// (`UNKNOWN`, as after a leader change; REST answers 504).
-pub fn write_deadline(what: &str, after: std::time::Duration) -> Status {
-    Status::unknown(format!(
-        "outcome unknown: {what} did not finish within {after:?}; it may or may not have been applied, \
-         so read before retrying"
-    ))
+/// What a call that passed the API's own deadline answers, by [`Access`].
+pub fn deadline_message(access: Access, what: &str, after: std::time::Duration) -> String {
+    match access {
+        Access::Read => format!("unavailable: {what} did not finish within {after:?}; retry"),
+        Access::Write => format!(
+            "outcome unknown: {what} did not finish within {after:?}; it may or may not have been \
+             applied, so read before retrying"
+        ),
+    }
+}
+
+/// A call that did not finish within the gRPC layer's own deadline: `UNAVAILABLE` for a read
+/// (retry), `UNKNOWN` for a write (it may still be applied; REST answers 504).
+pub fn deadline(access: Access, what: &str, after: std::time::Duration) -> Status {
+    let code = match access {
+        Access::Read => Code::Unavailable,
+        Access::Write => Code::Unknown,
+    };
+    Status::new(code, deadline_message(access, what, after))
 }
 
 #[cfg(test)]
@@ -130,12 +148,12 @@ mod tests {
         assert!(s.message().contains("port must be 1–65535 (got 0)"), "{}", s.message());
         assert!(status(RegistrarError::Unknown("x".into())).message().starts_with("outcome unknown: "));
         let after = std::time::Duration::from_secs(11);
-        let read = deadline("the read", after);
+        let read = deadline(Access::Read, "the read", after);
         assert_eq!(
             (read.code(), read.message()),
             (Code::Unavailable, "unavailable: the read did not finish within 11s; retry")
         );
-        let write = write_deadline("the registration", after);
+        let write = deadline(Access::Write, "the registration", after);
         assert_eq!(write.code(), Code::Unknown, "a write past its deadline may be applied");
         assert!(write.message().starts_with("outcome unknown: the registration did not finish within 11s"));
     }

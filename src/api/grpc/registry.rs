@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{self, service_to_pb};
-use super::errors;
+use super::errors::{self, Access};
 use super::pb::registry as pb;
 use super::pb::registry::registry_server::Registry as RegistryRpc;
 use super::watch::{self, BoxStream};
@@ -51,30 +51,28 @@ impl RegistryApi {
         RegistryApi { registrar, deadlines, shutdown }
     }
 
-    /// Runs a registrar call under the read deadline.
+    /// Awaits a registrar call within `limit`; what a passed deadline answers depends on
+    /// `access` (a write's outcome is then unknown).
     async fn bounded<T>(
         &self,
+        access: Access,
         what: &str,
         limit: Duration,
         fut: impl Future<Output = Result<T, RegistrarError>>,
     ) -> Result<T, Status> {
         match tokio::time::timeout(limit, fut).await {
             Ok(r) => r.map_err(errors::status),
-            Err(_) => Err(errors::deadline(what, limit)),
+            Err(_) => Err(errors::deadline(access, what, limit)),
         }
     }
 
-    /// Runs a write under the write deadline; passing it leaves the outcome unknown.
+    /// A write under the write deadline.
     async fn bounded_write<T>(
         &self,
         what: &str,
         fut: impl Future<Output = Result<T, RegistrarError>>,
     ) -> Result<T, Status> {
-        let limit = self.deadlines.write;
-        match tokio::time::timeout(limit, fut).await {
-            Ok(r) => r.map_err(errors::status),
-            Err(_) => Err(errors::write_deadline(what, limit)),
-        }
+        self.bounded(Access::Write, what, self.deadlines.write, fut).await
     }
 
     /// Reads the registry (linearizable unless `stale`) and returns `f`'s answer with the
@@ -86,7 +84,7 @@ impl RegistryApi {
     ) -> Result<(R, u64), Status> {
         let c = if stale { Consistency::Stale } else { Consistency::Linearizable };
         let read = self.registrar.read(c, |r| (f(r), r.revision().0));
-        self.bounded("the read", self.deadlines.read, read).await
+        self.bounded(Access::Read, "the read", self.deadlines.read, read).await
     }
 }
 

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
 use super::convert::{self, service_to_pb};
-use super::errors;
+use super::errors::{self, Access};
 use super::pb::registry as pb;
 use super::registry::RegistryApi;
 use crate::registry::{RegistryError, Revision};
@@ -57,7 +57,7 @@ pub async fn heartbeat(
     let id = convert::service_id(hb.service_id)?;
     match tokio::time::timeout(limit, registrar.heartbeat(&id, hb.ttl_seconds)).await {
         Ok(r) => r.map(service_to_pb).map_err(errors::status),
-        Err(_) => Err(errors::deadline("the heartbeat", limit)),
+        Err(_) => Err(errors::deadline(Access::Read, "the heartbeat", limit)),
     }
 }
 

@@ -14,18 +14,10 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use crate::api::grpc::errors::deadline_message;
+pub use crate::api::grpc::errors::Access;
 use crate::registry::{Outcome, RegistryError};
 use crate::replicated::registrar::RegistrarError;
-
-/// Whether a registrar call only reads or may change the registry: decides what a passed
-/// deadline means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Nothing changed: retry.
-    Read,
-    /// A register, update, deregister, cleanup or heartbeat: it may have been applied.
-    Write,
-}
 
 /// Why a REST request failed; [`RestError::status`] is the table.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +26,7 @@ pub enum RestError {
     #[error(transparent)]
     Registrar(#[from] RegistrarError),
     /// The handler's own bound on the registrar call passed.
-    #[error("{}", deadline_detail(*.access, .what, *.after))]
+    #[error("{}", deadline_message(*.access, .what, *.after))]
     Deadline { access: Access, what: &'static str, after: Duration },
     /// This node serves the API without a registry (tests, or a node still starting).
     #[error("registry not available on this node")]
@@ -51,16 +43,6 @@ pub enum RestError {
     /// The registry answered with an outcome that does not belong to the command.
     #[error("internal: the registry answered with an unexpected outcome {0}")]
     Unexpected(String),
-}
-
-fn deadline_detail(access: Access, what: &str, after: Duration) -> String {
-    match access {
-        Access::Read => format!("unavailable: {what} did not finish within {after:?}; retry"),
-        Access::Write => format!(
-            "outcome unknown: {what} did not finish within {after:?}; it may or may not have been \
-             applied, so read before retrying"
-        ),
-    }
 }
 
 impl From<RegistryError> for RestError {

@@ -350,9 +350,6 @@ impl LogStore {
         entries_max: usize,
         bytes_max: usize,
     ) -> Result<Vec<Entry>, StoreError> {
-        if end.is_some_and(|end| start >= end) {
-            return Ok(Vec::new());
-        }
         // Memory first, then redb: an entry flushed (and trimmed from the tail) in between is
         // then in redb's newer read transaction.
         let (from_tail, start, redb_end) = {
