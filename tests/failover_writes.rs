@@ -5,7 +5,9 @@
 //! was acknowledged with, the full watch history from revision 1 shows each id registered
 //! exactly once (no write was lost after its acknowledgement, none was applied twice), and a
 //! write that failed but was applied anyway was answered with an open outcome (UNKNOWN), never
-//! with an "unavailable, retry" that would make a retrying client register it twice.
+//! with an "unavailable, retry" that would make a retrying client register it twice. A write
+//! that reaches a survivor while no leader is reachable waits for the next leader (up to the
+//! server's write timeout) rather than failing at once.
 //!
 //! The writers use the crate's generated tonic client (`muster::api::grpc::pb`); each id is sent
 //! exactly once, so an `ALREADY_EXISTS` answer or a second `registered` event can only come
@@ -38,6 +40,9 @@ const WRITE_PHASE_MAX: Duration = Duration::from_secs(60);
 const KILL_AFTER_OK: usize = 40;
 /// Longer than the server's own write deadline (2 × 5 s + 1 s), so the server's answer arrives.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a survivor holds a write that finds no reachable leader, at least (the server
+/// holds it for its write timeout, 5 s).
+const HOLD_MIN: Duration = Duration::from_millis(4_500);
 /// Only services of this type are written, listed and watched.
 const TYPE: &str = "failover";
 /// No lease lapses during the test.
@@ -324,6 +329,18 @@ fn writes_during_a_leader_kill_are_acknowledged_once_or_fail_clearly() {
             assert!(
                 SITUATION_WORDS.iter().any(|word| lower.contains(word)),
                 "a survivor's failure names the situation (one of {SITUATION_WORDS:?}): {w:?}"
+            );
+        }
+    }
+    // A survivor holds a write while it has no reachable leader (up to the server's 5 s write
+    // timeout) instead of refusing it at once: a write sent after the kill fails UNAVAILABLE
+    // only once it has waited that long.
+    for w in writes.iter().filter(|w| w.sent_after_kill) {
+        if let Outcome::Failed { code: Code::Unavailable, .. } = &w.outcome {
+            assert!(
+                w.answered - w.sent >= HOLD_MIN,
+                "a write sent to a survivor after the kill waits at least {HOLD_MIN:?} for a leader before \
+                 it fails UNAVAILABLE: {w:?}"
             );
         }
     }

@@ -61,6 +61,12 @@ impl Clock for ManualClock {
     }
 }
 
+/// How long a request that found no reachable leader waits before it tries again, at most (a
+/// leadership change wakes it sooner).
+const HOLD_RETRY: Duration = Duration::from_millis(100);
+/// A request with less time than this left stops waiting for a leader and fails.
+const HOLD_RETRY_MIN: Duration = Duration::from_millis(20);
+
 /// How the leader keeps leases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseConfig {
@@ -186,14 +192,16 @@ impl Registrar {
     /// Reads the registry with the given consistency.
     pub async fn read<R>(&self, c: Consistency, f: impl FnOnce(&Registry) -> R) -> Result<R, RegistrarError> {
         if c == Consistency::Linearizable {
-            let index = match self.read_index_local().await {
-                Err(RegistrarError::NotLeader { leader_addr: Some(addr), .. }) => {
-                    self.forwarder
-                        .call::<(), u64>(&addr, Call::ReadIndex, &(), self.cfg.propose_timeout)
-                        .await?
-                }
-                other => other?,
-            };
+            let index = self
+                .hold("read barrier", |left| async move {
+                    match self.read_index_local().await {
+                        Err(RegistrarError::NotLeader { leader_addr: Some(addr), .. }) => {
+                            self.forwarder.call::<(), u64>(&addr, Call::ReadIndex, &(), left).await
+                        }
+                        other => other,
+                    }
+                })
+                .await?;
             self.consensus.wait_applied(index, self.cfg.propose_timeout).await?;
         }
         Ok(self.read_local(f))
@@ -210,11 +218,55 @@ impl Registrar {
     /// Proposes one command (forwarded to the leader from a follower) and waits (bounded) for
     /// the registry's answer.
     pub async fn propose(&self, cmd: &Command) -> Result<Applied, RegistrarError> {
-        match self.propose_local(cmd).await {
-            Err(RegistrarError::NotLeader { leader_addr: Some(addr), .. }) => {
-                self.forwarder.call(&addr, Call::Propose, cmd, self.cfg.propose_timeout).await
+        self.hold("write", |left| async move {
+            match self.propose_local(cmd).await {
+                Err(RegistrarError::NotLeader { leader_addr: Some(addr), .. }) => {
+                    self.forwarder.call(&addr, Call::Propose, cmd, left).await
+                }
+                other => other,
             }
-            other => other,
+        })
+        .await
+    }
+
+    /// Runs `attempt` (given the time left) until it is done, fails for a reason other than
+    /// "no reachable leader", or `propose_timeout` has passed. Between attempts it waits for the
+    /// leadership to change, or [`HOLD_RETRY`]: a write that reaches a follower while the leader
+    /// is gone waits for the next leader instead of failing at once. Only answers that prove
+    /// the request was not done are retried (`NotLeader`, `Unavailable`); `Unknown`, `Busy`
+    /// and the registry's own answers return at once.
+    async fn hold<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T, RegistrarError>
+    where
+        F: FnMut(Duration) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RegistrarError>>,
+    {
+        let began = tokio::time::Instant::now();
+        let until = began + self.cfg.propose_timeout;
+        let mut leadership = self.consensus.leadership();
+        loop {
+            leadership.borrow_and_update();
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            let e = match attempt(left).await {
+                Err(e @ (RegistrarError::NotLeader { .. } | RegistrarError::Unavailable(_))) => e,
+                other => return other,
+            };
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            if left < HOLD_RETRY_MIN {
+                return Err(match e {
+                    RegistrarError::Unavailable(m) if began.elapsed() >= HOLD_RETRY_MIN => {
+                        RegistrarError::Unavailable(format!(
+                            "{m} (the {what} waited {:.1?} for a reachable leader)",
+                            began.elapsed()
+                        ))
+                    }
+                    e => e,
+                });
+            }
+            tracing::debug!(what, error = %e, "no reachable leader yet; the request waits for one");
+            tokio::select! {
+                r = leadership.changed() => if r.is_err() { return Err(e) },
+                _ = tokio::time::sleep(HOLD_RETRY.min(left)) => {}
+            }
         }
     }
 
@@ -276,13 +328,16 @@ impl Registrar {
         id: &ServiceId,
         ttl_override: Option<u32>,
     ) -> Result<Service, RegistrarError> {
-        match self.heartbeat_local(id, ttl_override) {
-            Err(RegistrarError::NotLeader { leader_addr: Some(addr), .. }) => {
-                let req = HeartbeatRequest { id: id.clone(), ttl: ttl_override };
-                self.forwarder.call(&addr, Call::Heartbeat, &req, self.cfg.propose_timeout).await
+        self.hold("heartbeat", |left| async move {
+            match self.heartbeat_local(id, ttl_override) {
+                Err(RegistrarError::NotLeader { leader_addr: Some(addr), .. }) => {
+                    let req = HeartbeatRequest { id: id.clone(), ttl: ttl_override };
+                    self.forwarder.call(&addr, Call::Heartbeat, &req, left).await
+                }
+                other => other,
             }
-            other => other,
-        }
+        })
+        .await
     }
 
     /// A heartbeat on this node as leader, taken into memory and checkpointed within
