@@ -3,6 +3,7 @@
 //!
 //! Layout (dependencies point down): `config` → `gossip` (`wire`, `swim`, `serf` pure cores,
 //! `net` driver) → `discovery` → `membership` → `api` → `node` (the composition root).
+//! `supervisor` holds the Docker supervisor's pure cores (compose file → stacks, reconcile plan).
 
 pub mod api;
 pub mod cli;
@@ -17,3 +18,4 @@ pub mod node;
 pub mod registry;
 pub mod replicated;
 pub mod serf_rpc;
+pub mod supervisor;

@@ -1,0 +1,44 @@
+//! The Docker supervisor's pure cores: what the user's compose file asks for ([`compose`]), the
+//! plain specs it becomes ([`spec`]), how muster names and labels what it owns ([`naming`]), and
+//! the reconcile planner between the desired stack and the observed containers ([`plan`]).
+//!
+//! Nothing here talks to Docker, reads a clock or spawns a task: the only I/O is the thin
+//! [`compose::load`] helper that reads the compose file. The Docker driver (bollard) and the
+//! reconcile loop live beside these cores and call them; this module must not import `node`,
+//! `config`, `consensus`, `api` or any async runtime.
+//!
+//! Flow: `compose::parse(text, vars, base_dir)` → two [`StackSpec`]s (server, proxy) →
+//! `plan::Desired::from_stack(stack, epoch)` → `plan::plan(desired, observed, now_ms, limits)` →
+//! a bounded list of [`plan::Action`]s the driver executes in order, stopping at the first failure.
+
+pub mod compose;
+mod convert;
+mod duration;
+mod error;
+mod interpolate;
+mod keys;
+pub mod naming;
+mod order;
+pub mod plan;
+mod ports;
+pub mod spec;
+mod words;
+
+#[cfg(test)]
+mod tests_compose;
+#[cfg(test)]
+mod tests_compose_errors;
+#[cfg(test)]
+mod tests_plan;
+
+pub use compose::{load, parse, MusterVars, Stacks, Vars};
+pub use duration::parse_duration;
+pub use error::ComposeError;
+pub use naming::LabelError;
+pub use plan::{
+    plan, Action, ContainerState, Desired, DesiredService, Health, ObservedContainer, PlanLimits,
+};
+pub use spec::{
+    Condition, Dependency, HealthcheckSpec, MountKind, MountSpec, NetworkSpec, PortSpec, Protocol,
+    RestartPolicy, ServiceSpec, StackKind, StackSpec, VolumeSpec,
+};
