@@ -81,6 +81,10 @@ pub(super) struct Discovery {
     discovered_servers: Vec<DiscoveredServer>,
     /// This node's raft cluster, other raft clusters in gossip (they merge), past merges.
     raft_cluster: RaftClusterInfo,
+    /// The stack this node wants and runs, and its last transition (absent without a
+    /// supervisor).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stack: Option<crate::supervisor::supervise::SupervisorStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -112,7 +116,20 @@ pub(super) async fn discovery(State(state): State<Arc<ApiState>>) -> Json<Discov
         .collect();
     let mode = members.iter().find(|m| m.name == state.node_name).map_or(Mode::Unknown, |m| m.mode);
     let raft_cluster = state.raft_cluster.borrow().clone();
-    Json(Discovery { node_id: state.node_name.clone(), mode, discovered_servers, raft_cluster })
+    let stack = state.supervisor.as_ref().map(|s| s.borrow().clone());
+    Json(Discovery { node_id: state.node_name.clone(), mode, discovered_servers, raft_cluster, stack })
+}
+
+/// `GET /v1/stack`: the supervisor's status (`muster stack status`); 503 without a supervisor.
+pub(super) async fn stack(
+    State(state): State<Arc<ApiState>>,
+) -> Result<Json<crate::supervisor::supervise::SupervisorStatus>, (axum::http::StatusCode, String)> {
+    match &state.supervisor {
+        Some(s) => Ok(Json(s.borrow().clone())),
+        None => {
+            Err((axum::http::StatusCode::SERVICE_UNAVAILABLE, "no stack supervisor runs on this node".into()))
+        }
+    }
 }
 
 /// The member's API port from its `http_port` tag. Only muster nodes carry the tag: plain Serf

@@ -48,6 +48,9 @@ pub struct ApiState {
     pub raft_cluster: watch::Receiver<crate::membership::RaftClusterInfo>,
     /// The registry's read and write path, for `/api/v1`; `None` → those routes answer 503.
     pub registrar: Option<Arc<crate::replicated::registrar::Registrar>>,
+    /// The stack supervisor's status, for `/discovery` and `GET /v1/stack`; `None` → no
+    /// supervisor runs (tests).
+    pub supervisor: Option<watch::Receiver<crate::supervisor::supervise::SupervisorStatus>>,
 }
 
 impl ApiState {
@@ -62,6 +65,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/health", get(handlers::health))
         .route("/discovery", get(handlers::discovery))
+        .route("/v1/stack", get(handlers::stack))
         .route("/v1/members", get(handlers::members))
         .merge(rest::router())
         .fallback(not_found)

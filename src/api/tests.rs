@@ -59,6 +59,7 @@ async fn start(members: Vec<MemberInfo>) -> Running {
         leadership: watch::channel(crate::consensus::leadership::Leadership::unknown()).1,
         raft_cluster: watch::channel(Default::default()).1,
         registrar: None,
+        supervisor: None,
     };
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(serve(listener, state, shutdown.clone()));

@@ -75,6 +75,21 @@ pub struct AgentArgs {
     /// Registry events kept for Watch/WebSocket resume; older start revisions get `compacted`.
     #[arg(long, value_name = "N")]
     pub history_max: Option<String>,
+    /// The compose file whose `server` and `proxy` profiles are the stacks this node runs.
+    #[arg(long, value_name = "PATH")]
+    pub stack_file: Option<PathBuf>,
+    /// The Docker engine's unix socket (no engine there: stacks are disabled, hooks still run).
+    #[arg(long, value_name = "PATH")]
+    pub docker_socket: Option<PathBuf>,
+    /// Script run when this node becomes the server (after the lock delay).
+    #[arg(long, value_name = "PATH")]
+    pub on_promote: Option<PathBuf>,
+    /// Script run when this node stops being the server (lease lapsed, leadership lost).
+    #[arg(long, value_name = "PATH")]
+    pub on_demote: Option<PathBuf>,
+    /// Script run on every node when the server changes.
+    #[arg(long, value_name = "PATH")]
+    pub on_server_change: Option<PathBuf>,
     /// Log level: trace, debug, info, warn or error.
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
@@ -143,6 +158,11 @@ pub(crate) const SETTINGS: &[Setting] = &[
     Setting { key: "profile", env: &["MUSTER_PROFILE"] },
     Setting { key: "voter_grace", env: &["MUSTER_VOTER_GRACE"] },
     Setting { key: "history_max", env: &["MUSTER_HISTORY_MAX"] },
+    Setting { key: "stack_file", env: &["MUSTER_STACK_FILE"] },
+    Setting { key: "docker_socket", env: &["MUSTER_DOCKER_SOCKET"] },
+    Setting { key: "on_promote", env: &["MUSTER_ON_PROMOTE"] },
+    Setting { key: "on_demote", env: &["MUSTER_ON_DEMOTE"] },
+    Setting { key: "on_server_change", env: &["MUSTER_ON_SERVER_CHANGE"] },
     Setting { key: "log_level", env: &["MUSTER_LOG_LEVEL", "LOG_LEVEL"] },
     Setting { key: "log_format", env: &["MUSTER_LOG_FORMAT", "LOG_FORMAT"] },
     Setting { key: "log_caller", env: &["MUSTER_LOG_CALLER", "LOG_CALLER"] },
@@ -177,6 +197,7 @@ fn default_text(key: &str, d: &Config) -> Option<String> {
         "profile" => d.profile.to_string(),
         "voter_grace" => format_duration_ms(d.voter_grace_ms),
         "history_max" => d.history_max.to_string(),
+        "docker_socket" => d.docker_socket.display().to_string(),
         "log_level" => d.log.level.to_string().to_lowercase(),
         "log_format" => d.log.format.to_string(),
         "log_caller" => d.log.caller.to_string(),

@@ -182,6 +182,13 @@ pub fn merge(
     if let Some(f) = src.scalar("rpc_addr", args.rpc_addr.as_deref()) {
         c.rpc_addr = f.parse(|v| parse_socket_addr(v, defaults::RPC_PORT))?;
     }
+    c.stack_file = src.path("stack_file", args.stack_file.as_ref());
+    if let Some(p) = src.path("docker_socket", args.docker_socket.as_ref()) {
+        c.docker_socket = p;
+    }
+    c.hooks.on_promote = src.path("on_promote", args.on_promote.as_ref());
+    c.hooks.on_demote = src.path("on_demote", args.on_demote.as_ref());
+    c.hooks.on_server_change = src.path("on_server_change", args.on_server_change.as_ref());
     if let Some(f) = src.scalar("rpc_auth", args.rpc_auth.as_deref()) {
         c.rpc_auth = Some(f.value.to_string());
     }

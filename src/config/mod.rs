@@ -50,6 +50,8 @@ pub mod defaults {
     /// Registry events kept for watchers to resume from (the registry's `HISTORY_MAX_DEFAULT`;
     /// `node` checks the two agree at compile time): most of an hour at a few changes a second.
     pub const HISTORY_MAX: usize = 10_000;
+    /// Where Docker Engine listens on Linux by default.
+    pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
     /// `--history-max` bounds: fewer than 10 events makes almost every resume `compacted`;
     /// more than 10 million holds gigabytes of service records in memory on every node.
     pub const HISTORY_MAX_LOWEST: usize = 10;
@@ -168,6 +170,14 @@ choice_enum! {
     }
 }
 
+/// Scripts run on stack transitions (`--on-promote`, `--on-demote`, `--on-server-change`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hooks {
+    pub on_promote: Option<PathBuf>,
+    pub on_demote: Option<PathBuf>,
+    pub on_server_change: Option<PathBuf>,
+}
+
 /// How the node logs (the seed's `LOG_*` variables).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
@@ -236,6 +246,12 @@ pub struct Config {
     pub voter_grace_ms: u64,
     /// How many registry events this node keeps for Watch/WebSocket resume.
     pub history_max: usize,
+    /// The compose file with the `server` and `proxy` stacks; none: no stacks, hooks only.
+    pub stack_file: Option<PathBuf>,
+    /// The Docker engine's unix socket.
+    pub docker_socket: PathBuf,
+    /// Transition hooks: scripts run with the role, server and epoch in their environment.
+    pub hooks: Hooks,
     pub log: LogConfig,
     /// The JSON file this config was read from, if any.
     pub config_file: Option<PathBuf>,
@@ -265,6 +281,9 @@ impl Default for Config {
             profile: Profile::Lan,
             voter_grace_ms: defaults::VOTER_GRACE_MS,
             history_max: defaults::HISTORY_MAX,
+            stack_file: None,
+            docker_socket: PathBuf::from(defaults::DOCKER_SOCKET),
+            hooks: Hooks::default(),
             log: LogConfig::default(),
             config_file: None,
         }
@@ -339,6 +358,7 @@ impl fmt::Display for Redacted<'_> {
             "node={} cluster={} role={} profile={} voter_grace={} history_max={} discovery={} bind={} \
              advertise={} join=[{}] retry_join=[{}] retry_interval={} retry_interval_max={} retry_max={} \
              tags=[{}] encrypt={} keyring_file={} data_dir={} http_addr={} rpc_addr={} rpc_auth={} log.level={} \
+             stack_file={} docker_socket={} on_promote={} on_demote={} on_server_change={} \
              log.format={} log.caller={} log.time={} log.no_color={} config_file={}",
             c.node,
             c.cluster,
@@ -362,6 +382,11 @@ impl fmt::Display for Redacted<'_> {
             c.rpc_addr,
             if c.rpc_auth.is_some() { REDACTED } else { "none" },
             c.log.level.as_str().to_ascii_lowercase(),
+            opt(&c.stack_file.as_ref().map(|p| p.display())),
+            c.docker_socket.display(),
+            opt(&c.hooks.on_promote.as_ref().map(|p| p.display())),
+            opt(&c.hooks.on_demote.as_ref().map(|p| p.display())),
+            opt(&c.hooks.on_server_change.as_ref().map(|p| p.display())),
             c.log.format,
             c.log.caller,
             c.log.time,
@@ -396,6 +421,9 @@ impl fmt::Debug for Redacted<'_> {
             .field("profile", &c.profile)
             .field("voter_grace_ms", &c.voter_grace_ms)
             .field("history_max", &c.history_max)
+            .field("stack_file", &c.stack_file)
+            .field("docker_socket", &c.docker_socket)
+            .field("hooks", &c.hooks)
             .field("log", &c.log)
             .field("config_file", &c.config_file)
             .finish()

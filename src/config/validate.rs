@@ -70,6 +70,18 @@ impl Config {
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir")("the path is empty".into()));
         }
+        let paths = [
+            ("stack_file", self.stack_file.as_ref()),
+            ("docker_socket", Some(&self.docker_socket)),
+            ("on_promote", self.hooks.on_promote.as_ref()),
+            ("on_demote", self.hooks.on_demote.as_ref()),
+            ("on_server_change", self.hooks.on_server_change.as_ref()),
+        ];
+        for (key, path) in paths {
+            if path.is_some_and(|p| p.as_os_str().is_empty()) {
+                return Err(invalid(key)("the path is empty".into()));
+            }
+        }
         check_cluster(&self.cluster).map_err(invalid("cluster"))?;
         let (gossip, http) = (self.bind, self.http_addr);
         let same_ip = gossip.ip() == http.ip() || gossip.ip().is_unspecified() || http.ip().is_unspecified();

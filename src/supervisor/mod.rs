@@ -2,10 +2,11 @@
 //! plain specs it becomes ([`spec`]), how muster names and labels what it owns ([`naming`]), and
 //! the reconcile planner between the desired stack and the observed containers ([`plan`]).
 //!
-//! Nothing here talks to Docker, reads a clock or spawns a task: the only I/O is the thin
-//! [`compose::load`] helper that reads the compose file. The Docker driver (bollard) and the
-//! reconcile loop live beside these cores and call them; this module must not import `node`,
-//! `config`, `consensus`, `api` or any async runtime.
+//! The cores talk to no Docker, read no clock and spawn no task: the only I/O is the thin
+//! [`compose::load`] helper that reads the compose file. [`transition`] turns the leadership
+//! this node sees into the stack it wants and the hooks to run. The drivers beside them
+//! ([`hooks`] runs the transition scripts; the Docker driver and the reconcile loop) call the
+//! cores. Nothing here imports `node`, `config`, `consensus` or `api`.
 //!
 //! Flow: `compose::parse(text, vars, base_dir)` → two [`StackSpec`]s (server, proxy) →
 //! `plan::Desired::from_stack(stack, epoch)` → `plan::plan(desired, observed, now_ms, limits)` →
@@ -15,6 +16,7 @@ pub mod compose;
 mod convert;
 mod duration;
 mod error;
+pub mod hooks;
 mod interpolate;
 mod keys;
 pub mod naming;
@@ -22,6 +24,8 @@ mod order;
 pub mod plan;
 mod ports;
 pub mod spec;
+pub mod supervise;
+pub mod transition;
 mod words;
 
 #[cfg(test)]

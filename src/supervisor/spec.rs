@@ -10,7 +10,8 @@ use std::time::Duration;
 
 /// Which of the two stacks: the server stack runs on the one server host, the proxy stack on
 /// every other host. Written as `server` / `proxy` in profiles, labels and names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum StackKind {
     Server,
     Proxy,

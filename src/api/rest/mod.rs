@@ -553,6 +553,7 @@ mod tests {
             leadership: watch::channel(crate::consensus::leadership::Leadership::unknown()).1,
             raft_cluster: watch::channel(Default::default()).1,
             registrar: None,
+            supervisor: None,
         };
         let shutdown = CancellationToken::new();
         tokio::spawn(crate::api::serve(listener, state, shutdown.clone()));
