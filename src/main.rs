@@ -10,6 +10,7 @@ use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use muster::cli::event::EventArgs;
 use muster::cli::members::{self, MembersArgs};
 use muster::cli::services::{self, ServicesArgs};
+use muster::cli::stack::{self, StackArgs};
 use muster::cli::status::{self, LeaderArgs, StatusArgs};
 use muster::config::{self, AgentArgs, Config, ConfigError};
 
@@ -37,6 +38,8 @@ enum Command {
     Status(StatusArgs),
     /// Steer raft leadership over a node's gRPC API.
     Leader(LeaderArgs),
+    /// Show the Docker stack a node wants and runs, and its last transition.
+    Stack(StackArgs),
     /// Print a new random gossip encryption key for --encrypt.
     Keygen,
     /// Print the version.
@@ -60,6 +63,7 @@ async fn main() -> ExitCode {
         Command::Services(args) => report(services::run(&args).await),
         Command::Status(args) => report(status::run_status(&args).await),
         Command::Leader(args) => report(status::run_leader(&args).await),
+        Command::Stack(args) => report(stack::run(&args).await),
         Command::Keygen => {
             println!("{}", muster::gossip::wire::generate_key());
             ExitCode::SUCCESS

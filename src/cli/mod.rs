@@ -6,6 +6,7 @@ pub mod event;
 pub mod http;
 pub mod members;
 pub mod services;
+pub mod stack;
 pub mod status;
 
 use crate::api::FilterError;
