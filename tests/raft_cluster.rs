@@ -70,7 +70,7 @@ async fn start_member(
         let _ = tonic::transport::Server::builder()
             .add_service(svc)
             .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(listener),
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
                 s.cancelled_owned(),
             )
             .await;
