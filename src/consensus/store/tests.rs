@@ -328,3 +328,34 @@ async fn a_truncation_hides_flushed_entries_at_once_and_on_disk_after_reopen() {
     assert_eq!(ids, vec![lid(1, 1), lid(1, 2), lid(1, 3), lid(1, 4), lid(2, 5), lid(2, 6)]);
     assert_eq!(log.get_log_state().await.unwrap().last_log_id, Some(lid(2, 6)));
 }
+
+#[tokio::test]
+async fn the_committed_log_id_rides_with_the_next_fsync_or_is_written_on_its_own_soon() {
+    // Proves the writer's deferral: a committed log id (no fsync needed) is readable at once,
+    // reaches redb with the next durable append, and without one is committed on its own
+    // within the deferral bound; a reopen reads the last one saved.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut log, _sm) = reopen(dir.path()).await;
+        append(&mut log, blanks(1, 1..=3)).await;
+        log.save_committed(Some(lid(1, 2))).await.unwrap();
+        assert_eq!(log.read_committed().await.unwrap(), Some(lid(1, 2)), "readable at once");
+        append(&mut log, blanks(1, 4..=4)).await;
+        let on_disk: Option<Option<LogId>> = log.read_meta(super::log::KEY_COMMITTED).await.unwrap();
+        assert_eq!(on_disk, Some(Some(lid(1, 2))), "written with the next durable append");
+
+        log.save_committed(Some(lid(1, 4))).await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let on_disk: Option<Option<LogId>> = log.read_meta(super::log::KEY_COMMITTED).await.unwrap();
+            if on_disk == Some(Some(lid(1, 4))) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "committed on its own within 5 s: {on_disk:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        log.save_committed(Some(lid(1, 3))).await.unwrap();
+    }
+    let (mut log, _sm) = reopen(dir.path()).await;
+    assert_eq!(log.read_committed().await.unwrap(), Some(lid(1, 3)), "the last one saved, written at close");
+}
