@@ -1,6 +1,6 @@
 //! The `muster` binary: parses the command line and hands each subcommand to the library
-//! (`agent` → `node::run`, `members` → `cli::members`, `keygen`, `version`). Owns exit codes
-//! and the printing of error chains; nothing else.
+//! (`agent` → `node::run`, `members` → `cli::members`, `keygen`, `version`, the hidden `idle`).
+//! Owns exit codes and the printing of error chains; nothing else.
 
 use std::process::ExitCode;
 
@@ -44,6 +44,10 @@ enum Command {
     Keygen,
     /// Print the version.
     Version,
+    /// Print a line, then wait for SIGTERM or SIGINT and exit 0: a long-lived process built
+    /// from our own binary for test and demo stacks.
+    #[command(hide = true)]
+    Idle,
 }
 
 /// Exit code for a configuration the user must fix (like clap's usage errors).
@@ -72,7 +76,22 @@ async fn main() -> ExitCode {
             println!("muster {VERSION}");
             ExitCode::SUCCESS
         }
+        Command::Idle => report(idle().await),
     }
+}
+
+/// Waits for SIGTERM (what `docker stop` sends) or SIGINT; the handlers are in place before
+/// the line is printed, so whoever waits for the line may signal at once.
+async fn idle() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    println!("muster idle: waiting for SIGTERM or SIGINT");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
 }
 
 async fn agent(args: &AgentArgs) -> anyhow::Result<()> {
@@ -125,6 +144,7 @@ mod tests {
         assert_eq!((args.status.as_deref(), args.json, args.detailed), (Some("alive"), true, false));
         assert!(matches!(parse(&["muster", "keygen"]).unwrap().command, Command::Keygen));
         assert!(matches!(parse(&["muster", "version"]).unwrap().command, Command::Version));
+        assert!(matches!(parse(&["muster", "idle"]).unwrap().command, Command::Idle));
         assert!(parse(&["muster", "agent", "--no-such-flag"]).is_err());
     }
 

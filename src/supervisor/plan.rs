@@ -24,7 +24,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::spec::{Condition, RestartPolicy, ServiceSpec, StackKind, StackSpec};
+use super::spec::{Condition, NetworkSpec, RestartPolicy, ServiceSpec, StackKind, StackSpec, VolumeSpec};
 
 /// A service the stack should run, with its spec hash computed once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +41,7 @@ impl DesiredService {
 }
 
 /// What should run on this host.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Desired {
     /// `None`: run nothing (e.g. fenced out, or shutting down).
     pub stack: Option<StackKind>,
@@ -49,11 +49,15 @@ pub struct Desired {
     pub epoch: u64,
     /// In depends_on order (as [`StackSpec::services`] is).
     pub services: Vec<DesiredService>,
+    /// The stack's networks and volumes (as in [`StackSpec`]): the planner ignores them; the
+    /// driver makes sure they exist before it creates a container that uses them.
+    pub networks: Vec<NetworkSpec>,
+    pub volumes: Vec<VolumeSpec>,
 }
 
 impl Desired {
     pub fn nothing(epoch: u64) -> Self {
-        Desired { stack: None, epoch, services: Vec::new() }
+        Desired { stack: None, epoch, ..Desired::default() }
     }
 
     pub fn from_stack(stack: &StackSpec, epoch: u64) -> Self {
@@ -61,6 +65,8 @@ impl Desired {
             stack: Some(stack.name),
             epoch,
             services: stack.services.iter().cloned().map(DesiredService::new).collect(),
+            networks: stack.networks.clone(),
+            volumes: stack.volumes.clone(),
         }
     }
 }

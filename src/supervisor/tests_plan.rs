@@ -35,7 +35,12 @@ fn desired(stack: StackKind, epoch: u64) -> Desired {
         spec("api", &[("db", Condition::Started)]),
         spec("web", &[("api", Condition::Started)]),
     ];
-    Desired { stack: Some(stack), epoch, services: services.into_iter().map(DesiredService::new).collect() }
+    Desired {
+        stack: Some(stack),
+        epoch,
+        services: services.into_iter().map(DesiredService::new).collect(),
+        ..Desired::default()
+    }
 }
 
 fn hash_of(d: &Desired, service: &str) -> String {
@@ -154,6 +159,7 @@ fn stack_switch_stops_everything_old_before_creating_anything_new() {
         stack: Some(StackKind::Proxy),
         epoch: 8,
         services: vec![DesiredService::new(spec("cam", &[]))],
+        ..Desired::default()
     };
     let mut observed = converged(&server);
     let actions = run(&proxy, &observed);
@@ -236,6 +242,7 @@ fn healthy_dependencies_hold_dependents_until_observed_healthy() {
         stack: Some(StackKind::Server),
         epoch: 1,
         services: services.into_iter().map(DesiredService::new).collect(),
+        ..Desired::default()
     };
     assert_eq!(short(&run(&d, &[])), ["create db", "create log"]);
     let mut db = container("id-db", "db", StackKind::Server, 1, &hash_of(&d, "db"), ContainerState::Running);
