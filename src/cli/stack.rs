@@ -96,7 +96,7 @@ fn summary_rows(s: &Value) -> Vec<Vec<String>> {
         vec!["WANTS".to_string(), want_text(s.get("want"))],
         vec!["STACK FILE".into(), s.get("stack_file").map(text).unwrap_or_else(|| "-".into())],
     ];
-    if let Some(d) = s.pointer("/observed/docker").map(text) {
+    if let Some(d) = s.get("docker").map(text) {
         rows.push(vec!["DOCKER".into(), d]);
     }
     if let Some(t) = s.get("last_transition").filter(|t| !t.is_null()) {

@@ -81,6 +81,10 @@ pub struct AgentArgs {
     /// The Docker engine's unix socket (no engine there: stacks are disabled, hooks still run).
     #[arg(long, value_name = "PATH")]
     pub docker_socket: Option<PathBuf>,
+    /// How long docker waits for a stack container to stop before it kills it; a new server
+    /// waits this (plus a margin) before it starts its stack.
+    #[arg(long, value_name = "DURATION")]
+    pub stack_stop_timeout: Option<String>,
     /// Script run when this node becomes the server (after the lock delay).
     #[arg(long, value_name = "PATH")]
     pub on_promote: Option<PathBuf>,
@@ -160,6 +164,7 @@ pub(crate) const SETTINGS: &[Setting] = &[
     Setting { key: "history_max", env: &["MUSTER_HISTORY_MAX"] },
     Setting { key: "stack_file", env: &["MUSTER_STACK_FILE"] },
     Setting { key: "docker_socket", env: &["MUSTER_DOCKER_SOCKET"] },
+    Setting { key: "stack_stop_timeout", env: &["MUSTER_STACK_STOP_TIMEOUT"] },
     Setting { key: "on_promote", env: &["MUSTER_ON_PROMOTE"] },
     Setting { key: "on_demote", env: &["MUSTER_ON_DEMOTE"] },
     Setting { key: "on_server_change", env: &["MUSTER_ON_SERVER_CHANGE"] },
@@ -198,6 +203,7 @@ fn default_text(key: &str, d: &Config) -> Option<String> {
         "voter_grace" => format_duration_ms(d.voter_grace_ms),
         "history_max" => d.history_max.to_string(),
         "docker_socket" => d.docker_socket.display().to_string(),
+        "stack_stop_timeout" => format_duration_ms(d.stack_stop_timeout_ms),
         "log_level" => d.log.level.to_string().to_lowercase(),
         "log_format" => d.log.format.to_string(),
         "log_caller" => d.log.caller.to_string(),

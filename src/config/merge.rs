@@ -186,6 +186,9 @@ pub fn merge(
     if let Some(p) = src.path("docker_socket", args.docker_socket.as_ref()) {
         c.docker_socket = p;
     }
+    if let Some(f) = src.scalar("stack_stop_timeout", args.stack_stop_timeout.as_deref()) {
+        c.stack_stop_timeout_ms = f.parse(parse_duration_ms)?;
+    }
     c.hooks.on_promote = src.path("on_promote", args.on_promote.as_ref());
     c.hooks.on_demote = src.path("on_demote", args.on_demote.as_ref());
     c.hooks.on_server_change = src.path("on_server_change", args.on_server_change.as_ref());

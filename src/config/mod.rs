@@ -52,6 +52,8 @@ pub mod defaults {
     pub const HISTORY_MAX: usize = 10_000;
     /// Where Docker Engine listens on Linux by default.
     pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+    /// Docker's own default stop timeout.
+    pub const STACK_STOP_TIMEOUT_MS: u64 = 10_000;
     /// `--history-max` bounds: fewer than 10 events makes almost every resume `compacted`;
     /// more than 10 million holds gigabytes of service records in memory on every node.
     pub const HISTORY_MAX_LOWEST: usize = 10;
@@ -250,6 +252,8 @@ pub struct Config {
     pub stack_file: Option<PathBuf>,
     /// The Docker engine's unix socket.
     pub docker_socket: PathBuf,
+    /// How long a stack container gets to stop before docker kills it.
+    pub stack_stop_timeout_ms: u64,
     /// Transition hooks: scripts run with the role, server and epoch in their environment.
     pub hooks: Hooks,
     pub log: LogConfig,
@@ -283,6 +287,7 @@ impl Default for Config {
             history_max: defaults::HISTORY_MAX,
             stack_file: None,
             docker_socket: PathBuf::from(defaults::DOCKER_SOCKET),
+            stack_stop_timeout_ms: defaults::STACK_STOP_TIMEOUT_MS,
             hooks: Hooks::default(),
             log: LogConfig::default(),
             config_file: None,
@@ -358,7 +363,7 @@ impl fmt::Display for Redacted<'_> {
             "node={} cluster={} role={} profile={} voter_grace={} history_max={} discovery={} bind={} \
              advertise={} join=[{}] retry_join=[{}] retry_interval={} retry_interval_max={} retry_max={} \
              tags=[{}] encrypt={} keyring_file={} data_dir={} http_addr={} rpc_addr={} rpc_auth={} log.level={} \
-             stack_file={} docker_socket={} on_promote={} on_demote={} on_server_change={} \
+             stack_file={} docker_socket={} stack_stop_timeout={} on_promote={} on_demote={} on_server_change={} \
              log.format={} log.caller={} log.time={} log.no_color={} config_file={}",
             c.node,
             c.cluster,
@@ -384,6 +389,7 @@ impl fmt::Display for Redacted<'_> {
             c.log.level.as_str().to_ascii_lowercase(),
             opt(&c.stack_file.as_ref().map(|p| p.display())),
             c.docker_socket.display(),
+            format_duration_ms(c.stack_stop_timeout_ms),
             opt(&c.hooks.on_promote.as_ref().map(|p| p.display())),
             opt(&c.hooks.on_demote.as_ref().map(|p| p.display())),
             opt(&c.hooks.on_server_change.as_ref().map(|p| p.display())),
@@ -423,6 +429,7 @@ impl fmt::Debug for Redacted<'_> {
             .field("history_max", &c.history_max)
             .field("stack_file", &c.stack_file)
             .field("docker_socket", &c.docker_socket)
+            .field("stack_stop_timeout_ms", &c.stack_stop_timeout_ms)
             .field("hooks", &c.hooks)
             .field("log", &c.log)
             .field("config_file", &c.config_file)

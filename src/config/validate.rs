@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use base64::Engine as _;
 
 use super::args::setting;
+use super::values::format_duration_ms;
 use super::{defaults, Config, ConfigError};
 
 /// Serf's default limit on node names (`ValidateNodeNames`).
@@ -35,6 +36,13 @@ impl Config {
         }
         for target in &self.retry_join {
             parse_join_target(target).map_err(invalid("retry_join"))?;
+        }
+        if !(1_000..=300_000).contains(&self.stack_stop_timeout_ms) || self.stack_stop_timeout_ms % 1_000 != 0
+        {
+            return Err(invalid("stack_stop_timeout")(format!(
+                "{} is outside 1s..300s or not whole seconds (docker stops in whole seconds)",
+                format_duration_ms(self.stack_stop_timeout_ms)
+            )));
         }
         if self.voter_grace_ms < 1_000 {
             return Err(invalid("voter_grace")(

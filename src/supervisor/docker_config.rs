@@ -60,7 +60,7 @@ pub fn container_plan(
             .iter()
             .find(|n| &n.name == name)
             .ok_or_else(|| invalid(format!("network {name} is not declared in the {stack} stack")))?;
-        networks.push((network_name(stack, decl), decl.clone()));
+        networks.push((network_name(node, stack, decl), decl.clone()));
     }
     let mut volumes: Vec<(String, VolumeSpec)> = Vec::new();
     let mut mounts = Vec::with_capacity(spec.mounts.len());

@@ -35,12 +35,14 @@ pub fn container_name(node: &str, stack: StackKind, service: &str) -> String {
     format!("muster-{}-{}-{}", docker_safe(node), stack, docker_safe(service))
 }
 
-/// A network's Docker name: `muster-<stack>-<network>`, or its own name when external.
-pub fn network_name(stack: StackKind, network: &NetworkSpec) -> String {
+/// A network's Docker name: `muster-<node>-<stack>-<network>`, or its own name when external.
+/// The node keeps two nodes on one engine (tests, a host running two nodes) apart: Docker
+/// allows two networks of one name, and then refuses to look either up by it.
+pub fn network_name(node: &str, stack: StackKind, network: &NetworkSpec) -> String {
     if network.external {
         network.name.clone()
     } else {
-        format!("muster-{}-{}", stack, docker_safe(&network.name))
+        format!("muster-{}-{}-{}", docker_safe(node), stack, docker_safe(&network.name))
     }
 }
 
@@ -133,7 +135,7 @@ mod tests {
         );
         assert_eq!(container_name("my host/1", StackKind::Proxy, "cam"), "muster-my-host-1-proxy-cam");
         let net = NetworkSpec { name: "backend".into(), driver: None, external: false, internal: false };
-        assert_eq!(network_name(StackKind::Server, &net), "muster-server-backend");
+        assert_eq!(network_name("n1", StackKind::Server, &net), "muster-n1-server-backend");
         let ext = VolumeSpec { name: "shared-data".into(), driver: None, external: true };
         assert_eq!(volume_name(StackKind::Proxy, &ext), "shared-data");
     }

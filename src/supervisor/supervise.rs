@@ -19,6 +19,7 @@ use super::error::ComposeError;
 use super::hooks::{HookQueue, HookRun};
 use super::plan::Desired;
 use super::spec::StackKind;
+use super::status::StackStatus;
 use super::transition::{Change, LeaderView, ServerRef, Transitions, Want};
 
 /// What the supervisor is given at start.
@@ -32,6 +33,27 @@ pub struct SupervisorConfig {
     pub stack_file: Option<PathBuf>,
     /// The process environment, for `${VAR}` in the compose file.
     pub env: Vars,
+    /// How long this node must be server before the server stack starts: longer than a
+    /// previous server needs to stop its stack (see [`super::transition`]).
+    pub stack_delay: std::time::Duration,
+}
+
+/// The reconcile loop's next status; never, once it is gone or without one.
+async fn observed_changed(rx: &mut Option<watch::Receiver<StackStatus>>) -> Option<StackStatus> {
+    let Some(r) = rx else { return std::future::pending().await };
+    if r.changed().await.is_err() {
+        *rx = None;
+        return None;
+    }
+    Some(r.borrow_and_update().clone())
+}
+
+/// Sleeps until `at`, or forever.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The last change of what this host wants.
@@ -53,6 +75,10 @@ pub struct SupervisorStatus {
     /// A compose file that failed to load at the last transition (the previous stack stays).
     pub last_error: Option<String>,
     pub hooks: Vec<HookRun>,
+    /// The Docker engine: `connected to …`, `disabled: no Docker engine at …`, or `not used`.
+    pub docker: String,
+    /// What the reconcile loop sees and did (absent without Docker).
+    pub observed: Option<StackStatus>,
 }
 
 impl SupervisorConfig {
@@ -101,32 +127,43 @@ fn unix_ms() -> u64 {
     since.map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-/// Follows `leader` until `shutdown`: each transition is logged, its hooks queued, the new
-/// [`Desired`] published on `desired` and the status on `status`.
-pub async fn run(
-    cfg: SupervisorConfig,
-    mut leader: watch::Receiver<LeaderView>,
-    desired: watch::Sender<Desired>,
-    status: watch::Sender<SupervisorStatus>,
-    hooks: HookQueue,
-    mut hook_runs: watch::Receiver<Vec<HookRun>>,
-    shutdown: CancellationToken,
-) {
-    let mut t = Transitions::new(cfg.me.clone(), cfg.agent);
+/// What [`run`] reads and writes.
+pub struct Channels {
+    /// The leadership this node sees.
+    pub leader: watch::Receiver<LeaderView>,
+    /// Out: the stack the reconcile loop converges to.
+    pub desired: watch::Sender<Desired>,
+    /// Out: the status for `/discovery` and `muster stack status`.
+    pub status: watch::Sender<SupervisorStatus>,
+    /// Out: the transitions whose hooks run.
+    pub hooks: HookQueue,
+    /// In: the hook runner's last runs, and the reconcile loop's status (without Docker: none).
+    pub hook_runs: watch::Receiver<Vec<HookRun>>,
+    pub observed: Option<watch::Receiver<StackStatus>>,
+}
+
+/// Follows the leadership until `shutdown`: each transition is logged, its hooks queued, the
+/// new [`Desired`] published and the status updated.
+pub async fn run(cfg: SupervisorConfig, ch: Channels, shutdown: CancellationToken) {
+    let Channels { mut leader, desired, status, hooks, mut hook_runs, mut observed } = ch;
+    let mut t = Transitions::new(cfg.me.clone(), cfg.agent, cfg.stack_delay);
     loop {
         let view = leader.borrow_and_update().clone();
-        if let Some(change) = t.observe(&view) {
+        if let Some(change) = t.observe(&view, std::time::Instant::now()) {
             apply(&cfg, &change, &desired, &status, &hooks);
         }
+        let wake = t.wake_at().map(tokio::time::Instant::from_std);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             r = leader.changed() => if r.is_err() { return },
+            _ = sleep_until(wake) => {}
             r = hook_runs.changed() => {
                 if r.is_ok() {
                     let runs = hook_runs.borrow_and_update().clone();
                     status.send_modify(|s| s.hooks = runs);
                 }
             }
+            Some(o) = observed_changed(&mut observed) => status.send_modify(|s| s.observed = Some(o)),
         }
     }
 }
@@ -181,6 +218,8 @@ pub fn initial_status(cfg: &SupervisorConfig) -> SupervisorStatus {
         last_transition: None,
         last_error: None,
         hooks: Vec::new(),
+        docker: "not used: no --stack-file".to_string(),
+        observed: None,
     }
 }
 
@@ -211,6 +250,7 @@ services:
             agent: false,
             stack_file: Some(path),
             env: Vars::new(),
+            stack_delay: std::time::Duration::ZERO,
         }
     }
 
@@ -235,7 +275,15 @@ services:
         let (queue, hook_task, runs) =
             super::super::hooks::runner("n1".into(), Default::default(), stop.clone());
         tokio::spawn(hook_task);
-        let task = tokio::spawn(run(cfg, leader_rx, desired_tx, status_tx, queue, runs, stop.clone()));
+        let ch = Channels {
+            leader: leader_rx,
+            desired: desired_tx,
+            status: status_tx,
+            hooks: queue,
+            hook_runs: runs,
+            observed: None,
+        };
+        let task = tokio::spawn(run(cfg, ch, stop.clone()));
 
         async fn until(rx: &mut watch::Receiver<Desired>, stack: Option<StackKind>) -> Desired {
             let wait = rx.wait_for(|d| d.stack == stack);

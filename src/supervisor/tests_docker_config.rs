@@ -78,11 +78,11 @@ fn a_service_becomes_a_labelled_container_on_its_networks() {
     assert_eq!(labels["team"], "video");
     assert_eq!(plan.body.env, Some(vec!["MUSTER_EPOCH=7".to_string()]));
     let names: Vec<&str> = plan.networks.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["muster-server-default", "back"]);
+    assert_eq!(names, ["muster-host-a-server-default", "back"]);
     let host = plan.body.host_config.clone().unwrap();
-    assert_eq!(host.network_mode.as_deref(), Some("muster-server-default"));
+    assert_eq!(host.network_mode.as_deref(), Some("muster-host-a-server-default"));
     let endpoints = plan.body.networking_config.clone().unwrap().endpoints_config.unwrap();
-    assert_eq!(endpoints.keys().collect::<Vec<_>>(), ["muster-server-default"]);
+    assert_eq!(endpoints.keys().collect::<Vec<_>>(), ["muster-host-a-server-default"]);
     assert_eq!(plan.endpoint.aliases, Some(vec!["api".to_string()]));
     assert_eq!(host.init, Some(true));
 }

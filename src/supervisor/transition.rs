@@ -3,7 +3,11 @@
 //!
 //! Rules (fencing, see DESIGN.md):
 //! - **Server** (leader, quorum lease valid, lock delay over): the server stack at epoch = the
-//!   raft term. One leader per term, so the term alone is a fencing token that only grows.
+//!   raft term, once the node has been server for the *stack delay* (the stack stop timeout
+//!   plus a margin): a cut-off previous server began stopping its stack when its lease lapsed,
+//!   before this node could be elected, and docker stops a container within the stop timeout,
+//!   so the old stack is down before this one starts. One leader per term, so the term alone
+//!   is a fencing token that only grows.
 //! - **Proxy** (a known leader elsewhere): the proxy stack pointed at that leader. Its epoch is
 //!   the term in which this host first saw that server, so a re-election of the same server
 //!   does not recreate the proxies; a new server does (new epoch, new `MUSTER_SERVER_HOST`).
@@ -15,6 +19,8 @@
 //! Hooks: `promote` when this host becomes the server, `demote` when it stops being it,
 //! `server_change` whenever the server this host points at changes. Must not import anything
 //! outside `supervisor`.
+
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -110,12 +116,23 @@ pub struct Transitions {
     me: ServerRef,
     agent: bool,
     want: Want,
+    /// How long a node is server before it wants the server stack.
+    stack_delay: Duration,
+    /// Since when this node is server, and in which term.
+    server_since: Option<(u64, Instant)>,
 }
 
 impl Transitions {
     /// `me`: this host's name and API address; `agent`: never the server stack.
-    pub fn new(me: ServerRef, agent: bool) -> Transitions {
-        Transitions { me, agent, want: Want::nothing() }
+    pub fn new(me: ServerRef, agent: bool, stack_delay: Duration) -> Transitions {
+        Transitions { me, agent, want: Want::nothing(), stack_delay, server_since: None }
+    }
+
+    /// When to observe again although the leadership did not change: the end of the stack
+    /// delay, while one runs.
+    pub fn wake_at(&self) -> Option<Instant> {
+        let (_, since) = self.server_since?;
+        (self.want.stack != Some(StackKind::Server)).then(|| since + self.stack_delay)
     }
 
     pub fn want(&self) -> &Want {
@@ -123,8 +140,14 @@ impl Transitions {
     }
 
     /// Feeds one leadership value; returns the change it causes, if any.
-    pub fn observe(&mut self, v: &LeaderView) -> Option<Change> {
-        let (next, reason) = self.next(v);
+    pub fn observe(&mut self, v: &LeaderView, now: Instant) -> Option<Change> {
+        let serving = v.role == ViewRole::Server && !self.agent;
+        match self.server_since {
+            Some((term, _)) if serving && term == v.term => {}
+            _ if serving => self.server_since = Some((v.term, now)),
+            _ => self.server_since = None,
+        }
+        let (next, reason) = self.next(v, now);
         if next == self.want {
             return None;
         }
@@ -145,12 +168,20 @@ impl Transitions {
         Some(Change { from, to: next, reason, hooks })
     }
 
-    fn next(&self, v: &LeaderView) -> (Want, String) {
+    fn next(&self, v: &LeaderView, now: Instant) -> (Want, String) {
         let current = &self.want;
+        let delay_left = self
+            .server_since
+            .map(|(_, since)| (since + self.stack_delay).saturating_duration_since(now))
+            .unwrap_or_default();
         match v.role {
             ViewRole::Server if self.agent => {
                 (current.clone(), "this node has the agent role and never runs the server stack".to_string())
             }
+            ViewRole::Server if current.stack != Some(StackKind::Server) && !delay_left.is_zero() => (
+                current.clone(),
+                format!("server; the server stack starts in {delay_left:?}, once a previous server's stack is down"),
+            ),
             ViewRole::Server => (
                 Want { stack: Some(StackKind::Server), epoch: v.term, server: Some(self.me.clone()) },
                 format!("this node is the server (term {}, quorum lease held, lock delay over)", v.term),
@@ -184,6 +215,10 @@ impl Transitions {
 mod tests {
     use super::*;
 
+    fn now() -> Instant {
+        Instant::now()
+    }
+
     fn me() -> ServerRef {
         ServerRef::new("n1", "10.0.0.1:9999")
     }
@@ -201,19 +236,19 @@ mod tests {
     fn a_server_gets_the_server_stack_at_its_term_and_is_fenced_when_the_lease_lapses() {
         // Proves the server rule: server stack at epoch = term with promote and server-change
         // hooks; on Unknown it wants nothing at once (demote), and a later term is a new epoch.
-        let mut t = Transitions::new(me(), false);
-        let c = t.observe(&view(ViewRole::Server, 4, Some(("n1", "10.0.0.1:9999")))).unwrap();
+        let mut t = Transitions::new(me(), false, Duration::ZERO);
+        let c = t.observe(&view(ViewRole::Server, 4, Some(("n1", "10.0.0.1:9999"))), now()).unwrap();
         assert_eq!(c.to.stack, Some(StackKind::Server));
         assert_eq!(c.to.epoch, 4);
         assert_eq!(c.to.server.as_ref().unwrap().host, "10.0.0.1");
         assert_eq!(c.hooks, vec![Hook::Promote, Hook::ServerChange]);
-        assert_eq!(t.observe(&view(ViewRole::Server, 4, Some(("n1", "10.0.0.1:9999")))), None);
+        assert_eq!(t.observe(&view(ViewRole::Server, 4, Some(("n1", "10.0.0.1:9999"))), now()), None);
 
-        let c = t.observe(&view(ViewRole::Unknown, 4, None)).unwrap();
+        let c = t.observe(&view(ViewRole::Unknown, 4, None), now()).unwrap();
         assert_eq!(c.to.stack, None, "fenced: {}", c.reason);
         assert!(c.reason.starts_with("fenced"), "{}", c.reason);
         assert_eq!(c.hooks, vec![Hook::Demote]);
-        let c = t.observe(&view(ViewRole::Server, 6, Some(("n1", "10.0.0.1:9999")))).unwrap();
+        let c = t.observe(&view(ViewRole::Server, 6, Some(("n1", "10.0.0.1:9999"))), now()).unwrap();
         assert_eq!((c.to.stack, c.to.epoch), (Some(StackKind::Server), 6));
     }
 
@@ -222,34 +257,38 @@ mod tests {
         // Proves the proxy rule: epoch = the term the server was first seen in; a new term with
         // the same server changes nothing; a new server is a change with a new epoch and the
         // server-change hook; Unknown keeps the proxies as they are.
-        let mut t = Transitions::new(me(), false);
-        let c = t.observe(&view(ViewRole::Proxy, 3, Some(("n2", "10.0.0.2:9999")))).unwrap();
+        let mut t = Transitions::new(me(), false, Duration::ZERO);
+        let c = t.observe(&view(ViewRole::Proxy, 3, Some(("n2", "10.0.0.2:9999"))), now()).unwrap();
         assert_eq!((c.to.stack, c.to.epoch), (Some(StackKind::Proxy), 3));
         assert_eq!(c.to.server.as_ref().unwrap().host, "10.0.0.2");
         assert_eq!(c.hooks, vec![Hook::ServerChange]);
-        assert_eq!(t.observe(&view(ViewRole::Proxy, 5, Some(("n2", "10.0.0.2:9999")))), None);
-        assert_eq!(t.observe(&view(ViewRole::Unknown, 6, None)), None, "proxies stay during an election");
-        let c = t.observe(&view(ViewRole::Proxy, 7, Some(("n3", "10.0.0.3:9999")))).unwrap();
+        assert_eq!(t.observe(&view(ViewRole::Proxy, 5, Some(("n2", "10.0.0.2:9999"))), now()), None);
+        assert_eq!(
+            t.observe(&view(ViewRole::Unknown, 6, None), now()),
+            None,
+            "proxies stay during an election"
+        );
+        let c = t.observe(&view(ViewRole::Proxy, 7, Some(("n3", "10.0.0.3:9999"))), now()).unwrap();
         assert_eq!((c.to.epoch, c.to.server.as_ref().unwrap().node.as_str()), (7, "n3"));
         assert_eq!(c.hooks, vec![Hook::ServerChange]);
         // A leader whose address is not known yet changes nothing.
-        assert_eq!(t.observe(&view(ViewRole::Proxy, 8, None)), None);
+        assert_eq!(t.observe(&view(ViewRole::Proxy, 8, None), now()), None);
     }
 
     #[test]
     fn switching_roles_runs_the_right_hooks_and_an_agent_never_serves() {
         // Proves proxy→server (promote, server-change), server→proxy (demote, server-change),
         // and that an agent-role node ignores a Server view.
-        let mut t = Transitions::new(me(), false);
-        t.observe(&view(ViewRole::Proxy, 3, Some(("n2", "10.0.0.2:9999"))));
-        let c = t.observe(&view(ViewRole::Server, 4, Some(("n1", "10.0.0.1:9999")))).unwrap();
+        let mut t = Transitions::new(me(), false, Duration::ZERO);
+        t.observe(&view(ViewRole::Proxy, 3, Some(("n2", "10.0.0.2:9999"))), now());
+        let c = t.observe(&view(ViewRole::Server, 4, Some(("n1", "10.0.0.1:9999"))), now()).unwrap();
         assert_eq!(c.hooks, vec![Hook::Promote, Hook::ServerChange]);
-        let c = t.observe(&view(ViewRole::Proxy, 5, Some(("n2", "10.0.0.2:9999")))).unwrap();
+        let c = t.observe(&view(ViewRole::Proxy, 5, Some(("n2", "10.0.0.2:9999"))), now()).unwrap();
         assert_eq!(c.hooks, vec![Hook::Demote, Hook::ServerChange]);
         assert_eq!(c.to.stack, Some(StackKind::Proxy));
 
-        let mut agent = Transitions::new(me(), true);
-        assert_eq!(agent.observe(&view(ViewRole::Server, 4, Some(("n1", "10.0.0.1:9999")))), None);
+        let mut agent = Transitions::new(me(), true, Duration::ZERO);
+        assert_eq!(agent.observe(&view(ViewRole::Server, 4, Some(("n1", "10.0.0.1:9999"))), now()), None);
         assert_eq!(agent.want().stack, None);
     }
 
@@ -260,5 +299,28 @@ mod tests {
         assert_eq!(ServerRef::new("a", "[fd00::1]:9999").host, "fd00::1");
         assert_eq!(ServerRef::new("a", "server.lan:9999").host, "server.lan");
         assert_eq!(ServerRef::new("a", "server.lan").host, "server.lan");
+    }
+
+    #[test]
+    fn the_server_stack_waits_the_stack_delay_in_the_same_term() {
+        // Proves the stack delay: a new server keeps its old want until it has been server for
+        // the delay (wake_at says when), a lease lapse restarts the wait, and a new term too.
+        let t0 = Instant::now();
+        let delay = Duration::from_secs(11);
+        let mut t = Transitions::new(me(), false, delay);
+        t.observe(&view(ViewRole::Proxy, 3, Some(("n2", "10.0.0.2:9999"))), t0);
+        let server = view(ViewRole::Server, 4, Some(("n1", "10.0.0.1:9999")));
+        assert_eq!(t.observe(&server, t0), None, "no server stack yet");
+        assert_eq!(t.want().stack, Some(StackKind::Proxy));
+        assert_eq!(t.wake_at(), Some(t0 + delay));
+        assert_eq!(t.observe(&server, t0 + Duration::from_secs(10)), None);
+        let c = t.observe(&server, t0 + delay).unwrap();
+        assert_eq!((c.to.stack, c.to.epoch), (Some(StackKind::Server), 4));
+        assert_eq!(t.wake_at(), None);
+
+        let t1 = t0 + Duration::from_secs(20);
+        assert_eq!(t.observe(&view(ViewRole::Unknown, 4, None), t1).unwrap().to.stack, None);
+        assert_eq!(t.observe(&server, t1 + Duration::from_secs(1)), None, "the wait starts again");
+        assert_eq!(t.wake_at(), Some(t1 + Duration::from_secs(1) + delay));
     }
 }

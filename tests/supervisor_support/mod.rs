@@ -1,6 +1,8 @@
 //! Helpers for the tests that drive the supervisor against the real local Docker engine: the
 //! image built from our own binary, a per-run node name and the clean-up of everything
 //! labelled with it, parsing a compose text for a role, and waiting on the loop's status.
+// Each test binary uses a part of these helpers.
+#![allow(dead_code)]
 
 use std::path::Path;
 use std::process::Command;

@@ -14,7 +14,6 @@ use tokio_util::task::TaskTracker;
 use crate::api::{self, ApiState};
 use crate::cluster::{self, ClusterConfig};
 use crate::config::{Config, Profile};
-use crate::consensus::leadership::{Leadership, Role as LeaderRole};
 use crate::consensus::network::Faults;
 use crate::consensus::raft::{Consensus, RaftConfig, RaftTiming};
 use crate::consensus::RaftNode;
@@ -28,10 +27,8 @@ use crate::replicated::forward::ForwardService;
 use crate::replicated::registrar::{run_lease_keeper, LeaseConfig, Registrar, SystemClock};
 use crate::replicated::{AppliedTx, RegistryMachine};
 use crate::serf_rpc::{self, RpcConfig};
-use crate::supervisor::hooks::{self, HookScripts};
-use crate::supervisor::plan::Desired;
-use crate::supervisor::supervise::{self, SupervisorConfig, SupervisorStatus};
-use crate::supervisor::transition::{LeaderView, ServerRef, ViewRole};
+
+mod supervisor;
 
 // `config` may not import the registry, so its default is a copy; this keeps the two equal.
 const _: () = assert!(crate::config::defaults::HISTORY_MAX == HISTORY_MAX_DEFAULT);
@@ -47,19 +44,7 @@ const LEAVE_TIMEOUT: Duration = Duration::from_secs(15);
 pub async fn run(config: Config) -> anyhow::Result<()> {
     config.validate()?;
     // An unusable stack file stops the node before it joins anything.
-    let supervisor_cfg = supervisor_config(&config, &config.http_addr.to_string());
-    if let Some(stacks) = supervisor_cfg.check().with_context(|| {
-        format!(
-            "--stack-file {}",
-            config.stack_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
-        )
-    })? {
-        tracing::info!(
-            server_services = stacks.server.services.len(),
-            proxy_services = stacks.proxy.services.len(),
-            "supervisor: stack file read"
-        );
-    }
+    supervisor::check(&config)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let serf_dir = config.data_dir.join("serf");
@@ -130,7 +115,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         applied,
     ));
     tracker.spawn(run_lease_keeper(registrar.clone(), api_shutdown.clone()));
-    let supervisor = start_supervisor(&config, &cluster_cfg.api_addr, &consensus, &tracker, &api_shutdown);
+    let supervisor = supervisor::start(&config, &cluster_cfg.api_addr, &consensus, &tracker, &shutdown).await;
     let (members_tx, members_rx) = tokio::sync::watch::channel(gossip.members().borrow().clone());
     let (raft_cluster_tx, raft_cluster_rx) = tokio::sync::watch::channel(Default::default());
     // The controller stops with the API, before the leave: nothing may re-announce us after it.
@@ -158,7 +143,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         leadership: consensus.leadership(),
         raft_cluster: raft_cluster_rx,
         registrar: Some(registrar.clone()),
-        supervisor: Some(supervisor),
+        supervisor: Some(supervisor.status.clone()),
     };
     // Raft RPCs and the public gRPC API ride the API listener as HTTP/2 gRPC under their
     // service paths.
@@ -239,8 +224,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         _ = shutdown.cancelled() => "fatal error".to_string(),
     };
     tracing::info!(reason = %reason, "node: shutting down");
+    let draining = supervisor.stop_front();
     if reason != "fatal error" {
         hand_over_leadership(&consensus, &members_view).await;
+    }
+    if draining {
+        supervisor.drained().await;
     }
     api_shutdown.cancel();
     match tokio::time::timeout(LEAVE_TIMEOUT, gossip.leave()).await {
@@ -262,73 +251,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         bail!("node stopped after a fatal error (see the log above)");
     }
     Ok(())
-}
-
-/// Starts the stack supervisor: follows the leadership, runs the transition hooks and publishes the desired stack.
-fn start_supervisor<M: crate::consensus::Machine>(
-    config: &Config,
-    api_addr: &str,
-    consensus: &Consensus<M>,
-    tracker: &TaskTracker,
-    shutdown: &CancellationToken,
-) -> tokio::sync::watch::Receiver<SupervisorStatus> {
-    let cfg = supervisor_config(config, api_addr);
-    let scripts = HookScripts {
-        on_promote: config.hooks.on_promote.clone(),
-        on_demote: config.hooks.on_demote.clone(),
-        on_server_change: config.hooks.on_server_change.clone(),
-    };
-    let (queue, hook_task, hook_runs) = hooks::runner(config.node.clone(), scripts, shutdown.clone());
-    tracker.spawn(hook_task);
-    let (status_tx, status_rx) = tokio::sync::watch::channel(supervise::initial_status(&cfg));
-    let (desired_tx, _desired_rx) = tokio::sync::watch::channel(Desired::nothing(0));
-    let views = leader_views(consensus.leadership(), tracker, shutdown.clone());
-    tracker.spawn(supervise::run(cfg, views, desired_tx, status_tx, queue, hook_runs, shutdown.clone()));
-    status_rx
-}
-
-fn supervisor_config(config: &Config, api_addr: &str) -> SupervisorConfig {
-    SupervisorConfig {
-        node: config.node.clone(),
-        me: ServerRef::new(&config.node, api_addr),
-        agent: config.role == crate::config::Role::Agent,
-        stack_file: config.stack_file.clone(),
-        env: std::env::vars().collect(),
-    }
-}
-
-/// The leadership reduced to what the supervisor needs, on a watch of its own.
-fn leader_views(
-    mut leadership: tokio::sync::watch::Receiver<Leadership>,
-    tracker: &TaskTracker,
-    shutdown: CancellationToken,
-) -> tokio::sync::watch::Receiver<LeaderView> {
-    let view = |l: &Leadership| LeaderView {
-        role: match l.role {
-            LeaderRole::Server => ViewRole::Server,
-            LeaderRole::Proxy => ViewRole::Proxy,
-            LeaderRole::Unknown => ViewRole::Unknown,
-        },
-        term: l.term,
-        leader_name: l.leader_name.clone(),
-        leader_addr: l.leader_addr.clone(),
-    };
-    let (tx, rx) = tokio::sync::watch::channel(view(&leadership.borrow_and_update()));
-    tracker.spawn(async move {
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                r = leadership.changed() => if r.is_err() { return },
-            }
-            let v = view(&leadership.borrow_and_update());
-            tx.send_if_modified(|old| {
-                let changed = *old != v;
-                *old = v;
-                changed
-            });
-        }
-    });
-    rx
 }
 
 /// A leader that leaves gracefully first hands leadership to another voter that gossip shows

@@ -1,0 +1,175 @@
+//! Leadership becomes Docker stacks, across real muster processes on 127.0.0.1 sharing the
+//! local Docker engine (each node's containers carry its `muster.node` label, so every node
+//! sees only its own): exactly one node runs the server stack, every other node (an agent-role
+//! node too) runs the proxy stack pointed at the server; after `kill -9` of the server's
+//! muster another node's server stack runs and the proxies are re-pointed at it; the agent
+//! never runs the server stack. Prints the measured transition times.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod supervisor_support;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use supervisor_support::{build_image, unique_node, Cleanup};
+
+const STACK: &str = r#"
+services:
+  db:
+    image: muster:dev
+    command: ["idle"]
+    init: true
+    profiles: [server]
+  api:
+    image: muster:dev
+    command: ["idle"]
+    init: true
+    depends_on: [db]
+    profiles: [server]
+  camera-proxy:
+    image: muster:dev
+    command: ["idle"]
+    init: true
+    profiles: [proxy]
+    environment:
+      CAPTURE_DAEMON_URL: "http://${MUSTER_SERVER_HOST}:8080"
+"#;
+
+/// The longest a stack takes to appear (election, stack delay, container start).
+const WAIT: Duration = Duration::from_secs(90);
+
+/// One running container muster owns.
+#[derive(Debug, Clone)]
+struct Running {
+    name: String,
+    stack: String,
+    service: String,
+}
+
+/// The running containers of each of `nodes`, by node name.
+fn running(nodes: &[String]) -> BTreeMap<String, Vec<Running>> {
+    let out = Command::new("docker")
+        .args(["ps", "--filter", "label=muster.node", "--format"])
+        .arg("{{.Names}}\t{{.Label \"muster.node\"}}\t{{.Label \"muster.stack\"}}\t{{.Label \"muster.service\"}}")
+        .output()
+        .expect("docker ps");
+    assert!(out.status.success(), "docker ps failed: {}", String::from_utf8_lossy(&out.stderr));
+    let mut by_node: BTreeMap<String, Vec<Running>> = nodes.iter().map(|n| (n.clone(), Vec::new())).collect();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        if let [name, node, stack, service] = f[..] {
+            if let Some(list) = by_node.get_mut(node) {
+                list.push(Running { name: name.into(), stack: stack.into(), service: service.into() });
+            }
+        }
+    }
+    by_node
+}
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn env_of(container: &str) -> BTreeMap<String, String> {
+    let out = Command::new("docker")
+        .args(["inspect", "-f", "{{range .Config.Env}}{{println .}}{{end}}", container])
+        .output()
+        .expect("docker inspect");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect()
+}
+
+/// The node running the whole server stack while every other live node runs exactly the
+/// proxy stack pointed at it (by `MUSTER_SERVER_ADDR`); `None` until then.
+fn settled(live: &[&Muster], names: &[String]) -> Option<String> {
+    let by_node = running(names);
+    let has = |node: &str, stack: &str| by_node[node].iter().filter(|r| r.stack == stack).count();
+    let servers: Vec<&&Muster> = live.iter().filter(|m| has(&m.name, "server") == 2).collect();
+    let [server] = servers[..] else { return None };
+    for m in live.iter().filter(|m| m.name != server.name) {
+        let proxies: Vec<&Running> = by_node[&m.name].iter().collect();
+        let [proxy] = proxies[..] else { return None };
+        if proxy.stack != "proxy" || proxy.service != "camera-proxy" {
+            return None;
+        }
+        if env_of(&proxy.name).get("MUSTER_SERVER_ADDR") != Some(&server.http.to_string()) {
+            return None;
+        }
+    }
+    Some(server.name.clone())
+}
+
+#[test]
+fn one_server_stack_proxies_follow_it_and_a_kill_moves_it() {
+    // Proves on the real engine: one server stack, proxies everywhere else with the server in
+    // their environment, the agent never serving, and after kill -9 of the server's muster a
+    // new server stack with re-pointed proxies.
+    build_image();
+    let base = unique_node("sc");
+    let names: Vec<String> = ["a", "b", "c", "g"].iter().map(|s| format!("{base}-{s}")).collect();
+    let _cleanup: Vec<Cleanup> = names.iter().map(|n| Cleanup::new(n)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stack.yml");
+    std::fs::write(&file, STACK).unwrap();
+    let file = file.to_str().unwrap();
+    let common = ["--profile", "local", "--stack-file", file, "--stack-stop-timeout", "1s"];
+    let a = Muster::start(&names[0], &common);
+    let join = a.gossip.to_string();
+    let with_join = |extra: &[&'static str]| -> Vec<String> {
+        common.iter().chain(["--join", join.as_str()].iter()).chain(extra).map(|s| s.to_string()).collect()
+    };
+    let (b_args, g_args) = (with_join(&[]), with_join(&["--role", "agent"]));
+    let b = Muster::start(&names[1], &refs(&b_args));
+    let c = Muster::start(&names[2], &refs(&b_args));
+    let g = Muster::start(&names[3], &refs(&g_args));
+    let mut nodes = [a, b, c, g];
+    let agent = names[3].clone();
+    let agent_never_serves = |names: &[String]| {
+        let on_agent = running(names).remove(&agent).unwrap_or_default();
+        assert!(
+            on_agent.iter().all(|r| r.stack != "server"),
+            "the agent-role node runs a server container: {on_agent:?}"
+        );
+    };
+
+    let started = Instant::now();
+    let server = wait_for(WAIT, "one server stack and three proxy stacks pointed at it", || {
+        agent_never_serves(&names);
+        let live: Vec<&Muster> = nodes.iter().collect();
+        settled(&live, &names)
+    });
+    println!("first start: {server} runs the server stack, proxies pointed at it, {:.1?} after the last node started", started.elapsed());
+    let by_node = running(&names);
+    let proxy = by_node.iter().find(|(n, _)| **n != server).and_then(|(_, r)| r.first()).unwrap();
+    assert_eq!(env_of(&proxy.name)["CAPTURE_DAEMON_URL"], "http://127.0.0.1:8080");
+    assert_ne!(server, agent, "the agent-role node is never the server");
+
+    let killed = nodes.iter().position(|m| m.name == server).unwrap();
+    nodes[killed].proc.kill9();
+    let t0 = Instant::now();
+    let survivors: Vec<String> = names.iter().filter(|n| **n != server).cloned().collect();
+    let new_server =
+        wait_for(WAIT, "a survivor's server stack, with every other survivor's proxies re-pointed", || {
+            agent_never_serves(&names);
+            let live: Vec<&Muster> = nodes.iter().filter(|m| m.name != server).collect();
+            settled(&live, &survivors)
+        });
+    println!(
+        "after kill -9 of {server}'s muster: {new_server} runs the server stack and the proxies point at it \
+         {:.1?} later (raft failover + lock delay + stack delay of the 1 s stop timeout + 2 s + container start)",
+        t0.elapsed()
+    );
+    assert_ne!(new_server, server);
+    let orphaned = running(&names).remove(&server).unwrap_or_default();
+    println!(
+        "the killed node's own containers keep running without their muster: {:?} (a muster killed with -9 \
+         cannot stop them; a partitioned or stopping server does)",
+        orphaned.iter().map(|r| r.service.as_str()).collect::<Vec<_>>()
+    );
+}
