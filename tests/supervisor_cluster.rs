@@ -173,3 +173,102 @@ fn one_server_stack_proxies_follow_it_and_a_kill_moves_it() {
         orphaned.iter().map(|r| r.service.as_str()).collect::<Vec<_>>()
     );
 }
+
+/// `muster stack status --json` of a node.
+fn stack_status(m: &Muster) -> Option<serde_json::Value> {
+    let out = Command::new(muster_bin())
+        .args(["stack", "status", "--json", "--addr", &m.http.to_string()])
+        .output()
+        .ok()?;
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+#[test]
+fn a_lone_node_runs_its_server_stack_labelled_with_its_epoch() {
+    // Proves the one-node case on the real engine: the node bootstraps, becomes server and
+    // runs the whole server stack; docker shows each container with muster's labels and the
+    // epoch (the raft term) that `muster stack status` reports, and MUSTER_EPOCH inside.
+    build_image();
+    let name = unique_node("sl");
+    let _cleanup = Cleanup::new(&name);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stack.yml");
+    std::fs::write(&file, STACK).unwrap();
+    let started = Instant::now();
+    let m = Muster::start(
+        &name,
+        &["--profile", "local", "--stack-file", file.to_str().unwrap(), "--stack-stop-timeout", "1s"],
+    );
+    let epoch = wait_for(WAIT, "the lone node's server stack converged", || {
+        let s = stack_status(&m)?;
+        let converged =
+            s.pointer("/observed/converged")?.as_bool()? && s.pointer("/want/stack")?.as_str()? == "server";
+        let n = running(std::slice::from_ref(&name)).remove(&name)?.len();
+        (converged && n == 2).then(|| s.pointer("/want/epoch").and_then(|e| e.as_u64()))?
+    });
+    println!("lone node: server stack (epoch {epoch}) running {:.1?} after start", started.elapsed());
+    let out = Command::new("docker")
+        .args(["ps", "--filter", &format!("label=muster.node={name}"), "--format"])
+        .arg("{{.Names}} {{.Label \"muster.stack\"}} {{.Label \"muster.epoch\"}} {{.Label \"muster.service\"}}")
+        .output()
+        .unwrap();
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect();
+    lines.sort();
+    println!("docker ps:\n{}", lines.join("\n"));
+    assert_eq!(
+        lines,
+        vec![
+            format!("muster-{name}-server-api server {epoch} api"),
+            format!("muster-{name}-server-db server {epoch} db"),
+        ]
+    );
+    assert_eq!(env_of(&format!("muster-{name}-server-api"))["MUSTER_EPOCH"], epoch.to_string());
+}
+
+#[test]
+fn without_docker_the_node_says_so_once_runs_its_hooks_and_serves() {
+    // Proves the no-Docker case: with a stack file but no engine at --docker-socket the node
+    // reports "disabled: no Docker engine at …" (status and one log line), still runs its
+    // on-promote hook with the transition in the environment, and serves its API.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stack.yml");
+    std::fs::write(&file, STACK).unwrap();
+    let out = dir.path().join("promoted");
+    let hook = dir.path().join("promote.sh");
+    std::fs::write(
+        &hook,
+        format!("#!/bin/sh\necho \"$MUSTER_ROLE $MUSTER_EPOCH $MUSTER_SERVER_ADDR\" > {}\n", out.display()),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let socket = dir.path().join("no-docker.sock");
+    let m = Muster::start(
+        "nodocker",
+        &[
+            "--profile",
+            "local",
+            "--stack-file",
+            file.to_str().unwrap(),
+            "--docker-socket",
+            socket.to_str().unwrap(),
+            "--on-promote",
+            hook.to_str().unwrap(),
+            "--stack-stop-timeout",
+            "1s",
+        ],
+    );
+    let line = wait_for(WAIT, "the on-promote hook's output", || std::fs::read_to_string(&out).ok());
+    let epoch = line.split_whitespace().nth(1).unwrap().to_string();
+    assert_eq!(line.trim(), format!("server {epoch} {}", m.http));
+    let s = stack_status(&m).expect("stack status answers");
+    let disabled = format!("disabled: no Docker engine at {}", socket.display());
+    assert_eq!(s["docker"].as_str(), Some(disabled.as_str()), "{s}");
+    assert_eq!(s["observed"], serde_json::Value::Null);
+    let lines = m.log_text().lines().filter(|l| l.contains(&disabled)).count();
+    assert_eq!(lines, 1, "said once: {}", m.log_text());
+    let status = Command::new(muster_bin()).args(["status", "--addr", &m.http.to_string()]).output().unwrap();
+    assert!(status.status.success(), "the API serves: {}", String::from_utf8_lossy(&status.stderr));
+}
