@@ -15,29 +15,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use supervisor_support::{build_image, unique_node, Cleanup};
+use supervisor_support::{build_image, unique_node, Cleanup, IDLE_STACK};
 
-const STACK: &str = r#"
-services:
-  db:
-    image: muster:dev
-    command: ["idle"]
-    init: true
-    profiles: [server]
-  api:
-    image: muster:dev
-    command: ["idle"]
-    init: true
-    depends_on: [db]
-    profiles: [server]
-  camera-proxy:
-    image: muster:dev
-    command: ["idle"]
-    init: true
-    profiles: [proxy]
-    environment:
-      CAPTURE_DAEMON_URL: "http://${MUSTER_SERVER_HOST}:8080"
-"#;
+const STACK: &str = IDLE_STACK;
 
 /// The longest a stack takes to appear (election, stack delay, container start).
 const WAIT: Duration = Duration::from_secs(90);

@@ -15,27 +15,9 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use supervisor_support::{build_image, unique_node, Cleanup};
+use supervisor_support::{build_image, unique_node, Cleanup, IDLE_STACK};
 
-const STACK: &str = r#"
-services:
-  db:
-    image: muster:dev
-    command: ["idle"]
-    init: true
-    profiles: [server]
-  api:
-    image: muster:dev
-    command: ["idle"]
-    init: true
-    depends_on: [db]
-    profiles: [server]
-  camera-proxy:
-    image: muster:dev
-    command: ["idle"]
-    init: true
-    profiles: [proxy]
-"#;
+const STACK: &str = IDLE_STACK;
 
 const WAIT: Duration = Duration::from_secs(90);
 

@@ -12,6 +12,30 @@ use muster::supervisor::{parse, MusterVars, StackStatus, Stacks};
 use tokio::sync::watch;
 
 pub const SOCKET: &str = "/var/run/docker.sock";
+
+/// A stack file for whole-node tests: a server stack of two idle containers (`api` after
+/// `db`) and a proxy stack of one whose environment names the server, all from `muster:dev`.
+pub const IDLE_STACK: &str = r#"
+services:
+  db:
+    image: muster:dev
+    command: ["idle"]
+    init: true
+    profiles: [server]
+  api:
+    image: muster:dev
+    command: ["idle"]
+    init: true
+    depends_on: [db]
+    profiles: [server]
+  camera-proxy:
+    image: muster:dev
+    command: ["idle"]
+    init: true
+    profiles: [proxy]
+    environment:
+      CAPTURE_DAEMON_URL: "http://${MUSTER_SERVER_HOST}:8080"
+"#;
 /// The longest any one step may take (a stack of a few idle containers converges in seconds).
 pub const WAIT: Duration = Duration::from_secs(60);
 
