@@ -171,7 +171,7 @@ test-discovery:
 test-integration:
 	$(CARGO) build --bin muster
 	MUSTER_BIN=$(CARGO_TARGET_DIR)/debug/muster $(CARGO) test --test supervisor_docker \
-		--test supervisor_cluster --test failover_writes -- --test-threads=$(TEST_THREADS)
+		--test supervisor_cluster --test supervisor_partition --test failover_writes -- --test-threads=$(TEST_THREADS)
 
 ## emergency-stop: stops the local node (./startup.sh stop) and the deploy cluster's nodes, then
 ## force-removes every container labelled muster.node on this engine (and muster's unused
