@@ -217,3 +217,22 @@ fn a_leader_that_leaves_gracefully_hands_leadership_over_first() {
         (s.len() == 1 && agree && s[0] != first).then_some(())
     });
 }
+
+#[test]
+fn leadership_moves_to_a_server_role_node_once_it_votes() {
+    // Proves `--role server` makes a node preferred: two auto nodes form the cluster, a
+    // server-role node joins last, and once the autopilot made it a voter the leader hands
+    // leadership (and with it the server role) to it.
+    let a = Muster::start("pa", &["--profile", "local"]);
+    let join = a.gossip.to_string();
+    let b = Muster::start("pb", &["--profile", "local", "--join", &join]);
+    wait_for(ELECT, "a server among the two auto nodes", || {
+        let (s, agree) = servers(&[&a, &b]);
+        (s.len() == 1 && agree).then_some(())
+    });
+    let p = Muster::start("pp", &["--profile", "local", "--role", "server", "--join", &join]);
+    wait_for(ELECT, "the server-role node is the server, agreed by all three", || {
+        let (s, agree) = servers(&[&a, &b, &p]);
+        (s == ["pp"] && agree).then_some(())
+    });
+}

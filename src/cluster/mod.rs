@@ -29,6 +29,9 @@ use plan::{
 const TICK: Duration = Duration::from_millis(500);
 /// How long one membership change may take.
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// At most one hand-over to a preferred voter per this period (no ping-pong when the
+/// preferred node cannot keep leadership).
+const PREFER_EVERY: Duration = Duration::from_secs(30);
 
 /// What the controller needs to know about this node.
 #[derive(Debug, Clone)]
@@ -112,6 +115,7 @@ pub async fn run<M: Machine>(
     let mut members_rx = gossip.members();
     let mut leadership = consensus.leadership();
     let mut missing_since: HashMap<u64, Instant> = HashMap::new();
+    let mut last_transfer: Option<Instant> = None;
     let mut merge_seen: Option<(String, Instant)> = None;
     let mut merges: Vec<MergeRecord> = Vec::new();
     loop {
@@ -202,7 +206,7 @@ pub async fn run<M: Machine>(
             changed
         });
         if lead.leader_id == Some(cfg.id) && merge_seen.is_none() {
-            autopilot(&cfg, &consensus, &el, &mut missing_since).await;
+            autopilot(&cfg, &consensus, &el, &mut missing_since, &mut last_transfer).await;
         }
 
         let my_mode = match lead.role {
@@ -288,11 +292,34 @@ async fn merge_into<M: Machine>(
     Ok(MergeRecord { from: from.clone(), into: into.clone(), at_ms, saved_state })
 }
 
+/// Hands leadership to a preferred (`--role server`) voter once the membership is settled, at
+/// most once per [`PREFER_EVERY`], so that a preferred node that cannot take it is not asked
+/// over and over.
+async fn prefer<M: Machine>(
+    consensus: &Consensus<M>,
+    voters: &BTreeSet<u64>,
+    el: &BTreeMap<u64, plan::Eligible>,
+    me: u64,
+    last_transfer: &mut Option<Instant>,
+) {
+    let Some(to) = plan::preferred_leader(me, voters, el) else { return };
+    if last_transfer.is_some_and(|t| t.elapsed() < PREFER_EVERY) {
+        return;
+    }
+    *last_transfer = Some(Instant::now());
+    let name = el.get(&to).map(|e| e.node.name.clone()).unwrap_or_default();
+    tracing::info!(to = %name, raft.id = %format!("{to:x}"), "autopilot: handing leadership to a --role server voter");
+    if let Err(e) = consensus.transfer_leadership(to, CHANGE_TIMEOUT).await {
+        tracing::warn!(to = %name, error = %e, "autopilot: leadership hand-over to the preferred voter failed");
+    }
+}
+
 async fn autopilot<M: Machine>(
     cfg: &ClusterConfig,
     consensus: &Consensus<M>,
     el: &BTreeMap<u64, plan::Eligible>,
     missing_since: &mut HashMap<u64, Instant>,
+    last_transfer: &mut Option<Instant>,
 ) {
     let Some(raft) = consensus.raft() else { return };
     let (voters, learners, based_on) = {
@@ -318,7 +345,10 @@ async fn autopilot<M: Machine>(
         .collect();
     let step = next_step(cfg.id, &voters, &learners, el, &gone);
     let r = match &step {
-        Step::Nothing => return,
+        Step::Nothing => {
+            prefer(consensus, &voters, el, cfg.id, last_transfer).await;
+            return;
+        }
         Step::AddLearner(id, node) => {
             tracing::info!(raft.id = %format!("{id:x}"), member = %node.name, "autopilot: adding a learner");
             tokio::time::timeout(CHANGE_TIMEOUT, consensus.add_learner(*id, node.clone())).await

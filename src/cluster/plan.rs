@@ -172,6 +172,16 @@ pub fn next_step(
     Step::Nothing
 }
 
+/// The voter leadership should move to, if any: a leader without `--role server` hands it to
+/// the lowest-id voter that has the role and is alive in gossip (`eligible`), so the server
+/// stack runs where the operator prefers it. A preferred leader keeps it.
+pub fn preferred_leader(me: u64, voters: &BTreeSet<u64>, eligible: &BTreeMap<u64, Eligible>) -> Option<u64> {
+    if eligible.get(&me).is_some_and(|e| e.preferred) {
+        return None;
+    }
+    voters.iter().copied().find(|v| *v != me && eligible.get(v).is_some_and(|e| e.preferred && e.can_vote))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,5 +319,21 @@ mod tests {
         e.extend(in_cluster(&[4], "b", 1));
         e.extend(el(&[7]));
         assert_eq!(manageable(Some("a"), &e).keys().copied().collect::<Vec<_>>(), vec![1, 2, 7]);
+    }
+
+    #[test]
+    fn leadership_moves_to_a_preferred_voter_only() {
+        // Proves the preference rule: an auto leader names the lowest preferred live voter; a
+        // preferred leader, a preferred learner or a preferred member gone from gossip do not
+        // move leadership.
+        let mut e = el(&[1, 2, 3, 4]);
+        assert_eq!(preferred_leader(1, &set(&[1, 2, 3]), &e), None, "nobody is preferred");
+        e.get_mut(&3).unwrap().preferred = true;
+        e.get_mut(&4).unwrap().preferred = true;
+        assert_eq!(preferred_leader(1, &set(&[1, 2, 3]), &e), Some(3));
+        assert_eq!(preferred_leader(1, &set(&[1, 2]), &e), None, "4 is only a learner");
+        assert_eq!(preferred_leader(3, &set(&[1, 2, 3]), &e), None, "a preferred leader keeps it");
+        e.remove(&3);
+        assert_eq!(preferred_leader(1, &set(&[1, 2, 3]), &e), None, "3 is gone from gossip");
     }
 }
