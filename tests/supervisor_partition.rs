@@ -1,8 +1,9 @@
-//! Fencing on the real Docker engine: three muster nodes, each in a network namespace of its
-//! own joined by a bridge in a fourth ("hub") namespace, all running stacks on the local
-//! engine. The server is cut off by iptables rules in its own namespace; Docker's event
+//! Fencing on the real Docker engine: three muster nodes and an agent-role node, each in a
+//! network namespace of its own joined by a bridge in a fifth ("hub") namespace, all running
+//! stacks on the local engine. The server is cut off by iptables rules in its own namespace; Docker's event
 //! stream shows its server stack stopped before the new server's stack started; after the
-//! heal the old server runs the proxy stack pointed at the new one. Needs root, iproute2 and
+//! heal the old server runs the proxy stack pointed at the new one; the agent never runs the
+//! server stack. Needs root, iproute2 and
 //! iptables (`make test` installs them). Prints the measured times.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -20,6 +21,9 @@ use supervisor_support::{build_image, unique_node, Cleanup, IDLE_STACK};
 const STACK: &str = IDLE_STACK;
 
 const WAIT: Duration = Duration::from_secs(90);
+/// Three voters and (the last) an agent-role node.
+const NODES: usize = 4;
+const AGENT: usize = 3;
 
 fn run(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
@@ -27,7 +31,7 @@ fn run(cmd: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Namespaces `<p>0..<p>2` with 10.253.<k>.<i+1>/24 on a veth whose other end is on a bridge
+/// Namespaces `<p>0..<p>3` with 10.253.<k>.<i+1>/24 on a veth whose other end is on a bridge
 /// in `<p>h`; removed on drop.
 struct Net {
     prefix: String,
@@ -43,7 +47,7 @@ impl Net {
         run("ip", &["netns", "add", &hub]);
         run("ip", &["-n", &hub, "link", "add", "br0", "type", "bridge"]);
         run("ip", &["-n", &hub, "link", "set", "br0", "up"]);
-        for i in 0..3 {
+        for i in 0..NODES {
             let (ns, inner, outer) = (net.ns(i), format!("{p}i{i}"), format!("{p}o{i}"));
             run("ip", &["netns", "add", &ns]);
             run("ip", &["link", "add", &inner, "type", "veth", "peer", "name", &outer]);
@@ -95,7 +99,7 @@ impl Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
-        for ns in (0..3).map(|i| self.ns(i)).chain([format!("{}h", self.prefix)]) {
+        for ns in (0..NODES).map(|i| self.ns(i)).chain([format!("{}h", self.prefix)]) {
             let _ = Command::new("ip").args(["netns", "del", &ns]).status();
         }
     }
@@ -111,7 +115,7 @@ struct NsNode {
 }
 
 impl NsNode {
-    fn start(name: &str, ns: &str, ip: &str, join: Option<&str>, stack: &str) -> NsNode {
+    fn start(name: &str, ns: &str, ip: &str, join: Option<&str>, stack: &str, agent: bool) -> NsNode {
         let dir = tempfile::tempdir().unwrap();
         let api = format!("{ip}:9999");
         let mut cmd = Command::new("ip");
@@ -120,6 +124,9 @@ impl NsNode {
         cmd.args(["--rpc-addr", "127.0.0.1:7373", "--discovery", "serf", "--profile", "local"]);
         cmd.args(["--stack-file", stack, "--stack-stop-timeout", "1s", "--data-dir"])
             .arg(dir.path().join("data"));
+        if agent {
+            cmd.args(["--role", "agent"]);
+        }
         if let Some(j) = join {
             cmd.args(["--retry-join", j, "--retry-interval", "200ms"]);
         }
@@ -184,23 +191,32 @@ fn a_cut_off_server_stops_its_stack_before_the_new_server_starts_one() {
     build_image();
     let net = Net::new();
     let base = unique_node("sp");
-    let names: Vec<String> = (0..3).map(|i| format!("{base}-{i}")).collect();
+    let names: Vec<String> = (0..NODES).map(|i| format!("{base}-{i}")).collect();
     let _cleanup: Vec<Cleanup> = names.iter().map(|n| Cleanup::new(n)).collect();
     let dir = tempfile::tempdir().unwrap();
     let stack = dir.path().join("stack.yml");
     std::fs::write(&stack, STACK).unwrap();
     let stack = stack.to_str().unwrap();
     let join = format!("{}:7946", net.ip(0));
-    let nodes: Vec<NsNode> = (0..3)
-        .map(|i| NsNode::start(&names[i], &net.ns(i), &net.ip(i), (i > 0).then_some(join.as_str()), stack))
+    let nodes: Vec<NsNode> = (0..NODES)
+        .map(|i| {
+            let join = (i > 0).then_some(join.as_str());
+            NsNode::start(&names[i], &net.ns(i), &net.ip(i), join, stack, i == AGENT)
+        })
         .collect();
+    let agent = names[AGENT].clone();
+    let agent_never_serves = || {
+        let n = running().get(&(agent.clone(), "server".into())).copied().unwrap_or(0);
+        assert_eq!(n, 0, "the agent-role node runs server containers");
+    };
 
-    let old = wait_for(WAIT, "one node running the server stack and two the proxy stack", || {
+    let old = wait_for(WAIT, "one node running the server stack and three the proxy stack", || {
+        agent_never_serves();
         let server = server_node(&names)?;
         let r = running();
         let proxies =
             names.iter().filter(|n| **n != server && r.get(&((*n).clone(), "proxy".into())) == Some(&1));
-        (proxies.count() == 2).then_some(server)
+        (proxies.count() == NODES - 1).then_some(server)
     });
     let old_i = names.iter().position(|n| *n == old).unwrap();
     println!("{old} runs the server stack; cutting it off");
@@ -209,6 +225,7 @@ fn a_cut_off_server_stops_its_stack_before_the_new_server_starts_one() {
     let cut_at = Instant::now();
     net.cut(old_i);
     let new = wait_for(WAIT, "another node's server stack running", || {
+        agent_never_serves();
         let r = running();
         names.iter().find(|n| **n != old && r.get(&((*n).clone(), "server".into())) == Some(&2)).cloned()
     });
@@ -244,6 +261,7 @@ fn a_cut_off_server_stops_its_stack_before_the_new_server_starts_one() {
         if node == new && action == "start" {
             new_started.push(t);
         }
+        assert!(node != agent, "the agent-role node's server containers show in Docker's events: {line}");
     }
     assert_eq!(old_died.len(), 2, "both old server containers died after the cut: {events}");
     assert!(!new_started.is_empty(), "the new server's containers started: {events}");
@@ -265,6 +283,7 @@ fn a_cut_off_server_stops_its_stack_before_the_new_server_starts_one() {
     let healed = Instant::now();
     let new_api = nodes.iter().find(|n| n.name == new).unwrap().api.clone();
     wait_for(WAIT, "the old server running the proxy stack pointed at the new server", || {
+        agent_never_serves();
         let s = nodes[old_i].stack()?;
         let want = s.get("want")?;
         let pointed = want.get("stack")?.as_str()? == "proxy"
