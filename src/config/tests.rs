@@ -232,3 +232,33 @@ fn history_max_comes_from_flag_env_or_file_within_its_bounds() {
     assert!(err.contains("--history-max (config file test.json)"), "{err}");
     assert!(c.redacted().to_string().contains(" history_max=20 "), "the start-up line shows it");
 }
+
+#[test]
+fn supervisor_settings_come_from_flags_env_or_file_and_bad_ones_name_the_flag() {
+    // Proves the stack settings: flag > env > file, the defaults (no stack file, Docker's
+    // socket, a 10 s stop timeout, no hooks), and clear errors for a stop timeout out of range
+    // or not whole seconds and for an empty path.
+    let c = merged(&[], &[], None).unwrap();
+    assert_eq!((c.stack_file.clone(), c.docker_socket.to_str()), (None, Some("/var/run/docker.sock")));
+    assert_eq!((c.stack_stop_timeout_ms, c.hooks.on_promote.clone()), (10_000, None));
+    let text = Some(r#"{"stack_file":"/etc/muster/stack.yml","stack_stop_timeout":"30s"}"#);
+    let env = [("MUSTER_STACK_FILE", "/srv/stack.yml"), ("MUSTER_ON_DEMOTE", "/bin/demote")];
+    let c = merged(&["--on-promote", "/bin/promote", "--docker-socket", "/run/d.sock"], &env, text).unwrap();
+    assert_eq!(c.stack_file.as_deref(), Some(std::path::Path::new("/srv/stack.yml")), "env beats file");
+    assert_eq!(c.stack_stop_timeout_ms, 30_000, "from the file");
+    assert_eq!(c.docker_socket.to_str(), Some("/run/d.sock"));
+    assert_eq!(c.hooks.on_promote.as_deref(), Some(std::path::Path::new("/bin/promote")));
+    assert_eq!(c.hooks.on_demote.as_deref(), Some(std::path::Path::new("/bin/demote")));
+    let line = c.redacted().to_string();
+    assert!(
+        line.contains(" stack_file=/srv/stack.yml ") && line.contains(" stack_stop_timeout=30s "),
+        "{line}"
+    );
+
+    for bad in ["0s", "301s", "1500ms"] {
+        let err = merged(&["--stack-stop-timeout", bad], &[], None).unwrap_err().to_string();
+        assert!(err.contains("--stack-stop-timeout") && err.contains("1s..300s"), "{bad}: {err}");
+    }
+    let err = merged(&[], &[], Some(r#"{"stack_file":""}"#)).unwrap_err().to_string();
+    assert!(err.contains("--stack-file") && err.contains("the path is empty"), "{err}");
+}
