@@ -42,7 +42,48 @@ impl RegistrySnapshot {
     }
 }
 
+/// A [`RegistrySnapshot`] borrowed from the registry: the same JSON, written without copying
+/// every service and event first (a snapshot of a large registry would otherwise hold the
+/// whole registry twice in memory while it is encoded).
+#[derive(Serialize)]
+struct SnapshotView<'a> {
+    format: u32,
+    revision: Revision,
+    history_max: usize,
+    compacted_through: Revision,
+    #[serde(serialize_with = "service_values")]
+    services: &'a BTreeMap<super::model::ServiceId, Service>,
+    #[serde(serialize_with = "history_events")]
+    events: &'a History,
+}
+
+fn service_values<S: serde::Serializer>(
+    services: &&BTreeMap<super::model::ServiceId, Service>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(services.values())
+}
+
+fn history_events<S: serde::Serializer>(history: &&History, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(history.events())
+}
+
 impl Registry {
+    /// The registry's snapshot as JSON bytes, equal to `self.snapshot().to_bytes()` but
+    /// encoded straight from the registry.
+    pub fn snapshot_bytes(&self) -> Result<Vec<u8>, RegistryError> {
+        let view = SnapshotView {
+            format: SNAPSHOT_FORMAT,
+            revision: self.revision,
+            history_max: self.history.max(),
+            compacted_through: self.history.compacted_through(),
+            services: &self.services,
+            events: &self.history,
+        };
+        serde_json::to_vec(&view)
+            .map_err(|e| RegistryError::InvalidSnapshot { reason: format!("cannot encode: {e}") })
+    }
+
     pub fn snapshot(&self) -> RegistrySnapshot {
         RegistrySnapshot {
             format: SNAPSHOT_FORMAT,

@@ -70,7 +70,7 @@ impl Machine for RegistryMachine {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        match self.registry.snapshot().to_bytes() {
+        match self.registry.snapshot_bytes() {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, "registry: cannot encode a snapshot");

@@ -85,3 +85,14 @@ fn undecodable_bytes_are_an_invalid_snapshot() {
     let err = RegistrySnapshot::from_bytes(b"{not json").unwrap_err();
     assert!(err.to_string().starts_with("invalid snapshot: cannot decode:"), "{err}");
 }
+
+#[test]
+fn snapshot_bytes_encoded_in_place_equal_the_copied_snapshot() {
+    // Proves the borrowing encoder writes exactly the bytes of the copied snapshot (so either
+    // restores the same registry), for an empty and for a busy, compacted registry.
+    for reg in [Registry::new(10), busy()] {
+        let in_place = reg.snapshot_bytes().unwrap();
+        assert_eq!(in_place, reg.snapshot().to_bytes().unwrap());
+        assert_eq!(Registry::restore(RegistrySnapshot::from_bytes(&in_place).unwrap()).unwrap(), reg);
+    }
+}
