@@ -22,6 +22,8 @@ use super::network::{ClusterTag, CurrentRaft, Faults, NetworkFactory, RaftServic
 use super::store::{open, MachineReader, StateMachineStore, StoreError};
 use super::types::{Machine, Proposal, RaftNode, TypeConfig};
 
+/// Log entries between two snapshots.
+const SNAPSHOT_EVERY_ENTRIES: u64 = 50_000;
 /// How long `shutdown` waits for openraft to release the storage files.
 const RELEASE_WAIT: Duration = Duration::from_secs(3);
 
@@ -360,6 +362,13 @@ async fn start_member<M: Machine>(
         election_timeout_min: t.election_min_ms,
         election_timeout_max: t.election_max_ms,
         enable_pre_vote: Some(true),
+        // A snapshot encodes the whole registry, so its cost grows with the registry: taken every
+        // 5000 entries (openraft's default) a busy leader spent a large share of its CPU encoding
+        // and writing snapshots. etcd takes one every 100,000; a restart then replays at most this
+        // many entries.
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY_ENTRIES),
+        // Must exceed the snapshot interval, or a snapshot cannot cure a lagging follower.
+        replication_lag_threshold: SNAPSHOT_EVERY_ENTRIES + 10_000,
         ..Default::default()
     }
     .validate()
