@@ -1,0 +1,23 @@
+//! Jepsen-style tests of muster (issue #6): real muster nodes as Docker containers on a private
+//! bridge network, faults injected from the host, client operations recorded, histories checked.
+//!
+//! Layout, one concept per file:
+//! - [`cmd`]: running a host command with a timeout (the only place that spawns processes).
+//! - [`cluster`]: the nodes, their network and volumes, through the `docker` CLI; cleanup on drop.
+//! - [`nemesis`]: faults (iptables partitions inside a node's namespace, kill, pause) and their
+//!   timeline.
+//! - [`history`]: the record of client operations (invoke, complete, outcome) as JSONL.
+//! - [`workload`]: concurrent gRPC clients producing that history.
+//! - [`check`]: pure checkers over a history and the final state; each returns a [`check::Verdict`].
+//! - [`report`]: the run directory (`target/cluster-tests/<seed>-<time>/`).
+//!
+//! Nothing here is imported by muster itself; this crate uses muster only for its generated gRPC
+//! types.
+
+pub mod check;
+pub mod cluster;
+pub mod cmd;
+pub mod history;
+pub mod nemesis;
+pub mod report;
+pub mod workload;

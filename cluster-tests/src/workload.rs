@@ -1,0 +1,231 @@
+//! Concurrent registry clients. Each client is one sequential process with its own seeded
+//! RNG; it owns the service ids it registers (`c<client>-s<n>`), so every write to an id comes
+//! from one process and metadata versions (`v`) of an id only grow. Every call goes to a node
+//! chosen at random and is recorded in the [`History`]. Also reads the whole registry of one
+//! node (paged) for the checks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Result};
+use muster::api::grpc::pb::registry::{
+    registry_client::RegistryClient, DeregisterRequest, GetRequest, ListRequest, RegisterRequest, Service,
+    StringMap, UpdateRequest,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use crate::history::{classify, Call, History, Op, Outcome, RunClock, Value};
+
+/// The deadline of one call (sent as grpc-timeout; the client gives up a little later).
+pub const OP_TIMEOUT: Duration = Duration::from_secs(3);
+/// Slack on top of [`OP_TIMEOUT`] before the client stops waiting itself.
+const OP_SLACK: Duration = Duration::from_millis(500);
+/// Upper bound on one client's operations, whatever the stop flag says.
+const OPS_MAX: usize = 20_000;
+/// Page size of List (the API's maximum).
+const PAGE: u32 = 100;
+/// Pages read before giving up on a full listing (100 × 100 services).
+const PAGES_MAX: usize = 100;
+/// Service type every workload service has.
+pub const SERVICE_TYPE: &str = "ct";
+/// Metadata key holding the write version.
+const VERSION_KEY: &str = "v";
+
+/// A client's gRPC stubs, one per node, and their names.
+#[derive(Clone)]
+pub struct Targets {
+    pub names: Vec<String>,
+    pub channels: Vec<Channel>,
+}
+
+/// The version a service carries in its metadata (0 when absent or unreadable).
+pub fn version_of(s: &Service) -> u64 {
+    s.metadata.get(VERSION_KEY).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+fn versions(services: &[Service]) -> Vec<(String, u64)> {
+    services.iter().map(|s| (s.service_id.clone(), version_of(s))).collect()
+}
+
+/// One call with the deadline, its outcome and what it read.
+async fn perform(ch: Channel, call: &Call) -> Result<Option<Value>, Status> {
+    let mut c = RegistryClient::new(ch);
+    let fut = async {
+        match call {
+            Call::Register { id, version } => {
+                let mut req = tonic::Request::new(RegisterRequest {
+                    service_id: id.clone(),
+                    name: format!("ct-{id}"),
+                    r#type: SERVICE_TYPE.into(),
+                    host: "10.255.0.1".into(),
+                    port: 8080,
+                    ttl_seconds: Some(3600),
+                    metadata: HashMap::from([(VERSION_KEY.to_string(), version.to_string())]),
+                    ..Default::default()
+                });
+                req.set_timeout(OP_TIMEOUT);
+                c.register(req).await.map(|_| None)
+            }
+            Call::Update { id, version } => {
+                let mut req = tonic::Request::new(UpdateRequest {
+                    service_id: id.clone(),
+                    metadata: Some(StringMap {
+                        entries: HashMap::from([(VERSION_KEY.to_string(), version.to_string())]),
+                    }),
+                    ..Default::default()
+                });
+                req.set_timeout(OP_TIMEOUT);
+                c.update(req).await.map(|_| None)
+            }
+            Call::Deregister { id } => {
+                let mut req = tonic::Request::new(DeregisterRequest { service_id: id.clone() });
+                req.set_timeout(OP_TIMEOUT);
+                c.deregister(req).await.map(|_| None)
+            }
+            Call::Get { id } => {
+                let mut req = tonic::Request::new(GetRequest { service_id: id.clone(), stale: false });
+                req.set_timeout(OP_TIMEOUT);
+                match c.get(req).await {
+                    Ok(r) => Ok(Some(Value::Version(r.into_inner().service.as_ref().map(version_of)))),
+                    // A definite "absent" is a read result, not a failure.
+                    Err(s) if s.code() == Code::NotFound => Ok(Some(Value::Version(None))),
+                    Err(s) => Err(s),
+                }
+            }
+            Call::List => {
+                let mut req = tonic::Request::new(ListRequest {
+                    r#type: Some(SERVICE_TYPE.into()),
+                    limit: Some(PAGE),
+                    ..Default::default()
+                });
+                req.set_timeout(OP_TIMEOUT);
+                c.list(req).await.map(|r| Some(Value::Services(versions(&r.into_inner().services))))
+            }
+        }
+    };
+    match tokio::time::timeout(OP_TIMEOUT + OP_SLACK, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(Status::deadline_exceeded("client gave up waiting")),
+    }
+}
+
+/// What one client knows about an id it owns.
+struct Owned {
+    id: String,
+    /// The last version it asked for (acknowledged or not).
+    version: u64,
+}
+
+/// Runs `clients` clients until `stop` is set (each also stops after [`OPS_MAX`] operations),
+/// recording into `history`. Client `c` uses the seed `seed + c`.
+pub async fn run(targets: Targets, clients: usize, seed: u64, clock: RunClock, history: History, stop: Arc<AtomicBool>) {
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (targets, history, stop) = (targets.clone(), history.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            client(c, targets, StdRng::seed_from_u64(seed.wrapping_add(c as u64)), clock, history, stop).await
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+async fn client(
+    c: usize,
+    targets: Targets,
+    mut rng: StdRng,
+    clock: RunClock,
+    history: History,
+    stop: Arc<AtomicBool>,
+) {
+    let mut owned: Vec<Owned> = Vec::new();
+    let mut next_id = 0usize;
+    for _ in 0..OPS_MAX {
+        if stop.load(Ordering::Relaxed) || targets.channels.is_empty() {
+            break;
+        }
+        let roll: u32 = rng.random_range(0..100);
+        let call = if owned.is_empty() || roll < 30 {
+            next_id += 1;
+            let id = format!("c{c}-s{next_id}");
+            owned.push(Owned { id: id.clone(), version: 1 });
+            Call::Register { id, version: 1 }
+        } else if roll < 55 {
+            let k = rng.random_range(0..owned.len());
+            owned[k].version += 1;
+            Call::Update { id: owned[k].id.clone(), version: owned[k].version }
+        } else if roll < 65 {
+            let k = rng.random_range(0..owned.len());
+            Call::Deregister { id: owned.swap_remove(k).id }
+        } else if roll < 85 {
+            let k = rng.random_range(0..owned.len());
+            Call::Get { id: owned[k].id.clone() }
+        } else {
+            Call::List
+        };
+        let n = rng.random_range(0..targets.channels.len());
+        let invoke_ns = clock.now_ns();
+        let res = perform(targets.channels[n].clone(), &call).await;
+        let complete_ns = clock.now_ns();
+        let (outcome, code, error, value) = match res {
+            Ok(value) => (Outcome::Ok, None, None, value),
+            Err(status) => {
+                let (outcome, code) = classify(&status, call.is_write());
+                let msg: String = status.message().chars().take(200).collect();
+                (outcome, Some(code), Some(msg), None)
+            }
+        };
+        history.push(Op {
+            client: c,
+            node: targets.names[n].clone(),
+            call,
+            invoke_ns,
+            complete_ns,
+            outcome,
+            code,
+            error,
+            value,
+        });
+        tokio::time::sleep(Duration::from_millis(rng.random_range(10..50))).await;
+    }
+}
+
+/// Every workload service on one node, id → version, read page by page (`stale`: the node's
+/// own copy; otherwise linearizable). Fails if the listing changes size under it.
+pub async fn read_all(ch: Channel, stale: bool) -> Result<BTreeMap<String, u64>> {
+    let mut c = RegistryClient::new(ch);
+    let mut all = BTreeMap::new();
+    let mut total = None;
+    for page in 0..PAGES_MAX {
+        let skip = u32::try_from(page)? * PAGE;
+        let mut req = tonic::Request::new(ListRequest {
+            r#type: Some(SERVICE_TYPE.into()),
+            limit: Some(PAGE),
+            skip,
+            stale,
+            ..Default::default()
+        });
+        req.set_timeout(OP_TIMEOUT);
+        let resp = tokio::time::timeout(OP_TIMEOUT + OP_SLACK, c.list(req))
+            .await
+            .map_err(|_| anyhow!("List took over {OP_TIMEOUT:?}"))??
+            .into_inner();
+        match total {
+            None => total = Some(resp.total),
+            Some(t) if t != resp.total => bail!("the listing changed from {t} to {} services while paging", resp.total),
+            Some(_) => {}
+        }
+        let got = resp.services.len();
+        all.extend(versions(&resp.services));
+        if got < PAGE as usize || all.len() as u64 >= resp.total {
+            return Ok(all);
+        }
+    }
+    bail!("more than {} services listed", PAGES_MAX * PAGE as usize)
+}
