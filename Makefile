@@ -5,7 +5,7 @@ CARGO ?= cargo
 # Integration tests start real processes; two at a time suits a 2-core machine.
 TEST_THREADS ?= 2
 
-.PHONY: run test unit interop bench lint fmt deps build release clean \
+.PHONY: run test unit interop bench lint fmt deps build release clean cluster-test \
 	install deploy undeploy status monitor start-mdns start-serf start-tailscale logs ps \
 	test-discovery test-integration emergency-stop check-serf-join
 
@@ -29,10 +29,21 @@ run: release
 	$(CARGO_TARGET_DIR)/release/muster agent --data-dir ./data
 
 ## test: everything — unit tests, in-process tests and interop against the real `serf` agent
-## (debug builds: one profile to compile, and fast enough for every timing the tests use)
+## (debug builds: one profile to compile, and fast enough for every timing the tests use), then
+## the Docker smoke set of cluster-tests/ (`make cluster-test`, about 30 s)
 test: deps
 	$(CARGO) build --bin muster
 	MUSTER_BIN=$(CARGO_TARGET_DIR)/debug/muster $(CARGO) test --all-targets -- --test-threads=$(TEST_THREADS)
+	$(MAKE) cluster-test
+
+## cluster-test: the cluster-tests/ crate: its checkers' unit tests, then the Docker smoke set
+## (3 nodes from the muster:dev image of the debug build; leader isolation, kill, pause; every
+## checker). Needs root, Docker, nsenter and iptables. Replay a run with MUSTER_CT_SEED=<seed>;
+## reports go to target/cluster-tests/<seed>-<time>/. The last step of `make test`.
+cluster-test:
+	$(CARGO) build --bin muster
+	scripts/mkimage.sh $(CARGO_TARGET_DIR)/debug/muster
+	$(CARGO) test -p cluster-tests -- --test-threads=1 --nocapture
 
 ## unit: the pure cores' tests only (no processes, no network)
 unit:

@@ -127,7 +127,8 @@ pub fn no_acknowledged_write_lost(ops: &[Op], finals: &BTreeMap<String, BTreeMap
             }
             let Some(&v) = present else { continue };
             if !f.ok_versions.contains(&v) && !f.unknown_versions.contains(&v) {
-                violations.push(format!("{id} on {node} has version {v}, which no ok or unknown write wrote"));
+                violations
+                    .push(format!("{id} on {node} has version {v}, which no ok or unknown write wrote"));
             } else if let Some((acked, op)) = f.acked {
                 if v < acked && !f.unknown_versions.contains(&v) {
                     violations.push(format!(
@@ -145,7 +146,11 @@ pub fn no_acknowledged_write_lost(ops: &[Op], finals: &BTreeMap<String, BTreeMap
         }
     }
     let acked = by_id.values().filter(|f| f.register_ok.is_some()).count();
-    let checked = format!("{} ids ({acked} acknowledged registers) against {} node listing(s)", by_id.len(), finals.len());
+    let checked = format!(
+        "{} ids ({acked} acknowledged registers) against {} node listing(s)",
+        by_id.len(),
+        finals.len()
+    );
     Verdict::from("no-acknowledged-write-lost", checked, violations)
 }
 
@@ -274,7 +279,10 @@ mod tests {
     fn a_history_whose_final_state_keeps_every_acknowledged_write_passes() {
         // Proves the checker accepts what the rules allow: unknown writes either way.
         let h = good_history();
-        let v = no_acknowledged_write_lost(&h, &finals(&[("n1", &[("a", 3), ("c", 1)]), ("n2", &[("a", 2), ("e", 1)])]));
+        let v = no_acknowledged_write_lost(
+            &h,
+            &finals(&[("n1", &[("a", 3), ("c", 1)]), ("n2", &[("a", 2), ("e", 1)])]),
+        );
         assert!(v.ok, "{v:?}");
     }
 
@@ -334,8 +342,11 @@ mod tests {
         let mut silent = view("n3", None, &[]);
         silent.services = None;
         silent.error = Some("Status took over 2s".into());
-        let views =
-            [view("n1", Some("n1"), &[("a", 1), ("b", 2)]), view("n2", Some("n2"), &[("a", 2), ("c", 1)]), silent];
+        let views = [
+            view("n1", Some("n1"), &[("a", 1), ("b", 2)]),
+            view("n2", Some("n2"), &[("a", 2), ("c", 1)]),
+            silent,
+        ];
         let v = converged(&views);
         assert!(!v.ok);
         let all = v.violations.join("\n");

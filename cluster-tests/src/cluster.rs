@@ -204,7 +204,14 @@ impl Cluster {
             "json",
         ];
         if let Some(join) = join {
-            args.extend_from_slice(&["--retry-join", join, "--retry-interval", "500ms", "--retry-interval-max", "2s"]);
+            args.extend_from_slice(&[
+                "--retry-join",
+                join,
+                "--retry-interval",
+                "500ms",
+                "--retry-interval-max",
+                "2s",
+            ]);
         }
         docker(&args).with_context(|| format!("starting {}", node.name))?;
         Ok(())
@@ -265,7 +272,12 @@ impl Cluster {
     }
 
     /// [`Cluster::wait_settled`] over a subset (e.g. while one node is down).
-    pub async fn wait_settled_among(&self, among: &[usize], voters: usize, within: Duration) -> Result<Settled> {
+    pub async fn wait_settled_among(
+        &self,
+        among: &[usize],
+        voters: usize,
+        within: Duration,
+    ) -> Result<Settled> {
         let deadline = Instant::now() + within;
         let max_polls = within.as_millis() / READY_POLL.as_millis() + 2;
         let mut last = anyhow!("not asked yet");
@@ -318,7 +330,8 @@ impl Cluster {
 
     /// The host PID of node `i`'s main process (0 or an error when it is not running).
     pub fn pid(&self, i: usize) -> Result<u32> {
-        let out = cmd::run("docker", &["inspect", "-f", "{{.State.Pid}}", self.container(i)?], INSPECT_TIMEOUT)?;
+        let out =
+            cmd::run("docker", &["inspect", "-f", "{{.State.Pid}}", self.container(i)?], INSPECT_TIMEOUT)?;
         let pid: u32 = out.parse().with_context(|| format!("docker inspect printed {out:?} as the pid"))?;
         if pid == 0 {
             bail!("{} is not running", self.nodes[i].name);
@@ -338,7 +351,8 @@ impl Cluster {
     /// could not remove on stderr.
     pub fn cleanup(&mut self) {
         let filter = format!("label={RUN_LABEL}={}", self.run_id);
-        let remove = |what: &str, list: &[&str], rm: &[&str]| match cmd::run("docker", list, INSPECT_TIMEOUT) {
+        let remove = |what: &str, list: &[&str], rm: &[&str]| match cmd::run("docker", list, INSPECT_TIMEOUT)
+        {
             Ok(ids) => {
                 let ids: Vec<&str> = ids.split_whitespace().collect();
                 if !ids.is_empty() {

@@ -32,11 +32,21 @@ impl RunClock {
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum Call {
     /// Register `id` with metadata version `version`.
-    Register { id: String, version: u64 },
+    Register {
+        id: String,
+        version: u64,
+    },
     /// Set `id`'s metadata version to `version`.
-    Update { id: String, version: u64 },
-    Deregister { id: String },
-    Get { id: String },
+    Update {
+        id: String,
+        version: u64,
+    },
+    Deregister {
+        id: String,
+    },
+    Get {
+        id: String,
+    },
     List,
 }
 
@@ -44,9 +54,10 @@ impl Call {
     /// The service id a single-service call names.
     pub fn id(&self) -> Option<&str> {
         match self {
-            Call::Register { id, .. } | Call::Update { id, .. } | Call::Deregister { id } | Call::Get { id } => {
-                Some(id)
-            }
+            Call::Register { id, .. }
+            | Call::Update { id, .. }
+            | Call::Deregister { id }
+            | Call::Get { id } => Some(id),
             Call::List => None,
         }
     }
@@ -105,15 +116,17 @@ pub struct Op {
 /// The outcome and code name of a gRPC error for a call that `is_write`. DEADLINE_EXCEEDED,
 /// CANCELLED, UNKNOWN, and errors raised by the client's transport (a connection lost after
 /// the request may have been sent) are unknown for writes; every other code is the server's
-/// refusal. For reads the difference does not matter, so they are failures.
+/// refusal, and so is a transport error that failed to connect. For reads the difference does not matter, so they are failures.
 pub fn classify(status: &Status, is_write: bool) -> (Outcome, String) {
     let code = code_name(status.code());
     // tonic attaches the source error only to statuses it makes itself from transport errors;
     // a status the server sent has none.
     let from_transport = std::error::Error::source(status).is_some();
+    // A connection that was never established carried no request.
+    let never_sent = from_transport && status.message().contains("connect error");
     let maybe_applied = match status.code() {
         Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => true,
-        _ => from_transport,
+        _ => from_transport && !never_sent,
     };
     let outcome = if maybe_applied && is_write { Outcome::Unknown } else { Outcome::Fail };
     let code = if from_transport { format!("{code}(transport)") } else { code.to_string() };

@@ -70,7 +70,14 @@ impl Nemesis {
             Ok(()) => (true, detail),
             Err(e) => (false, format!("{detail} error: {e:#}")),
         };
-        let event = Event { t_ns: self.clock.now_ns(), phase, fault: fault.into(), nodes: self.names(nodes), detail, ok };
+        let event = Event {
+            t_ns: self.clock.now_ns(),
+            phase,
+            fault: fault.into(),
+            nodes: self.names(nodes),
+            detail,
+            ok,
+        };
         eprintln!(
             "nemesis {:>7.3}s {:?} {} {:?} {}",
             event.t_ns as f64 / 1e9,
@@ -171,7 +178,8 @@ impl Nemesis {
                 Ok(_) => {}
                 Err(e) => {
                     if self.cluster.pid(i).is_ok() {
-                        failed = Some(e.context(format!("flushing {CHAIN} in {}", self.cluster.nodes[i].name)));
+                        failed =
+                            Some(e.context(format!("flushing {CHAIN} in {}", self.cluster.nodes[i].name)));
                     } else {
                         notes.push(format!("{} not running", self.cluster.nodes[i].name));
                     }

@@ -36,7 +36,14 @@ pub fn write(dir: &Path, ops: &[Op], timeline: &[Event], verdicts: &[Verdict]) -
 }
 
 /// `PASS seed=… ops=… (ok/fail/unknown) faults=… checkers=a:ok,b:FAIL … dir=…`.
-pub fn summary(seed: u64, ops: &[Op], timeline: &[Event], verdicts: &[Verdict], dir: &Path, secs: f64) -> String {
+pub fn summary(
+    seed: u64,
+    ops: &[Op],
+    timeline: &[Event],
+    verdicts: &[Verdict],
+    dir: &Path,
+    secs: f64,
+) -> String {
     let count = |o: Outcome| ops.iter().filter(|op| op.outcome == o).count();
     let pass = !verdicts.is_empty() && verdicts.iter().all(|v| v.ok);
     let checks: Vec<String> =

@@ -123,7 +123,14 @@ struct Owned {
 
 /// Runs `clients` clients until `stop` is set (each also stops after [`OPS_MAX`] operations),
 /// recording into `history`. Client `c` uses the seed `seed + c`.
-pub async fn run(targets: Targets, clients: usize, seed: u64, clock: RunClock, history: History, stop: Arc<AtomicBool>) {
+pub async fn run(
+    targets: Targets,
+    clients: usize,
+    seed: u64,
+    clock: RunClock,
+    history: History,
+    stop: Arc<AtomicBool>,
+) {
     let mut tasks = Vec::new();
     for c in 0..clients {
         let (targets, history, stop) = (targets.clone(), history.clone(), stop.clone());
@@ -218,7 +225,9 @@ pub async fn read_all(ch: Channel, stale: bool) -> Result<BTreeMap<String, u64>>
             .into_inner();
         match total {
             None => total = Some(resp.total),
-            Some(t) if t != resp.total => bail!("the listing changed from {t} to {} services while paging", resp.total),
+            Some(t) if t != resp.total => {
+                bail!("the listing changed from {t} to {} services while paging", resp.total)
+            }
             Some(_) => {}
         }
         let got = resp.services.len();

@@ -66,8 +66,13 @@ async fn converge(cluster: &Cluster) -> Verdict {
     for _ in 0..polls {
         let mut views = Vec::new();
         for (i, node) in cluster.nodes.iter().enumerate() {
-            let mut view =
-                NodeView { node: node.name.clone(), leader: None, voters: Vec::new(), services: None, error: None };
+            let mut view = NodeView {
+                node: node.name.clone(),
+                leader: None,
+                voters: Vec::new(),
+                services: None,
+                error: None,
+            };
             match cluster.status(i).await {
                 Ok(st) => {
                     view.leader = st.leader.map(|l| l.name).filter(|n| !n.is_empty());
@@ -109,7 +114,11 @@ async fn three_nodes_survive_leader_isolation_kill_and_pause_without_losing_ackn
         panic!("seed={seed}: the cluster did not form: {e:#}");
     }
     let formed = formed.unwrap();
-    eprintln!("formed in {:.1}s, leader {}", started.elapsed().as_secs_f64(), cluster.nodes[formed.leader].name);
+    eprintln!(
+        "formed in {:.1}s, leader {}",
+        started.elapsed().as_secs_f64(),
+        cluster.nodes[formed.leader].name
+    );
 
     let clock = RunClock::start();
     let history = History::default();
@@ -126,8 +135,24 @@ async fn three_nodes_survive_leader_isolation_kill_and_pause_without_losing_ackn
         tokio::time::sleep(Duration::from_millis(rng.random_range(1500..2500))).await;
         let leader = cluster.wait_settled(RECOVER_TIMEOUT).await?.leader;
         let n = nemesis.clone();
+        let hold = Duration::from_millis(rng.random_range(4500..5500));
+        let isolated_at = Instant::now();
         blocking(move || n.isolate(leader)).await?;
-        tokio::time::sleep(Duration::from_millis(rng.random_range(4500..5500))).await;
+        // The partition must be real: the majority elects a leader among itself.
+        let majority: Vec<usize> = (0..NODES).filter(|&i| i != leader).collect();
+        let moved =
+            cluster.wait_settled_among(&majority, NODES, RECOVER_TIMEOUT).await.with_context(|| {
+                format!("the majority elected no leader while {} was isolated", cluster.nodes[leader].name)
+            })?;
+        eprintln!(
+            "leadership moved from {} to {} {:.1}s after the isolation",
+            cluster.nodes[leader].name,
+            cluster.nodes[moved.leader].name,
+            isolated_at.elapsed().as_secs_f64()
+        );
+        if let Some(rest) = hold.checked_sub(isolated_at.elapsed()) {
+            tokio::time::sleep(rest).await;
+        }
         let n = nemesis.clone();
         blocking(move || n.heal()).await?;
         cluster.wait_settled(RECOVER_TIMEOUT).await?;
@@ -184,7 +209,6 @@ async fn three_nodes_survive_leader_isolation_kill_and_pause_without_losing_ackn
     let dir = report::run_dir(seed).unwrap();
     report::write(&dir, &ops, &timeline, &verdicts).unwrap();
     let summary = report::summary(seed, &ops, &timeline, &verdicts, &dir, started.elapsed().as_secs_f64());
-    println!("{summary}");
     eprintln!("{summary}");
     eprintln!("workload ran {workload_secs:.1}s");
 
@@ -208,6 +232,10 @@ async fn three_nodes_survive_leader_isolation_kill_and_pause_without_losing_ackn
         for i in 0..NODES {
             eprintln!("--- {} logs:\n{}", cluster.nodes[i].name, cluster.logs(i, 30).unwrap_or_default());
         }
-        panic!("seed={seed} (replay with MUSTER_CT_SEED={seed}); report in {}:\n{}", dir.display(), problems.join("\n"));
+        panic!(
+            "seed={seed} (replay with MUSTER_CT_SEED={seed}); report in {}:\n{}",
+            dir.display(),
+            problems.join("\n")
+        );
     }
 }
