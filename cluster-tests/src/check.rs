@@ -22,7 +22,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn from(checker: &str, checked: String, mut violations: Vec<String>) -> Verdict {
+    pub(crate) fn from(checker: &str, checked: String, mut violations: Vec<String>) -> Verdict {
         let ok = violations.is_empty();
         let total = violations.len();
         violations.truncate(VIOLATIONS_SHOWN);
@@ -37,7 +37,7 @@ impl Verdict {
     }
 }
 
-fn secs(ns: u64) -> String {
+pub(crate) fn secs(ns: u64) -> String {
     format!("{:.3}s", ns as f64 / 1e9)
 }
 
@@ -238,6 +238,7 @@ mod tests {
             code: None,
             error: None,
             value: None,
+            revision: None,
         }
     }
 

@@ -111,6 +111,9 @@ pub struct Op {
     /// What a successful read returned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
+    /// The registry revision an acknowledged write was applied at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
 }
 
 /// The outcome and code name of a gRPC error for a call that `is_write`. DEADLINE_EXCEEDED,
@@ -218,6 +221,7 @@ mod tests {
             code: Some("DEADLINE_EXCEEDED".into()),
             error: None,
             value: None,
+            revision: None,
         };
         let line = serde_json::to_string(&op).unwrap();
         assert!(line.contains(r#""op":"update""#), "{line}");

@@ -9,15 +9,21 @@
 //! - [`history`]: the record of client operations (invoke, complete, outcome) as JSONL.
 //! - [`workload`]: concurrent gRPC clients producing that history.
 //! - [`check`]: pure checkers over a history and the final state; each returns a [`check::Verdict`].
+//! - [`watch`]: watch clients following `Registry/Watch` through breaks, recording what they saw.
+//! - [`check_watch`]: watch streams ordered, gap-free and consistent with the final state.
+//! - [`check_stacks`]: at most one server stack at any instant, from Docker's event stream.
 //! - [`report`]: the run directory (`target/cluster-tests/<seed>-<time>/`).
 //!
 //! Nothing here is imported by muster itself; this crate uses muster only for its generated gRPC
 //! types.
 
 pub mod check;
+pub mod check_stacks;
+pub mod check_watch;
 pub mod cluster;
 pub mod cmd;
 pub mod history;
 pub mod nemesis;
 pub mod report;
+pub mod watch;
 pub mod workload;

@@ -53,7 +53,10 @@ fn versions(services: &[Service]) -> Vec<(String, u64)> {
 }
 
 /// One call with the deadline, its outcome and what it read.
-async fn perform(ch: Channel, call: &Call) -> Result<Option<Value>, Status> {
+/// What a successful call returned: the read's value, the write's revision.
+type Done = (Option<Value>, Option<u64>);
+
+async fn perform(ch: Channel, call: &Call) -> Result<Done, Status> {
     let mut c = RegistryClient::new(ch);
     let fut = async {
         match call {
@@ -69,7 +72,7 @@ async fn perform(ch: Channel, call: &Call) -> Result<Option<Value>, Status> {
                     ..Default::default()
                 });
                 req.set_timeout(OP_TIMEOUT);
-                c.register(req).await.map(|_| None)
+                c.register(req).await.map(|r| (None, Some(r.into_inner().revision)))
             }
             Call::Update { id, version } => {
                 let mut req = tonic::Request::new(UpdateRequest {
@@ -80,20 +83,22 @@ async fn perform(ch: Channel, call: &Call) -> Result<Option<Value>, Status> {
                     ..Default::default()
                 });
                 req.set_timeout(OP_TIMEOUT);
-                c.update(req).await.map(|_| None)
+                c.update(req).await.map(|r| (None, Some(r.into_inner().revision)))
             }
             Call::Deregister { id } => {
                 let mut req = tonic::Request::new(DeregisterRequest { service_id: id.clone() });
                 req.set_timeout(OP_TIMEOUT);
-                c.deregister(req).await.map(|_| None)
+                c.deregister(req).await.map(|r| (None, Some(r.into_inner().revision)))
             }
             Call::Get { id } => {
                 let mut req = tonic::Request::new(GetRequest { service_id: id.clone(), stale: false });
                 req.set_timeout(OP_TIMEOUT);
                 match c.get(req).await {
-                    Ok(r) => Ok(Some(Value::Version(r.into_inner().service.as_ref().map(version_of)))),
+                    Ok(r) => {
+                        Ok((Some(Value::Version(r.into_inner().service.as_ref().map(version_of))), None))
+                    }
                     // A definite "absent" is a read result, not a failure.
-                    Err(s) if s.code() == Code::NotFound => Ok(Some(Value::Version(None))),
+                    Err(s) if s.code() == Code::NotFound => Ok((Some(Value::Version(None)), None)),
                     Err(s) => Err(s),
                 }
             }
@@ -104,7 +109,7 @@ async fn perform(ch: Channel, call: &Call) -> Result<Option<Value>, Status> {
                     ..Default::default()
                 });
                 req.set_timeout(OP_TIMEOUT);
-                c.list(req).await.map(|r| Some(Value::Services(versions(&r.into_inner().services))))
+                c.list(req).await.map(|r| (Some(Value::Services(versions(&r.into_inner().services))), None))
             }
         }
     };
@@ -180,12 +185,12 @@ async fn client(
         let invoke_ns = clock.now_ns();
         let res = perform(targets.channels[n].clone(), &call).await;
         let complete_ns = clock.now_ns();
-        let (outcome, code, error, value) = match res {
-            Ok(value) => (Outcome::Ok, None, None, value),
+        let (outcome, code, error, (value, revision)) = match res {
+            Ok(done) => (Outcome::Ok, None, None, done),
             Err(status) => {
                 let (outcome, code) = classify(&status, call.is_write());
                 let msg: String = status.message().chars().take(200).collect();
-                (outcome, Some(code), Some(msg), None)
+                (outcome, Some(code), Some(msg), (None, None))
             }
         };
         history.push(Op {
@@ -198,6 +203,7 @@ async fn client(
             code,
             error,
             value,
+            revision,
         });
         tokio::time::sleep(Duration::from_millis(rng.random_range(10..50))).await;
     }
