@@ -114,6 +114,7 @@ pub fn watch_streams(watchers: &[Watcher], ops: &[Op], final_state: Option<&Fina
     }
 
     let mut events_seen = 0usize;
+    let mut reached_final = 0usize;
     for (w, ss) in &all {
         // Ordered, across resumes too.
         let mut last: Option<(u64, &str)> = None;
@@ -171,6 +172,7 @@ pub fn watch_streams(watchers: &[Watcher], ops: &[Op], final_state: Option<&Fina
         if t < f.revision {
             continue;
         }
+        reached_final += 1;
         let mut last_of: BTreeMap<&str, (u64, Kind, Option<u64>)> = BTreeMap::new();
         for s in ss {
             for &(rev, kind, id, version) in &s.events {
@@ -208,7 +210,9 @@ pub fn watch_streams(watchers: &[Watcher], ops: &[Op], final_state: Option<&Fina
         "{} watcher(s), {events_seen} events, {resumes} resume(s), {} reference events{}",
         watchers.len(),
         reference.len(),
-        final_state.map(|f| format!(", final listing at r{}", f.revision)).unwrap_or_default()
+        final_state
+            .map(|f| format!(", final listing at r{} reached by {reached_final}", f.revision))
+            .unwrap_or_default()
     );
     Verdict::from("watch-streams", checked, violations)
 }

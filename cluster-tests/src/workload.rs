@@ -212,6 +212,11 @@ async fn client(
 /// Every workload service on one node, id → version, read page by page (`stale`: the node's
 /// own copy; otherwise linearizable). Fails if the listing changes size under it.
 pub async fn read_all(ch: Channel, stale: bool) -> Result<BTreeMap<String, u64>> {
+    read_all_at(ch, stale).await.map(|(_, all)| all)
+}
+
+/// [`read_all`] and the registry revision its first page saw.
+pub async fn read_all_at(ch: Channel, stale: bool) -> Result<(u64, BTreeMap<String, u64>)> {
     let mut c = RegistryClient::new(ch);
     let mut all = BTreeMap::new();
     let mut total = None;
@@ -230,8 +235,8 @@ pub async fn read_all(ch: Channel, stale: bool) -> Result<BTreeMap<String, u64>>
             .map_err(|_| anyhow!("List took over {OP_TIMEOUT:?}"))??
             .into_inner();
         match total {
-            None => total = Some(resp.total),
-            Some(t) if t != resp.total => {
+            None => total = Some((resp.total, resp.revision)),
+            Some((t, _)) if t != resp.total => {
                 bail!("the listing changed from {t} to {} services while paging", resp.total)
             }
             Some(_) => {}
@@ -239,7 +244,8 @@ pub async fn read_all(ch: Channel, stale: bool) -> Result<BTreeMap<String, u64>>
         let got = resp.services.len();
         all.extend(versions(&resp.services));
         if got < PAGE as usize || all.len() as u64 >= resp.total {
-            return Ok(all);
+            let revision = total.map_or(resp.revision, |(_, r)| r);
+            return Ok((revision, all));
         }
     }
     bail!("more than {} services listed", PAGES_MAX * PAGE as usize)

@@ -1,5 +1,5 @@
 //! The smoke set (`make cluster-test`): three muster nodes as containers from `muster:dev`,
-//! a seeded workload of register/update/deregister/get/list for about 20 s while the nemesis
+//! a seeded workload of register/update/deregister/get/list (and watchers) for about 20 s while the nemesis
 //! isolates the leader, kills and restarts a node, and pauses one; then every checker runs on
 //! the history and the final state. Needs root, Docker, nsenter and iptables, and the image
 //! (`scripts/mkimage.sh`). `MUSTER_CT_SEED=<n>` replays a schedule; the seed is printed first.
@@ -13,9 +13,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use cluster_tests::check::{self, NodeView, Verdict};
+use cluster_tests::check_watch::{self, FinalState};
 use cluster_tests::cluster::{Cluster, IMAGE};
 use cluster_tests::history::{History, RunClock};
 use cluster_tests::nemesis::Nemesis;
+use cluster_tests::watch::{self, WatchStop};
 use cluster_tests::workload::{self, Targets};
 use cluster_tests::{cmd, report};
 use rand::rngs::StdRng;
@@ -23,6 +25,10 @@ use rand::{Rng, SeedableRng};
 
 const NODES: usize = 3;
 const CLIENTS: usize = 4;
+/// Watch clients: even ones from revision 1, odd ones from the current revision.
+const WATCHERS: usize = 3;
+/// How long the watchers may take to reach the final listing's revision after the heal.
+const WATCH_CATCH_UP: Duration = Duration::from_secs(20);
 /// How long the workload runs, at least (the schedule may take longer on a slow machine).
 const WORKLOAD: Duration = Duration::from_secs(20);
 /// First election of a fresh cluster: discovery window, bootstrap, voter promotion.
@@ -98,7 +104,7 @@ async fn converge(cluster: &Cluster) -> Verdict {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_survive_leader_isolation_kill_and_pause_without_losing_acknowledged_writes() {
-    // Proves that under leader isolation, kill -9 + restart and pause, no acknowledged write is lost and the nodes converge.
+    // Proves that under leader isolation, kill -9 + restart and pause, no acknowledged write is lost, watch streams stay ordered and gap-free, and the nodes converge.
     let seed = seed();
     eprintln!("cluster-test smoke: seed={seed} (replay with MUSTER_CT_SEED={seed})");
     preflight();
@@ -128,6 +134,8 @@ async fn three_nodes_survive_leader_isolation_kill_and_pause_without_losing_ackn
         names: cluster.nodes.iter().map(|n| n.name.clone()).collect(),
         channels: (0..NODES).map(|i| cluster.channel(i).unwrap()).collect(),
     };
+    let watch_stop = Arc::new(WatchStop::default());
+    let watching = tokio::spawn(watch::run(targets.clone(), WATCHERS, seed, clock, watch_stop.clone()));
     let load = tokio::spawn(workload::run(targets, CLIENTS, seed, clock, history.clone(), stop.clone()));
 
     // The schedule: every choice and duration comes from the seed.
@@ -186,17 +194,35 @@ async fn three_nodes_survive_leader_isolation_kill_and_pause_without_losing_ackn
     let healed = blocking(move || n.heal()).await;
     let settled = cluster.wait_settled(RECOVER_TIMEOUT).await;
     let mut finals = BTreeMap::new();
+    let mut final_state: Option<FinalState> = None;
     let mut read_errors = Vec::new();
     for (i, node) in cluster.nodes.iter().enumerate() {
-        match workload::read_all(cluster.channel(i).unwrap(), false).await {
-            Ok(l) => {
+        match workload::read_all_at(cluster.channel(i).unwrap(), false).await {
+            Ok((revision, l)) => {
+                if final_state.as_ref().is_none_or(|f| revision > f.revision) {
+                    final_state = Some(FinalState { revision, services: l.clone() });
+                }
                 finals.insert(node.name.clone(), l);
             }
             Err(e) => read_errors.push(format!("{}: {e:#}", node.name)),
         }
     }
+    // The watchers follow on until they have seen the final listing's revision.
+    watch_stop.until.store(final_state.as_ref().map_or(1, |f| f.revision.max(1)), Ordering::Relaxed);
+    let mut watching = watching;
+    let watchers = match tokio::time::timeout(WATCH_CATCH_UP, &mut watching).await {
+        Ok(w) => w.unwrap(),
+        Err(_) => {
+            watch_stop.give_up.store(true, Ordering::Relaxed);
+            tokio::time::timeout(DRAIN_TIMEOUT, watching).await.expect("watchers did not stop").unwrap()
+        }
+    };
     let ops = history.snapshot();
-    let mut verdicts = vec![check::no_acknowledged_write_lost(&ops, &finals), converge(&cluster).await];
+    let mut verdicts = vec![
+        check::no_acknowledged_write_lost(&ops, &finals),
+        converge(&cluster).await,
+        check_watch::watch_streams(&watchers, &ops, final_state.as_ref()),
+    ];
     if !read_errors.is_empty() {
         verdicts.push(Verdict {
             checker: "final-reads".into(),
@@ -208,9 +234,13 @@ async fn three_nodes_survive_leader_isolation_kill_and_pause_without_losing_ackn
     let timeline = nemesis.timeline();
     let dir = report::run_dir(seed).unwrap();
     report::write(&dir, &ops, &timeline, &verdicts).unwrap();
+    cluster_tests::history::write_jsonl(&dir.join("watch.jsonl"), &watchers).unwrap();
     let summary = report::summary(seed, &ops, &timeline, &verdicts, &dir, started.elapsed().as_secs_f64());
     eprintln!("{summary}");
     eprintln!("workload ran {workload_secs:.1}s");
+    for v in &verdicts {
+        eprintln!("{}: {}", v.checker, v.explanation);
+    }
 
     let mut problems = Vec::new();
     if let Err(e) = schedule {
