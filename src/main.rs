@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
+use muster::cli::drill::{self, DrillArgs};
 use muster::cli::event::EventArgs;
 use muster::cli::members::{self, MembersArgs};
 use muster::cli::services::{self, ServicesArgs};
@@ -40,6 +41,8 @@ enum Command {
     Leader(LeaderArgs),
     /// Show the Docker stack a node wants and runs, and its last transition.
     Stack(StackArgs),
+    /// Drills on a live cluster: `failover` moves leadership and times the stack transition.
+    Drill(DrillArgs),
     /// Print a new random gossip encryption key for --encrypt.
     Keygen,
     /// Print the version.
@@ -68,6 +71,7 @@ async fn main() -> ExitCode {
         Command::Status(args) => report(status::run_status(&args).await),
         Command::Leader(args) => report(status::run_leader(&args).await),
         Command::Stack(args) => report(stack::run(&args).await),
+        Command::Drill(args) => report(drill::run(&args).await),
         Command::Keygen => {
             println!("{}", muster::gossip::wire::generate_key());
             ExitCode::SUCCESS

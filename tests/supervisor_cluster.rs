@@ -3,7 +3,8 @@
 //! sees only its own): exactly one node runs the server stack, every other node (an agent-role
 //! node too) runs the proxy stack pointed at the server; after `kill -9` of the server's
 //! muster another node's server stack runs and the proxies are re-pointed at it; the agent
-//! never runs the server stack. Prints the measured transition times.
+//! never runs the server stack; `muster drill failover` moves the server and reports each step.
+//! Prints the measured transition times.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -129,6 +130,25 @@ fn one_server_stack_proxies_follow_it_and_a_kill_moves_it() {
     let proxy = by_node.iter().find(|(n, _)| **n != server).and_then(|(_, r)| r.first()).unwrap();
     assert_eq!(env_of(&proxy.name)["CAPTURE_DAEMON_URL"], "http://127.0.0.1:8080");
     assert_ne!(server, agent, "the agent-role node is never the server");
+
+    // The operator's drill: leadership moves, and the drill waits until the new server's stack
+    // runs and every other node's proxies point at it.
+    let drilled = Instant::now();
+    let out = Command::new(muster_bin())
+        .args(["drill", "failover", "--timeout", "90", "--addr", &nodes[0].http.to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "the drill succeeds: {text}{}", String::from_utf8_lossy(&out.stderr));
+    println!("muster drill failover ({:.1?}):\n{text}", drilled.elapsed());
+    let after_drill = wait_for(WAIT, "one server stack after the drill", || {
+        agent_never_serves(&names);
+        let live: Vec<&Muster> = nodes.iter().collect();
+        settled(&live, &names)
+    });
+    assert_ne!(after_drill, server, "the drill moved the server stack");
+    assert!(text.contains(&format!("{after_drill}'s server stack runs")), "{text}");
+    let server = after_drill;
 
     let killed = nodes.iter().position(|m| m.name == server).unwrap();
     nodes[killed].proc.kill9();

@@ -2,6 +2,7 @@
 //! small HTTP client they share. Imports `api` (the filter grammar) and `membership` (the member
 //! shape); never the node's internals.
 
+pub mod drill;
 pub mod event;
 pub mod http;
 pub mod members;
