@@ -259,12 +259,24 @@ async fn reconciler_drives_server_and_proxy_stacks_on_real_docker() {
     assert_eq!(running(&observed), [(StackKind::Proxy, 2, "agent".to_string())].into());
     assert_ne!(observed[0].id, removed_id, "a new container replaced the removed one");
 
-    // (e) nothing desired: every container is removed.
+    // (e) nothing desired: every container is removed, then the networks muster made.
     println!("(e) nothing desired");
     let t = unix_now_ms();
     desired_tx.send_replace(Desired::nothing(3));
     converged(&mut status_rx, "nothing", t).await;
     assert!(engine.observe(&node).await.unwrap().is_empty(), "no container is left");
+    let networks = || {
+        let out = Command::new("docker")
+            .args(["network", "ls", "-q", "--filter", &format!("label=muster.node={node}")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).split_whitespace().count()
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while networks() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the node's networks are removed within {WAIT:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 
     shutdown.cancel();
     tokio::time::timeout(WAIT, reconciler).await.expect("the loop stops on shutdown").unwrap();

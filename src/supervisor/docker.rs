@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use bollard::models::NetworkConnectRequest;
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectNetworkOptions, ListContainersOptions, RemoveContainerOptions,
-    StopContainerOptions,
+    CreateContainerOptions, InspectNetworkOptions, ListContainersOptions, ListNetworksOptions,
+    RemoveContainerOptions, StopContainerOptions,
 };
 use bollard::Docker;
 
@@ -145,6 +145,31 @@ impl DockerEngine {
                 Err(DockerError::Timeout { call, action, target, timeout_ms })
             }
         }
+    }
+
+    /// Removes the networks muster created for `node` whose names `keep` does not list. One
+    /// still in use (Docker refuses: 403/409) or already gone stays for a later call. The
+    /// removed names.
+    pub async fn prune_networks(&self, node: &str, keep: &[String]) -> Result<Vec<String>, DockerError> {
+        let label = format!("{LABEL_NODE}={node}");
+        let filters = HashMap::from([("label".to_string(), vec![label.clone()])]);
+        let list = self.docker.list_networks(Some(ListNetworksOptions { filters: Some(filters) }));
+        let action = "prune networks";
+        let names: Vec<String> = self
+            .call("network list", action, &label, list)
+            .await?
+            .into_iter()
+            .filter_map(|n| n.name)
+            .collect();
+        let mut removed = Vec::new();
+        for name in names.into_iter().filter(|n| !keep.contains(n)).take(OBSERVED_CONTAINERS_MAX) {
+            match self.call("network remove", action, &name, self.docker.remove_network(&name)).await {
+                Ok(()) => removed.push(name),
+                Err(e) if matches!(e.status_code(), Some(403 | 404 | 409)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(removed)
     }
 
     /// Every container (any state) labelled `muster.node=<node>`. Containers whose owner

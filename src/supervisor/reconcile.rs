@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::docker::{DockerEngine, DockerError, EventStream, ExecuteContext};
+use super::naming::network_name;
 use super::plan::{plan, Desired, PlanLimits};
 use super::status::StackStatus;
 
@@ -113,6 +114,8 @@ struct Loop {
     reconnect: bool,
     events: Option<EventStream>,
     events_retry_at: Instant,
+    /// A transition acted: once converged, remove the networks it left unused.
+    prune_pending: bool,
 }
 
 /// Runs the loop with `options` until `shutdown` is cancelled or the desired sender is dropped.
@@ -136,6 +139,7 @@ pub async fn run_reconciler_with(
         reconnect: false,
         events: None,
         events_retry_at: Instant::now(),
+        prune_pending: false,
     };
     tracing::info!(node = %lp.node, api = %lp.engine.api_version(), "supervisor: reconcile loop started");
     let tick_interval = Duration::from_millis(options.tick_interval_ms);
@@ -148,6 +152,11 @@ pub async fn run_reconciler_with(
         match lp.tick(&desired).await {
             Ok(acted) => {
                 lp.backoff.reset();
+                if acted {
+                    lp.prune_pending = true;
+                } else if lp.prune_pending && lp.status.converged {
+                    lp.prune_networks(&desired).await;
+                }
                 if acted && in_a_row < options.ticks_in_a_row_max {
                     in_a_row += 1;
                     continue;
@@ -238,6 +247,25 @@ impl Loop {
         Ok(true)
     }
 
+    /// Removes this node's networks the desired stack does not use (after a stack switch, or
+    /// when no stack is wanted). A failure is logged and tried again after the next transition.
+    async fn prune_networks(&mut self, desired: &Desired) {
+        self.prune_pending = false;
+        let keep: Vec<String> = match desired.stack {
+            Some(stack) => desired.networks.iter().map(|n| network_name(&self.node, stack, n)).collect(),
+            None => Vec::new(),
+        };
+        match self.engine.prune_networks(&self.node, &keep).await {
+            Ok(removed) if !removed.is_empty() => {
+                tracing::info!(node = %self.node, networks = ?removed, "supervisor: removed networks no stack uses");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(node = %self.node, error = %e.detailed(), "supervisor: cannot remove unused networks")
+            }
+        }
+    }
+
     fn publish(&self) {
         self.status_tx.send_replace(self.status.clone());
     }
@@ -290,7 +318,10 @@ impl Loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(remaining, self.tick(desired)).await {
                 Ok(Ok(true)) => continue,
-                Ok(Ok(false)) if self.status.converged => break,
+                Ok(Ok(false)) if self.status.converged => {
+                    self.prune_networks(desired).await;
+                    break;
+                }
                 Ok(Ok(false)) => tokio::time::sleep(Duration::from_millis(self.options.backoff_min_ms)).await,
                 Ok(Err(delay)) => tokio::time::sleep(delay.min(remaining)).await,
                 Err(_) => break,
