@@ -2,7 +2,7 @@
 //! long-lived task on one tracker with one cancellation token, and shuts down in reverse
 //! order on SIGINT/SIGTERM (the supervisor wants no new stack → a leader hands leadership
 //! over → a server's stack is drained → stop the API → leave the gossip cluster → stop the
-//! rest). [`supervisor`] wires the stack supervisor to the leadership.
+//! rest). The `supervisor` submodule wires the stack supervisor to the leadership.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
