@@ -51,6 +51,27 @@ enum Command {
     /// from our own binary for test and demo stacks.
     #[command(hide = true)]
     Idle,
+    /// Started by the node: stops the node's server stack once the node's process is gone.
+    #[command(hide = true)]
+    Watchdog(WatchdogArgs),
+}
+
+/// `muster watchdog` flags (the node passes them).
+#[derive(Debug, clap::Args)]
+struct WatchdogArgs {
+    /// The node's pid and its start time (field 22 of /proc/PID/stat).
+    #[arg(long)]
+    pid: u32,
+    #[arg(long)]
+    pid_start: u64,
+    /// The node's name (its containers' `muster.node` label).
+    #[arg(long)]
+    node: String,
+    #[arg(long)]
+    docker_socket: std::path::PathBuf,
+    /// Seconds docker gives a container to stop.
+    #[arg(long)]
+    stop_timeout: u32,
 }
 
 /// Exit code for a configuration the user must fix (like clap's usage errors).
@@ -81,7 +102,24 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Idle => report(idle().await),
+        Command::Watchdog(args) => report(watchdog(args).await),
     }
+}
+
+/// The server stack's watchdog (see `muster::supervisor::watchdog`).
+async fn watchdog(args: WatchdogArgs) -> anyhow::Result<()> {
+    use muster::supervisor::watchdog::{run, ProcessId, WatchdogConfig};
+    let cfg = WatchdogConfig {
+        node_process: ProcessId { pid: args.pid, start: args.pid_start },
+        node: args.node,
+        socket: args.docker_socket,
+        stop_timeout_s: args.stop_timeout,
+    };
+    let stopped = run(cfg).await?;
+    if !stopped.is_empty() {
+        eprintln!("muster watchdog: the node is gone; stopped its server containers {stopped:?}");
+    }
+    Ok(())
 }
 
 /// Waits for SIGTERM (what `docker stop` sends) or SIGINT; the handlers are in place before

@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use supervisor_support::{build_image, unique_node, Cleanup, IDLE_STACK};
+use supervisor_support::{build_image, server_events, unique_node, unix_now_ns, Cleanup, IDLE_STACK};
 
 const STACK: &str = IDLE_STACK;
 
@@ -151,6 +151,7 @@ fn one_server_stack_proxies_follow_it_and_a_kill_moves_it() {
     let server = after_drill;
 
     let killed = nodes.iter().position(|m| m.name == server).unwrap();
+    let since = unix_now_ns();
     nodes[killed].proc.kill9();
     let t0 = Instant::now();
     let survivors: Vec<String> = names.iter().filter(|n| **n != server).cloned().collect();
@@ -166,11 +167,22 @@ fn one_server_stack_proxies_follow_it_and_a_kill_moves_it() {
         t0.elapsed()
     );
     assert_ne!(new_server, server);
-    let orphaned = running(&names).remove(&server).unwrap_or_default();
+    // The killed node's watchdog stopped its server stack before the new one started.
+    let left = running(&names).remove(&server).unwrap_or_default();
+    assert!(left.iter().all(|r| r.stack != "server"), "the killed node's server stack is stopped: {left:?}");
+    let events = server_events(since, unix_now_ns());
+    let died: Vec<u128> =
+        events.iter().filter(|(_, a, n)| *n == server && a == "die").map(|(t, _, _)| *t).collect();
+    let started: Vec<u128> =
+        events.iter().filter(|(_, a, n)| *n == new_server && a == "start").map(|(t, _, _)| *t).collect();
+    assert_eq!(died.len(), 2, "both of the killed node's server containers died: {events:?}");
+    let (last_death, first_start) = (*died.iter().max().unwrap(), *started.iter().min().unwrap());
+    assert!(last_death < first_start, "the dead node's stack is down before the new one starts: {events:?}");
     println!(
-        "the killed node's own containers keep running without their muster: {:?} (a muster killed with -9 \
-         cannot stop them; a partitioned or stopping server does)",
-        orphaned.iter().map(|r| r.service.as_str()).collect::<Vec<_>>()
+        "kill -9 → the dead node's watchdog had its server stack down {:.2} s later, the new server's \
+         stack started {:.2} s after the kill",
+        (last_death - since) as f64 / 1e9,
+        (first_start - since) as f64 / 1e9
     );
 }
 

@@ -97,6 +97,18 @@ pub(super) async fn start<M: crate::consensus::Machine>(
                     format!("connected to {} (API {})", config.docker_socket.display(), engine.api_version());
                 tracing::info!(socket = %config.docker_socket.display(), api = %engine.api_version(),
                     "supervisor: Docker engine connected");
+                match crate::supervisor::watchdog::spawn(
+                    &config.node,
+                    &config.docker_socket,
+                    options.stop_timeout_s,
+                ) {
+                    Ok(child) => tracing::info!(
+                        pid = child.id(),
+                        "supervisor: watchdog started (stops the server stack if this process dies)"
+                    ),
+                    Err(e) => tracing::warn!(error = %e,
+                        "supervisor: cannot start the watchdog; a crash of this process would leave its server stack running"),
+                }
                 let (tx, rx) = watch::channel(StackStatus::new(&config.node));
                 // The loop stops with the node, after the drain.
                 tracker.spawn(run_reconciler(engine, config.node.clone(), desired_rx, tx, shutdown.clone()));

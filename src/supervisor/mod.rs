@@ -38,6 +38,7 @@ pub mod status;
 pub mod supervise;
 mod timestamp;
 pub mod transition;
+pub mod watchdog;
 mod words;
 
 #[cfg(test)]

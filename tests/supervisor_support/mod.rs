@@ -139,3 +139,27 @@ pub async fn converged(rx: &mut watch::Receiver<StackStatus>, to: &str, after_ms
     );
     status
 }
+
+/// Wall-clock nanoseconds, as Docker's events carry them.
+pub fn unix_now_ns() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
+}
+
+/// Docker's events for server-stack containers between two instants: `(time_ns, action, node)`.
+pub fn server_events(since_ns: u128, until_ns: u128) -> Vec<(u128, String, String)> {
+    let at = |ns: u128| format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000);
+    let out = Command::new("docker")
+        .args(["events", "--since", &at(since_ns), "--until", &at(until_ns)])
+        .args(["--filter", "type=container", "--filter", "label=muster.stack=server", "--format"])
+        .arg("{{.TimeNano}} {{.Action}} {{index .Actor.Attributes \"muster.node\"}}")
+        .output()
+        .expect("docker events");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let [t, action, node] = f[..] else { return None };
+            Some((t.parse().ok()?, action.to_string(), node.to_string()))
+        })
+        .collect()
+}
