@@ -1,6 +1,8 @@
 //! RFC 3339 timestamps as Docker writes them (`StartedAt`, `FinishedAt`:
 //! `2026-05-07T21:09:36.123456789Z`, or `0001-01-01T00:00:00Z` for "never") into unix
-//! milliseconds. Pure; must not import anything outside `supervisor`.
+//! milliseconds. Pure; the calendar arithmetic is the logger's (`logging::days_from_civil`).
+
+use crate::logging::days_from_civil;
 
 /// Unix ms of an RFC 3339 timestamp; `None` for text that is not one, or for an instant before
 /// 1970 (Docker's zero time means "never").
@@ -76,18 +78,6 @@ fn days_in_month(year: i64, month: i64) -> i64 {
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (eras of 400 years, March-based years
-/// so the leap day is the last day of a year).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let month_from_march = (month + 9) % 12;
-    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }
 
 #[cfg(test)]
