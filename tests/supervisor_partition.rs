@@ -13,10 +13,10 @@ mod supervisor_support;
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::*;
-use supervisor_support::{build_image, unique_node, Cleanup, IDLE_STACK};
+use supervisor_support::{build_image, server_events, unique_node, unix_now_ns, Cleanup, IDLE_STACK};
 
 const STACK: &str = IDLE_STACK;
 
@@ -178,10 +178,6 @@ fn server_node(names: &[String]) -> Option<String> {
     }
 }
 
-fn unix_ns() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
-}
-
 #[test]
 fn a_cut_off_server_stops_its_stack_before_the_new_server_starts_one() {
     // Proves fencing end to end: with the server's link dropped, Docker's own event stream
@@ -221,7 +217,7 @@ fn a_cut_off_server_stops_its_stack_before_the_new_server_starts_one() {
     let old_i = names.iter().position(|n| *n == old).unwrap();
     println!("{old} runs the server stack; cutting it off");
 
-    let since = unix_ns();
+    let since = unix_now_ns();
     let cut_at = Instant::now();
     net.cut(old_i);
     let new = wait_for(WAIT, "another node's server stack running", || {
@@ -230,46 +226,31 @@ fn a_cut_off_server_stops_its_stack_before_the_new_server_starts_one() {
         names.iter().find(|n| **n != old && r.get(&((*n).clone(), "server".into())) == Some(&2)).cloned()
     });
     let moved = cut_at.elapsed();
-    let until = unix_ns();
+    let until = unix_now_ns();
 
     // Docker's event stream between the cut and now, for both nodes' server containers.
-    let events = run(
-        "docker",
-        &[
-            "events",
-            "--since",
-            &format!("{}.{:09}", since / 1_000_000_000, since % 1_000_000_000),
-            "--until",
-            &format!("{}.{:09}", until / 1_000_000_000, until % 1_000_000_000),
-            "--filter",
-            "type=container",
-            "--filter",
-            "label=muster.stack=server",
-            "--format",
-            "{{.TimeNano}} {{.Action}} {{index .Actor.Attributes \"muster.node\"}}",
-        ],
-    );
+    let events = server_events(since, until);
     let mut old_died: Vec<u128> = Vec::new();
     let mut new_started: Vec<u128> = Vec::new();
-    for line in events.lines() {
-        let f: Vec<&str> = line.split(' ').collect();
-        let [t, action, node] = f[..] else { continue };
-        let t: u128 = t.parse().unwrap();
-        if node == old && action == "die" {
-            old_died.push(t);
+    for (t, action, node) in &events {
+        if *node == old && action == "die" {
+            old_died.push(*t);
         }
-        if node == new && action == "start" {
-            new_started.push(t);
+        if *node == new && action == "start" {
+            new_started.push(*t);
         }
-        assert!(node != agent, "the agent-role node's server containers show in Docker's events: {line}");
+        assert!(
+            *node != agent,
+            "the agent-role node's server containers show in Docker's events: {events:?}"
+        );
     }
-    assert_eq!(old_died.len(), 2, "both old server containers died after the cut: {events}");
-    assert!(!new_started.is_empty(), "the new server's containers started: {events}");
+    assert_eq!(old_died.len(), 2, "both old server containers died after the cut: {events:?}");
+    assert!(!new_started.is_empty(), "the new server's containers started: {events:?}");
     let (last_death, first_start) = (*old_died.iter().max().unwrap(), *new_started.iter().min().unwrap());
     assert!(
         last_death < first_start,
         "the old server stack is down before the new one starts (last death {last_death}, first start \
-         {first_start}): {events}"
+         {first_start}): {events:?}"
     );
     println!(
         "cut → old stack down {:.2} s, new stack up {:.2} s later ({:.2} s between them); new server {new}",
