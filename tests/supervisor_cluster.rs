@@ -284,3 +284,42 @@ fn without_docker_the_node_says_so_once_runs_its_hooks_and_serves() {
     let status = Command::new(muster_bin()).args(["status", "--addr", &m.http.to_string()]).output().unwrap();
     assert!(status.status.success(), "the API serves: {}", String::from_utf8_lossy(&status.stderr));
 }
+
+#[test]
+fn a_hung_server_has_its_stack_stopped_by_the_watchdog_and_back_when_it_resumes() {
+    // Proves the watchdog's fence: a serving node stopped with SIGSTOP (hung: it cannot stop
+    // its own stack) has its server containers stopped by its watchdog once the fence lapses,
+    // well before a next server could start its stack (election + stop timeout + 2 s); after
+    // SIGCONT the node, still the server, runs its stack again.
+    build_image();
+    let name = unique_node("sf");
+    let _cleanup = Cleanup::new(&name);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stack.yml");
+    std::fs::write(&file, STACK).unwrap();
+    let mut m = Muster::start(
+        &name,
+        &["--profile", "local", "--stack-file", file.to_str().unwrap(), "--stack-stop-timeout", "1s"],
+    );
+    let count = |name: &String| running(std::slice::from_ref(name)).remove(name).map_or(0, |l| l.len());
+    wait_for(WAIT, "the lone node's server stack running", || (count(&name) == 2).then_some(()));
+    let stopped_at = unix_now_ns();
+    let frozen = Instant::now();
+    m.proc.signal("STOP");
+    wait_for(Duration::from_secs(20), "the watchdog stopping the hung node's server stack", || {
+        (count(&name) == 0).then_some(())
+    });
+    let gone_after = frozen.elapsed();
+    let events = server_events(stopped_at, unix_now_ns());
+    let first_stop = events.iter().find(|(_, action, _)| action == "die" || action == "stop");
+    let first_stop_s = first_stop.map(|(t, _, _)| (*t - stopped_at) as f64 / 1e9);
+    println!("SIGSTOP → first server container stopping {first_stop_s:?} s, all gone {gone_after:.2?}");
+    let first_stop_s = first_stop_s.expect("no stop event of a server container after SIGSTOP");
+    // The fence is 1.5 s plus a 0.1 s poll; generous for a loaded machine, and far below the
+    // next server's earliest start (election ≥ 0.3 s + 1 s stop timeout + 2 s).
+    assert!(first_stop_s >= 1.2, "stopped before the fence could lapse ({first_stop_s} s): not the fence");
+    assert!(first_stop_s < 3.0, "the fence took {first_stop_s} s");
+    m.proc.signal("CONT");
+    wait_for(WAIT, "the resumed node's server stack running again", || (count(&name) == 2).then_some(()));
+    assert!(m.proc.child.as_mut().unwrap().try_wait().unwrap().is_none(), "the node died");
+}

@@ -24,6 +24,9 @@ pub enum Action {
     Die,
     Stop,
     Destroy,
+    /// Frozen (the host froze): it serves nothing until unpaused.
+    Pause,
+    Unpause,
 }
 
 /// One Docker container event of a stack container.
@@ -57,10 +60,10 @@ pub fn running_spans(events: &[ContainerEvent]) -> Vec<Running> {
         let (set, since) = running.entry(&e.node).or_default();
         let was = !set.is_empty();
         match e.action {
-            Action::Start => {
+            Action::Start | Action::Unpause => {
                 set.insert(&e.container);
             }
-            Action::Die | Action::Stop | Action::Destroy => {
+            Action::Die | Action::Stop | Action::Destroy | Action::Pause => {
                 set.remove(e.container.as_str());
             }
         }
@@ -133,6 +136,8 @@ pub fn parse_event(line: &str) -> Option<ContainerEvent> {
         "die" => Action::Die,
         "stop" => Action::Stop,
         "destroy" => Action::Destroy,
+        "pause" => Action::Pause,
+        "unpause" => Action::Unpause,
         _ => return None,
     };
     let attrs = v.get("Actor")?.get("Attributes")?;
@@ -227,6 +232,24 @@ mod tests {
             v.violations[1].starts_with("n2 and n3 both ran server containers from 1.000s to the end"),
             "{v:?}"
         );
+    }
+
+    #[test]
+    fn a_paused_server_stack_does_not_count_as_running() {
+        // Proves a frozen host's stack (paused containers) is not an overlap, and that it counts
+        // again once unpaused while another node's runs.
+        let events = [
+            e(0, Action::Start, "n1", "a"),
+            e(100, Action::Pause, "n1", "a"),
+            e(400, Action::Start, "n2", "b"),
+            e(900, Action::Unpause, "n1", "a"),
+            e(950, Action::Die, "n1", "a"),
+        ];
+        let v = at_most_one_server_stack(&events);
+        assert!(!v.ok);
+        assert_eq!(v.violations, vec!["n2 and n1 both ran server containers from 0.900s to 0.950s (50 ms)"]);
+        let v = at_most_one_server_stack(&events[..3]);
+        assert!(v.ok, "{v:?}");
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! the data volumes and the DOCKER-USER accept rule of one run; [`Cluster`] removes all of
 //! them on drop. Finds containers by the run's label, never by name alone.
 
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -20,6 +23,27 @@ pub const API_PORT: u16 = 9999;
 /// Gossip port of every node.
 pub const GOSSIP_PORT: u16 = 7946;
 
+/// Where each node finds the stack file when the run has stacks (bind-mounted, read-only).
+const STACK_FILE_IN_NODE: &str = "/etc/muster/stack.yml";
+/// The Docker socket, mounted into every node of a run with stacks.
+pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+/// The stack file of runs with stacks: one idle server container and one idle proxy container
+/// pointed at the server, from the same image as the nodes (never pulled).
+pub const STACK_FILE: &str = r#"services:
+  api:
+    image: muster:dev
+    command: ["idle"]
+    init: true
+    profiles: [server]
+  proxy:
+    image: muster:dev
+    command: ["idle"]
+    init: true
+    profiles: [proxy]
+    environment:
+      SERVER_URL: "http://${MUSTER_SERVER_HOST}:8080"
+"#;
+
 /// A docker call that changes state (run, kill, start): generous for a loaded 2-core machine.
 const DOCKER_TIMEOUT: Duration = Duration::from_secs(60);
 /// A docker call that only reads.
@@ -31,10 +55,23 @@ const SUBNET_ATTEMPTS: u32 = 8;
 /// Pause between readiness polls.
 const READY_POLL: Duration = Duration::from_millis(500);
 
+/// How a run's cluster is built.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Nodes started at once (n1 first, the others retry-joining n1).
+    pub nodes: usize,
+    /// Further nodes created but not started: [`Cluster::start_spare`] adds them later.
+    pub spares: usize,
+    /// Every node runs the supervisor with [`STACK_FILE`] and the host's Docker socket, with a
+    /// stop timeout of 1 s; node names are then unique per run (`n1-<run id>`) because the
+    /// stack containers are named and labelled after them on the one shared engine.
+    pub stacks: bool,
+}
+
 /// One node: its container and address.
 #[derive(Debug, Clone)]
 pub struct Node {
-    /// Gossip name, `n1`..`nN`.
+    /// Gossip name: `n1`..`nN`, or `n1-<run id>`.. in runs with stacks.
     pub name: String,
     /// Container name (unique per run).
     pub container: String,
@@ -60,8 +97,17 @@ pub struct Cluster {
     pub network: String,
     /// Linux bridge device of the network (for the DOCKER-USER rule).
     pub bridge: String,
-    /// The nodes, index 0 is `n1`.
+    /// The nodes, index 0 is `n1` (spares included).
     pub nodes: Vec<Node>,
+    /// Whether the nodes run stacks.
+    pub stacks: bool,
+    /// The nodes that are meant to be in the cluster now: started and not removed (a killed or
+    /// paused node stays a member; it is expected back).
+    members: Mutex<BTreeSet<usize>>,
+    /// Nodes that left for good ([`Cluster::remove`]).
+    removed: Mutex<BTreeSet<usize>>,
+    /// The stack file on the host, when the run has stacks.
+    stack_dir: Option<PathBuf>,
     docker_user_rule: bool,
 }
 
@@ -83,8 +129,14 @@ impl Cluster {
     /// returns as soon as the containers run; call [`Cluster::wait_settled`] next. On any
     /// error, what was already created is removed (the half-built value is dropped).
     pub fn start(n: usize, run_id: &str) -> Result<Cluster> {
-        if n == 0 || n > 200 {
-            bail!("a cluster has 1..=200 nodes, not {n}");
+        Cluster::start_with(&Options { nodes: n, spares: 0, stacks: false }, run_id)
+    }
+
+    /// [`Cluster::start`] with spare nodes and stacks as `opts` says.
+    pub fn start_with(opts: &Options, run_id: &str) -> Result<Cluster> {
+        let (n, total) = (opts.nodes, opts.nodes + opts.spares);
+        if n == 0 || total > 200 {
+            bail!("a cluster has 1..=200 nodes, not {n} (+{} spares)", opts.spares);
         }
         let label = format!("{RUN_LABEL}={run_id}");
         let network = format!("mct-{run_id}");
@@ -95,12 +147,22 @@ impl Cluster {
             network: network.clone(),
             bridge: bridge.clone(),
             nodes: Vec::new(),
+            stacks: opts.stacks,
+            members: Mutex::new((0..n).collect()),
+            removed: Mutex::new(BTreeSet::new()),
+            stack_dir: None,
             docker_user_rule: false,
         };
         let third = cluster.create_network(&label)?;
         cluster.allow_forwarding()?;
-        for i in 0..n {
-            let name = format!("n{}", i + 1);
+        if opts.stacks {
+            let dir = std::env::temp_dir().join(format!("mct-{run_id}"));
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::write(dir.join("stack.yml"), STACK_FILE)?;
+            cluster.stack_dir = Some(dir);
+        }
+        for i in 0..total {
+            let name = if opts.stacks { format!("n{}-{run_id}", i + 1) } else { format!("n{}", i + 1) };
             cluster.nodes.push(Node {
                 container: format!("mct-{run_id}-{name}"),
                 volume: format!("mct-{run_id}-{name}"),
@@ -109,10 +171,51 @@ impl Cluster {
             });
         }
         let seed_addr = format!("{}:{GOSSIP_PORT}", cluster.nodes[0].ip);
-        for i in 0..n {
-            cluster.run_node(i, &label, (i > 0).then_some(seed_addr.as_str()))?;
+        for i in 0..total {
+            cluster.run_node(i, &label, (i > 0).then_some(seed_addr.as_str()), i < n)?;
         }
         Ok(cluster)
+    }
+
+    /// The nodes meant to be in the cluster now, in index order.
+    pub fn members(&self) -> Vec<usize> {
+        self.members.lock().map(|m| m.iter().copied().collect()).unwrap_or_default()
+    }
+
+    /// The voters a settled cluster of the current members has (muster's autopilot: 1, 3 or 5).
+    pub fn voters_wanted(&self) -> usize {
+        match self.members().len() {
+            0..=2 => 1,
+            3 | 4 => 3,
+            _ => 5,
+        }
+    }
+
+    /// Starts spare node `i` (created at start, never run yet, or removed before): it joins n1.
+    pub fn start_spare(&self, i: usize) -> Result<()> {
+        docker(&["start", self.container(i)?])?;
+        if let Ok(mut m) = self.members.lock() {
+            m.insert(i);
+        }
+        Ok(())
+    }
+
+    /// Stops node `i` gracefully (SIGTERM: it hands leadership over and leaves) and takes it out
+    /// of the members; the autopilot drops it from the voters after its grace period.
+    pub fn remove(&self, i: usize) -> Result<()> {
+        docker(&["stop", "-t", "20", self.container(i)?])?;
+        if let Ok(mut m) = self.members.lock() {
+            m.remove(&i);
+        }
+        if let Ok(mut r) = self.removed.lock() {
+            r.insert(i);
+        }
+        Ok(())
+    }
+
+    /// Whether node `i` left for good.
+    pub fn removed(&self, i: usize) -> bool {
+        self.removed.lock().map(|r| r.contains(&i)).unwrap_or(false)
     }
 
     /// A /24 in 172.31.X.0 not taken yet, tried from a run-derived X on.
@@ -158,16 +261,24 @@ impl Cluster {
         Ok(())
     }
 
-    fn run_node(&self, i: usize, label: &str, join: Option<&str>) -> Result<()> {
+    /// Creates node `i`'s volume and container, and starts it when `start`.
+    fn run_node(&self, i: usize, label: &str, join: Option<&str>, start: bool) -> Result<()> {
         let node = &self.nodes[i];
         docker(&["volume", "create", "--label", label, &node.volume])?;
         let bind = format!("{}:{GOSSIP_PORT}", node.ip);
         let http = format!("{}:{API_PORT}", node.ip);
         let mount = format!("{}:/data", node.volume);
         let node_label = format!("muster.cluster-test.node={}", node.name);
-        let mut args = vec![
-            "run",
-            "-d",
+        let socket_mount = format!("{DOCKER_SOCKET}:{DOCKER_SOCKET}");
+        let stack_mount = self
+            .stack_dir
+            .as_ref()
+            .map(|d| format!("{}:{STACK_FILE_IN_NODE}:ro", d.join("stack.yml").display()));
+        let mut args = vec![if start { "run" } else { "create" }];
+        if start {
+            args.push("-d");
+        }
+        args.extend_from_slice(&[
             "--name",
             &node.container,
             "--hostname",
@@ -184,6 +295,11 @@ impl Cluster {
             "NET_ADMIN",
             "-v",
             &mount,
+        ]);
+        if let Some(stack_mount) = &stack_mount {
+            args.extend_from_slice(&["-v", &socket_mount, "-v", stack_mount]);
+        }
+        args.extend_from_slice(&[
             IMAGE,
             "agent",
             "--node",
@@ -202,7 +318,10 @@ impl Cluster {
             "/data",
             "--log-format",
             "json",
-        ];
+        ]);
+        if stack_mount.is_some() {
+            args.extend_from_slice(&["--stack-file", STACK_FILE_IN_NODE, "--stack-stop-timeout", "1s"]);
+        }
         if let Some(join) = join {
             args.extend_from_slice(&[
                 "--retry-join",
@@ -264,11 +383,11 @@ impl Cluster {
         Ok(Settled { leader, term })
     }
 
-    /// Waits until [`Cluster::settled_once`] holds for every node, or `within` passes (then
+    /// Waits until [`Cluster::settled_once`] holds for every member (with the voters the
+    /// autopilot keeps for that many), or `within` passes (then
     /// the error carries the last disagreement).
     pub async fn wait_settled(&self, within: Duration) -> Result<Settled> {
-        let all: Vec<usize> = (0..self.nodes.len()).collect();
-        self.wait_settled_among(&all, self.nodes.len(), within).await
+        self.wait_settled_among(&self.members(), self.voters_wanted(), within).await
     }
 
     /// [`Cluster::wait_settled`] over a subset (e.g. while one node is down).
@@ -303,9 +422,36 @@ impl Cluster {
         self.nodes.get(i).map(|n| n.container.as_str()).ok_or_else(|| anyhow!("no node {i}"))
     }
 
-    /// SIGKILL node `i` (the container stops; its data volume stays).
+    /// The ids of node `i`'s stack containers that are running (none in runs without stacks).
+    fn stack_containers(&self, i: usize) -> Result<Vec<String>> {
+        if !self.stacks {
+            return Ok(Vec::new());
+        }
+        let filter = format!("label=muster.node={}", self.nodes[i].name);
+        let out = cmd::run("docker", &["ps", "-q", "--filter", &filter], INSPECT_TIMEOUT)?;
+        Ok(out.split_whitespace().map(String::from).collect())
+    }
+
+    /// SIGKILL node `i` (the container stops; its data volume stays). In a run with stacks
+    /// this is the whole host dying: its stack containers are killed in the same call.
     pub fn kill(&self, i: usize) -> Result<()> {
-        docker(&["kill", "-s", "KILL", self.container(i)?]).map(|_| ())
+        let stack = self.stack_containers(i)?;
+        let mut args = vec!["kill", "-s", "KILL", self.container(i)?];
+        args.extend(stack.iter().map(String::as_str));
+        docker(&args).map(|_| ())
+    }
+
+    /// SIGSTOP to node `i`'s muster process only (a hung process; its watchdog and its stack
+    /// containers keep running).
+    pub fn freeze(&self, i: usize) -> Result<()> {
+        let pid = self.pid(i)?.to_string();
+        cmd::run("kill", &["-STOP", &pid], INSPECT_TIMEOUT).map(|_| ())
+    }
+
+    /// SIGCONT to node `i`'s muster process.
+    pub fn thaw(&self, i: usize) -> Result<()> {
+        let pid = self.pid(i)?.to_string();
+        cmd::run("kill", &["-CONT", &pid], INSPECT_TIMEOUT).map(|_| ())
     }
 
     /// Starts node `i` again after [`Cluster::kill`] (same address, same data).
@@ -318,14 +464,29 @@ impl Cluster {
         docker(&["restart", "-t", "10", self.container(i)?]).map(|_| ())
     }
 
-    /// Freezes node `i` (cgroup freezer, like SIGSTOP to every process).
+    /// Freezes node `i` (cgroup freezer, like SIGSTOP to every process). In a run with stacks
+    /// this is the whole host freezing: its stack containers are paused in the same call.
     pub fn pause(&self, i: usize) -> Result<()> {
-        docker(&["pause", self.container(i)?]).map(|_| ())
+        let stack = self.stack_containers(i)?;
+        let mut args = vec!["pause", self.container(i)?];
+        args.extend(stack.iter().map(String::as_str));
+        docker(&args).map(|_| ())
     }
 
-    /// Thaws node `i`.
+    /// Thaws node `i` (and, with stacks, whatever of its stack is paused).
     pub fn unpause(&self, i: usize) -> Result<()> {
-        docker(&["unpause", self.container(i)?]).map(|_| ())
+        let mut args = vec!["unpause".to_string(), self.container(i)?.to_string()];
+        if self.stacks {
+            let filter = format!("label=muster.node={}", self.nodes[i].name);
+            let out = cmd::run(
+                "docker",
+                &["ps", "-q", "--filter", &filter, "--filter", "status=paused"],
+                INSPECT_TIMEOUT,
+            )?;
+            args.extend(out.split_whitespace().map(String::from));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        docker(&args).map(|_| ())
     }
 
     /// The host PID of node `i`'s main process (0 or an error when it is not running).
@@ -366,6 +527,17 @@ impl Cluster {
             Err(e) => eprintln!("cleanup: listing {what}: {e:#}"),
         };
         remove("containers", &["ps", "-aq", "--filter", &filter], &["rm", "-f", "-v"]);
+        if self.stacks {
+            // What the nodes' supervisors created on the shared engine.
+            for node in &self.nodes {
+                let by_node = format!("label=muster.node={}", node.name);
+                remove("stack containers", &["ps", "-aq", "--filter", &by_node], &["rm", "-f", "-v"]);
+                remove("stack networks", &["network", "ls", "-q", "--filter", &by_node], &["network", "rm"]);
+            }
+        }
+        if let Some(dir) = self.stack_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         remove("volumes", &["volume", "ls", "-q", "--filter", &filter], &["volume", "rm", "-f"]);
         remove("networks", &["network", "ls", "-q", "--filter", &filter], &["network", "rm"]);
         if self.docker_user_rule {

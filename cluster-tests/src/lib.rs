@@ -12,6 +12,7 @@
 //! - [`watch`]: watch clients following `Registry/Watch` through breaks, recording what they saw.
 //! - [`check_watch`]: watch streams ordered, gap-free and consistent with the final state.
 //! - [`check_stacks`]: at most one server stack at any instant, from Docker's event stream.
+//! - [`schedule`]: the named faults, one fault as an apply–hold–heal step, random schedules.
 //! - [`report`]: the run directory (`target/cluster-tests/<seed>-<time>/`).
 //!
 //! Nothing here is imported by muster itself; this crate uses muster only for its generated gRPC
@@ -25,5 +26,6 @@ pub mod cmd;
 pub mod history;
 pub mod nemesis;
 pub mod report;
+pub mod schedule;
 pub mod watch;
 pub mod workload;

@@ -34,7 +34,8 @@ pub struct Event {
     /// Nanoseconds since the run started, when the action finished.
     pub t_ns: u64,
     pub phase: Phase,
-    /// `isolate`, `split`, `kill`, `pause`, `restart`.
+    /// `isolate`, `split`, `bridge`, `one-way`, `loss`, `partition` (the heal of those),
+    /// `kill`, `pause`, `freeze`, `restart`, `membership`.
     pub fault: String,
     /// Gossip names of the nodes acted on.
     pub nodes: Vec<String>,
@@ -166,6 +167,81 @@ impl Nemesis {
         res
     }
 
+    /// A bridge: the nodes split into two halves that cannot talk to each other, except through
+    /// `bridge`, which sees both (the classic "majorities overlap in one node" partition).
+    pub fn bridge(&self, bridge: usize) -> Result<()> {
+        let others: Vec<usize> = self.cluster.members().into_iter().filter(|&j| j != bridge).collect();
+        let (left, right) = others.split_at(others.len() / 2);
+        let res = (|| {
+            for &a in left {
+                self.cut_off(a, right)?;
+            }
+            for &b in right {
+                self.cut_off(b, left)?;
+            }
+            Ok(())
+        })();
+        let detail = format!(
+            "{} | {} | {}",
+            self.names(left).join(","),
+            self.names(&[bridge])[0],
+            self.names(right).join(",")
+        );
+        self.record(Phase::Start, "bridge", &others, detail, &res);
+        res
+    }
+
+    /// One-way: node `i` hears nothing from the other members, but what it sends still
+    /// arrives (its INPUT drops, its OUTPUT does not).
+    pub fn deafen(&self, i: usize) -> Result<()> {
+        let others: Vec<usize> = self.cluster.members().into_iter().filter(|&j| j != i).collect();
+        let res = (|| {
+            self.ensure_chain(i)?;
+            for &p in &others {
+                let ip = self.cluster.nodes[p].ip.clone();
+                self.iptables_ok(i, &["-A", CHAIN, "-s", &ip, "-j", "DROP"])?;
+            }
+            Ok(())
+        })();
+        self.record(Phase::Start, "one-way", &[i], "hears no member; is heard".into(), &res);
+        res
+    }
+
+    /// Random loss: every member drops each packet from another member with probability
+    /// `percent`/100 (iptables `statistic`).
+    pub fn lossy(&self, percent: u32) -> Result<()> {
+        let members = self.cluster.members();
+        let probability = format!("{:.2}", f64::from(percent.min(100)) / 100.0);
+        let res = (|| {
+            for &i in &members {
+                self.ensure_chain(i)?;
+                for &p in members.iter().filter(|&&p| p != i) {
+                    let ip = self.cluster.nodes[p].ip.clone();
+                    self.iptables_ok(
+                        i,
+                        &[
+                            "-A",
+                            CHAIN,
+                            "-s",
+                            &ip,
+                            "-m",
+                            "statistic",
+                            "--mode",
+                            "random",
+                            "--probability",
+                            &probability,
+                            "-j",
+                            "DROP",
+                        ],
+                    )?;
+                }
+            }
+            Ok(())
+        })();
+        self.record(Phase::Start, "loss", &members, format!("{percent}% of packets between members"), &res);
+        res
+    }
+
     /// Flushes our chain on every node whose namespace exists. A node that is not running has
     /// no rules to flush; its error is noted but does not fail the heal.
     pub fn heal(&self) -> Result<()> {
@@ -220,6 +296,34 @@ impl Nemesis {
     pub fn unpause(&self, i: usize) -> Result<()> {
         let res = self.cluster.unpause(i);
         self.record(Phase::Heal, "pause", &[i], String::new(), &res);
+        res
+    }
+
+    /// SIGSTOP to node `i`'s muster process alone (its watchdog and stack run on).
+    pub fn freeze(&self, i: usize) -> Result<()> {
+        let res = self.cluster.freeze(i);
+        self.record(Phase::Start, "freeze", &[i], "muster process stopped".into(), &res);
+        res
+    }
+
+    /// SIGCONT to node `i`'s muster process.
+    pub fn thaw(&self, i: usize) -> Result<()> {
+        let res = self.cluster.thaw(i);
+        self.record(Phase::Heal, "freeze", &[i], String::new(), &res);
+        res
+    }
+
+    /// Membership change: spare node `i` starts and joins.
+    pub fn grow(&self, i: usize) -> Result<()> {
+        let res = self.cluster.start_spare(i);
+        self.record(Phase::Start, "membership", &[i], "joins".into(), &res);
+        res
+    }
+
+    /// Membership change: node `i` stops gracefully and leaves for good.
+    pub fn shrink(&self, i: usize) -> Result<()> {
+        let res = self.cluster.remove(i);
+        self.record(Phase::Heal, "membership", &[i], "leaves".into(), &res);
         res
     }
 

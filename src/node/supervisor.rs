@@ -16,6 +16,7 @@ use crate::supervisor::hooks::{self, HookScripts};
 use crate::supervisor::plan::Desired;
 use crate::supervisor::supervise::{self, Channels, SupervisorConfig, SupervisorStatus};
 use crate::supervisor::transition::{LeaderView, ServerRef, ViewRole};
+use crate::supervisor::watchdog::{Fence, FENCE_RENEW, FENCE_WINDOW};
 use crate::supervisor::{run_reconciler, DockerEngine, EngineOptions, StackKind, StackStatus};
 
 /// Beyond the stop timeout, what a new server's stack waits for a previous server's stop to
@@ -102,10 +103,21 @@ pub(super) async fn start<M: crate::consensus::Machine>(
                     &config.docker_socket,
                     options.stop_timeout_s,
                 ) {
-                    Ok(child) => tracing::info!(
-                        pid = child.id(),
-                        "supervisor: watchdog started (stops the server stack if this process dies)"
-                    ),
+                    Ok(mut child) => {
+                        tracing::info!(
+                            pid = child.id(),
+                            "supervisor: watchdog started (stops the server stack if this process dies or hangs)"
+                        );
+                        match child.stdin.take().map(tokio::process::ChildStdin::from_std) {
+                            Some(Ok(stdin)) => {
+                                tracker.spawn(renew_fence(stdin, consensus.leadership(), shutdown.clone()));
+                            }
+                            Some(Err(e)) => tracing::warn!(error = %e,
+                                "supervisor: cannot write to the watchdog; a hung node's server stack would keep running"),
+                            None => tracing::warn!(
+                                "supervisor: the watchdog has no stdin; a hung node's server stack would keep running"),
+                        }
+                    }
                     Err(e) => tracing::warn!(error = %e,
                         "supervisor: cannot start the watchdog; a crash of this process would leave its server stack running"),
                 }
@@ -164,6 +176,35 @@ impl Supervisor {
             tracing::info!("supervisor: server stack stopped");
         } else {
             tracing::warn!("supervisor: the server stack did not stop in time; the next server waits for it");
+        }
+    }
+}
+
+/// Tells the watchdog, every [`FENCE_RENEW`], whether this node is the server (see
+/// `supervisor::watchdog`): if the node hangs while serving, the renewals stop and the
+/// watchdog stops the server stack. On shutdown it says `rest`: the drain stops the stack.
+async fn renew_fence(
+    mut stdin: tokio::process::ChildStdin,
+    leadership: watch::Receiver<Leadership>,
+    shutdown: CancellationToken,
+) {
+    use tokio::io::AsyncWriteExt as _;
+    let mut tick = tokio::time::interval(FENCE_RENEW);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            _ = shutdown.cancelled() => true,
+            _ = tick.tick() => false,
+        };
+        let serving = !stopping && leadership.borrow().role == LeaderRole::Server;
+        let line = Fence::line(serving, FENCE_WINDOW);
+        let write = tokio::time::timeout(FENCE_RENEW, stdin.write_all(line.as_bytes())).await;
+        if !matches!(write, Ok(Ok(()))) {
+            tracing::warn!("supervisor: the watchdog stopped reading its fence; a hung node's server stack would keep running");
+            return;
+        }
+        if stopping {
+            return;
         }
     }
 }

@@ -6,13 +6,21 @@
 //! before it starts its stack (see [`super::transition`]); the watchdog notices within
 //! [`POLL`] and docker stops a container within the stop timeout.
 //!
+//! It also fences a node that is alive but hung (stopped with SIGSTOP, frozen, stuck): while
+//! the node is the server it renews a fence over the watchdog's stdin ([`FENCE_RENEW`], a
+//! `serve <ms>` line, [`FENCE_WINDOW`]); when the fence lapses without renewal the watchdog
+//! stops and removes the server containers itself (a resumed server recreates them). A hung server cannot stop its own stack, and the next
+//! server starts its stack only after its election plus the stop timeout plus a margin of 2 s,
+//! later than the fence (1.5 s) plus the poll plus the stop timeout. `rest` clears the fence
+//! (the node is not the server and stops its own stack).
+//!
 //! A node that stops gracefully has drained its server stack already; its watchdog then finds
 //! nothing to stop. Proxy containers are never touched. Must not import anything outside
 //! `supervisor`.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::docker::{DockerEngine, DockerError, EngineOptions, ExecuteContext};
 use super::plan::{Action, Desired};
@@ -20,6 +28,60 @@ use super::spec::StackKind;
 
 /// How often the watchdog looks at the node's process.
 pub const POLL: Duration = Duration::from_millis(100);
+/// How long the server stack may run after the node's last renewal.
+pub const FENCE_WINDOW: Duration = Duration::from_millis(1500);
+/// How often a serving node renews its fence.
+pub const FENCE_RENEW: Duration = Duration::from_millis(200);
+/// The longest fence line the watchdog reads (a longer line is a protocol error, ignored).
+const FENCE_LINE_MAX: usize = 64;
+
+/// The fence a serving node renews: pure, time is an argument.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fence {
+    /// Until when the server stack may run; None: the node is not serving.
+    until: Option<Instant>,
+}
+
+impl Fence {
+    /// The renewal line a node sends: serving for `window`, or resting.
+    pub fn line(serving: bool, window: Duration) -> String {
+        if serving {
+            format!("serve {}\n", window.as_millis())
+        } else {
+            "rest\n".to_string()
+        }
+    }
+
+    /// Takes one line from the node; false (and no change) for a line that is neither
+    /// `serve <ms>` (at most one minute) nor `rest`.
+    pub fn on_line(&mut self, line: &str, now: Instant) -> bool {
+        let line = line.trim();
+        if line == "rest" {
+            self.until = None;
+            return true;
+        }
+        let ms = line.strip_prefix("serve ").and_then(|ms| ms.parse::<u64>().ok()).filter(|ms| *ms <= 60_000);
+        match ms {
+            Some(ms) => {
+                self.until = Some(now + Duration::from_millis(ms));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the fence has lapsed at `now`; a lapsed fence is cleared, so it fires once per
+    /// lapse (the next `serve` arms it again).
+    pub fn lapsed(&mut self, now: Instant) -> bool {
+        match self.until {
+            Some(until) if now >= until => {
+                self.until = None;
+                true
+            }
+            _ => false,
+        }
+    }
+}
 
 /// A process as the kernel knows it: its pid and its start time (field 22 of
 /// `/proc/<pid>/stat`), so a reused pid is not taken for the node.
@@ -61,7 +123,7 @@ pub fn spawn(node: &str, socket: &Path, stop_timeout_s: u32) -> std::io::Result<
         .arg("--docker-socket")
         .arg(socket)
         .args(["--stop-timeout", &stop_timeout_s.to_string()])
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .process_group(0)
         .spawn()
 }
@@ -76,14 +138,33 @@ pub struct WatchdogConfig {
 }
 
 /// Waits until the node's process is gone, then stops the node's live server containers.
-/// A SIGTERM while the node still runs ends the watchdog quietly (the node stops its own
-/// stack); after the node is gone it does its job first.
+/// Meanwhile reads fence lines from stdin ([`Fence`]) and, when a serving node's fence lapses,
+/// stops the server containers at once (the node is hung). A SIGTERM while the node still runs
+/// ends the watchdog quietly (the node stops its own stack); after the node is gone it does
+/// its job first.
 pub async fn run(cfg: WatchdogConfig) -> Result<Vec<String>, DockerError> {
+    use tokio::io::AsyncBufReadExt as _;
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).ok();
+    let mut lines = Some(tokio::io::BufReader::new(tokio::io::stdin()).lines());
+    let mut fence = Fence::default();
     loop {
         if !cfg.node_process.alive() {
             break;
+        }
+        if fence.lapsed(Instant::now()) {
+            let reason = format!(
+                "the node's muster (pid {}) did not renew its server fence for {} ms (hung or frozen)",
+                cfg.node_process.pid,
+                FENCE_WINDOW.as_millis()
+            );
+            match stop_server_containers(&cfg, &reason, Teardown::StopAndRemove).await {
+                Ok(stopped) if !stopped.is_empty() => {
+                    eprintln!("muster watchdog: {reason}; stopped its server containers {stopped:?}")
+                }
+                Ok(_) => {}
+                Err(e) => eprintln!("muster watchdog: {reason}; stopping its server containers failed: {e}"),
+            }
         }
         let terminated = async {
             match term.as_mut() {
@@ -93,6 +174,12 @@ pub async fn run(cfg: WatchdogConfig) -> Result<Vec<String>, DockerError> {
                 None => std::future::pending::<()>().await,
             }
         };
+        let line = async {
+            match lines.as_mut() {
+                Some(l) => l.next_line().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = terminated => {
                 if cfg.node_process.alive() {
@@ -100,21 +187,49 @@ pub async fn run(cfg: WatchdogConfig) -> Result<Vec<String>, DockerError> {
                 }
                 break;
             }
+            l = line => match l {
+                Ok(Some(l)) if l.len() <= FENCE_LINE_MAX => {
+                    fence.on_line(&l, Instant::now());
+                }
+                Ok(Some(_)) => {}
+                // The node closed its end (it is stopping or gone): liveness decides from now on.
+                Ok(None) | Err(_) => lines = None,
+            },
             _ = tokio::time::sleep(POLL) => {}
         }
     }
+    let reason = format!("the node's muster (pid {}) is gone", cfg.node_process.pid);
+    stop_server_containers(&cfg, &reason, Teardown::Stop).await
+}
+
+/// What the watchdog does to a server container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Teardown {
+    /// The node is gone: stopped containers stay for a post-mortem (`docker logs`); the node
+    /// replaces them if it comes back as the server (a new epoch).
+    Stop,
+    /// The node is hung: it may resume as the server in the same epoch, and the supervisor
+    /// takes a stopped container that exited 0 for a finished one-shot, so the containers go.
+    StopAndRemove,
+}
+
+/// Stops (and with [`Teardown::StopAndRemove`] removes) the node's live server containers;
+/// returns their names.
+async fn stop_server_containers(
+    cfg: &WatchdogConfig,
+    reason: &str,
+    teardown: Teardown,
+) -> Result<Vec<String>, DockerError> {
     let options = EngineOptions { stop_timeout_s: cfg.stop_timeout_s, ..EngineOptions::default() };
     let engine = DockerEngine::connect_with(&cfg.socket, options).await?;
     let observed = engine.observe(&cfg.node).await?;
     let live: Vec<_> =
         observed.iter().filter(|c| c.stack == StackKind::Server && c.state.is_live()).collect();
-    let actions: Vec<Action> = live
-        .iter()
-        .map(|c| Action::Stop {
-            id: c.id.clone(),
-            reason: format!("the node's muster (pid {}) is gone", cfg.node_process.pid),
-        })
-        .collect();
+    let mut actions: Vec<Action> =
+        live.iter().map(|c| Action::Stop { id: c.id.clone(), reason: reason.to_string() }).collect();
+    if teardown == Teardown::StopAndRemove {
+        actions.extend(live.iter().map(|c| Action::Remove { id: c.id.clone(), reason: reason.to_string() }));
+    }
     if actions.is_empty() {
         return Ok(Vec::new());
     }
@@ -136,5 +251,31 @@ mod tests {
         assert!(me.alive());
         assert!(!ProcessId { start: me.start + 1, ..me }.alive());
         assert!(!ProcessId { pid: u32::MAX - 1, start: me.start }.alive());
+    }
+
+    #[test]
+    fn a_fence_lapses_once_without_renewal_and_never_while_renewed_or_resting() {
+        // Proves the fence rule: renewed in time it never lapses; unrenewed it lapses once at
+        // its deadline; `rest` disarms it; bad lines change nothing.
+        let t = Instant::now();
+        let mut f = Fence::default();
+        assert!(!f.lapsed(t + Duration::from_secs(100)), "an unarmed fence never lapses");
+        assert!(f.on_line(&Fence::line(true, FENCE_WINDOW), t));
+        for k in 1..10 {
+            let now = t + FENCE_RENEW * k;
+            assert!(!f.lapsed(now));
+            assert!(f.on_line("serve 1500", now));
+        }
+        let last = t + FENCE_RENEW * 9;
+        assert!(!f.lapsed(last + Duration::from_millis(1499)));
+        assert!(f.lapsed(last + Duration::from_millis(1500)));
+        assert!(!f.lapsed(last + Duration::from_millis(1600)), "it fires once per lapse");
+        assert!(f.on_line("serve 1500", last));
+        assert!(f.on_line(&Fence::line(false, FENCE_WINDOW), last));
+        assert!(!f.lapsed(last + Duration::from_secs(10)), "rest disarms it");
+        for bad in ["serve", "serve x", "serve 60001", "stop", ""] {
+            assert!(!f.on_line(bad, last), "{bad:?}");
+        }
+        assert_eq!(f, Fence::default());
     }
 }
