@@ -13,6 +13,7 @@
 //! - [`check_watch`]: watch streams ordered, gap-free and consistent with the final state.
 //! - [`check_stacks`]: at most one server stack at any instant, from Docker's event stream.
 //! - [`schedule`]: the named faults, one fault as an apply–hold–heal step, random schedules.
+//! - [`leaders`]: polls every node's Cluster/Status during a run: who each believed led, in which term.
 //! - [`report`]: the run directory (`target/cluster-tests/<seed>-<time>/`).
 //!
 //! Nothing here is imported by muster itself; this crate uses muster only for its generated gRPC
@@ -24,6 +25,7 @@ pub mod check_watch;
 pub mod cluster;
 pub mod cmd;
 pub mod history;
+pub mod leaders;
 pub mod nemesis;
 pub mod report;
 pub mod schedule;
