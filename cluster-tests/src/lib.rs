@@ -14,6 +14,7 @@
 //! - [`check_stacks`]: at most one server stack at any instant, from Docker's event stream.
 //! - [`schedule`]: the named faults, one fault as an apply–hold–heal step, random schedules.
 //! - [`leaders`]: polls every node's Cluster/Status during a run: who each believed led, in which term.
+//! - [`timeline`]: the run's picture (faults, leadership lanes, op latencies, verdicts) as one HTML page.
 //! - [`report`]: the run directory (`target/cluster-tests/<seed>-<time>/`).
 //!
 //! Nothing here is imported by muster itself; this crate uses muster only for its generated gRPC
@@ -29,5 +30,6 @@ pub mod leaders;
 pub mod nemesis;
 pub mod report;
 pub mod schedule;
+pub mod timeline;
 pub mod watch;
 pub mod workload;
