@@ -1,6 +1,8 @@
 //! The run directory: `target/cluster-tests/<seed>-<unix time>/` under the repository root (or
-//! under `$MUSTER_CT_REPORTS`), holding `history.jsonl`, `nemesis.jsonl` and `verdicts.json`,
-//! and the one-line summary printed at the end of a run.
+//! under `$MUSTER_CT_REPORTS`), holding `history.jsonl`, `nemesis.jsonl` and `verdicts.json`
+//! ([`write`]), `leaders.jsonl` (the leadership poller's samples) and `timeline.html` (the run's
+//! picture, see [`crate::timeline`]) ([`write_timeline`]), and the one-line summary printed at
+//! the end of a run.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -9,7 +11,9 @@ use anyhow::{Context, Result};
 
 use crate::check::Verdict;
 use crate::history::{write_jsonl, Op, Outcome};
+use crate::leaders::Sample;
 use crate::nemesis::Event;
+use crate::timeline;
 
 /// Where run directories go.
 pub fn reports_root() -> PathBuf {
@@ -32,6 +36,22 @@ pub fn write(dir: &Path, ops: &[Op], timeline: &[Event], verdicts: &[Verdict]) -
     write_jsonl(&dir.join("history.jsonl"), ops)?;
     write_jsonl(&dir.join("nemesis.jsonl"), timeline)?;
     std::fs::write(dir.join("verdicts.json"), serde_json::to_vec_pretty(verdicts)?)?;
+    Ok(())
+}
+
+/// Writes `leaders.jsonl` and `timeline.html` (titled `title`) into `dir`.
+pub fn write_timeline(
+    dir: &Path,
+    title: &str,
+    ops: &[Op],
+    faults: &[Event],
+    leaders: &[Sample],
+    verdicts: &[Verdict],
+) -> Result<()> {
+    write_jsonl(&dir.join("leaders.jsonl"), leaders)?;
+    let page = timeline::html(title, ops, faults, leaders, verdicts);
+    let path = dir.join("timeline.html");
+    std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
@@ -59,4 +79,29 @@ pub fn summary(
         checks.join(","),
         dir.display()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timeline_files_are_written_into_the_run_dir() {
+        // Proves write_timeline leaves leaders.jsonl (one sample a line) and a timeline.html page next to the other files.
+        let dir = std::env::temp_dir().join(format!("muster-ct-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let leaders = vec![
+            Sample { t_ns: 1, node: "n1".into(), leader: Some("n1".into()), term: Some(2), error: None },
+            Sample { t_ns: 2, node: "n2".into(), leader: None, term: None, error: Some("no answer".into()) },
+        ];
+        write_timeline(&dir, "seed 1", &[], &[], &leaders, &[]).unwrap();
+        let lines = std::fs::read_to_string(dir.join("leaders.jsonl")).unwrap();
+        assert_eq!(lines.lines().count(), 2, "{lines}");
+        let page = std::fs::read_to_string(dir.join("timeline.html")).unwrap();
+        assert!(
+            page.starts_with("<!DOCTYPE html>") && page.contains("n2 did not answer: no answer"),
+            "{page}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
