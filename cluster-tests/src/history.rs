@@ -5,25 +5,37 @@
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tonic::{Code, Status};
 
-/// Monotonic nanoseconds since the run started, shared by the workload and the nemesis.
+/// Monotonic nanoseconds since the run started, shared by the workload and the nemesis. Also
+/// the wall-clock time of the start, to compare run times with the unix-ms timestamps the
+/// nodes put in service records (the nodes are containers on this host: one wall clock).
 #[derive(Debug, Clone, Copy)]
 pub struct RunClock {
     start: Instant,
+    /// Unix nanoseconds at `start` (0 if the wall clock is before 1970).
+    start_unix_ns: u64,
 }
 
 impl RunClock {
     pub fn start() -> RunClock {
-        RunClock { start: Instant::now() }
+        let start = Instant::now();
+        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        RunClock { start, start_unix_ns: u64::try_from(since.as_nanos()).unwrap_or(u64::MAX) }
     }
 
     pub fn now_ns(&self) -> u64 {
         u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Run-clock nanoseconds `t_ns` as unix milliseconds (the run's start read once from the
+    /// wall clock, then the monotonic clock: a wall-clock step during the run is not seen).
+    pub fn unix_ms(&self, t_ns: u64) -> u64 {
+        self.start_unix_ns.saturating_add(t_ns) / 1_000_000
     }
 }
 
@@ -206,6 +218,17 @@ mod tests {
             assert_eq!(classify(&Status::new(code, "x"), true).0, Outcome::Fail, "{code:?}");
         }
         assert_eq!(classify(&Status::unavailable("no leader"), true).1, "UNAVAILABLE");
+    }
+
+    #[test]
+    fn run_clock_times_convert_to_the_wall_clock() {
+        // Proves unix_ms is the wall clock at the start plus the run time, in milliseconds.
+        let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+        let clock = RunClock::start();
+        let after = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+        let start = clock.unix_ms(0);
+        assert!(before <= start && start <= after, "{before} <= {start} <= {after}");
+        assert_eq!(clock.unix_ms(2_500_000_000), clock.unix_ms(0) + 2_500);
     }
 
     #[test]
