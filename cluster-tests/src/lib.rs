@@ -11,6 +11,8 @@
 //! - [`check`]: pure checkers over a history and the final state; each returns a [`check::Verdict`].
 //! - [`watch`]: watch clients following `Registry/Watch` through breaks, recording what they saw.
 //! - [`check_watch`]: watch streams ordered, gap-free and consistent with the final state.
+//! - [`heartbeat`]: TTL clients heartbeating services of their own type, and a watch observer
+//!   recording every lease event.
 //! - [`check_stacks`]: at most one server stack at any instant, from Docker's event stream.
 //! - [`schedule`]: the named faults, one fault as an apply–hold–heal step, random schedules.
 //! - [`leaders`]: polls every node's Cluster/Status during a run: who each believed led, in which term.
@@ -25,6 +27,7 @@ pub mod check_stacks;
 pub mod check_watch;
 pub mod cluster;
 pub mod cmd;
+pub mod heartbeat;
 pub mod history;
 pub mod leaders;
 pub mod nemesis;

@@ -47,7 +47,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn of(k: i32) -> Kind {
+    /// The kind of a wire `EventKind` value.
+    pub fn of(k: i32) -> Kind {
         match EventKind::try_from(k) {
             Ok(EventKind::ServiceRegistered) => Kind::Registered,
             Ok(EventKind::ServiceUpdated) => Kind::Updated,
