@@ -13,6 +13,7 @@
 //! - [`check_watch`]: watch streams ordered, gap-free and consistent with the final state.
 //! - [`heartbeat`]: TTL clients heartbeating services of their own type, and a watch observer
 //!   recording every lease event.
+//! - [`check_ttl`]: leases end neither early (no acknowledged heartbeat lost) nor late.
 //! - [`check_stacks`]: at most one server stack at any instant, from Docker's event stream.
 //! - [`schedule`]: the named faults, one fault as an apply–hold–heal step, random schedules.
 //! - [`leaders`]: polls every node's Cluster/Status during a run: who each believed led, in which term.
@@ -24,6 +25,7 @@
 
 pub mod check;
 pub mod check_stacks;
+pub mod check_ttl;
 pub mod check_watch;
 pub mod cluster;
 pub mod cmd;
