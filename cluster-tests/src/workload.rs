@@ -1,12 +1,13 @@
 //! Concurrent registry clients. Each client is one sequential process with its own seeded
 //! RNG; it owns the service ids it registers (`c<client>-s<n>`), so every write to an id comes
-//! from one process and metadata versions (`v`) of an id only grow. Every call goes to a node
-//! chosen at random and is recorded in the [`History`]. Also reads the whole registry of one
-//! node (paged) for the checks.
+//! from one process and metadata versions (`v`) of an id only grow. Reads are not owned: about
+//! half of the Gets name an id from the run's [`IdPool`] (every id any client registered), so an
+//! id's reads overlap its owner's writes. Every call goes to a node chosen at random and is
+//! recorded in the [`History`]. Also reads the whole registry of one node (paged) for the checks.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
@@ -27,8 +28,8 @@ pub const OP_TIMEOUT: Duration = Duration::from_secs(3);
 const OP_SLACK: Duration = Duration::from_millis(500);
 /// Upper bound on one client's operations, whatever the stop flag says.
 const OPS_MAX: usize = 20_000;
-/// Page size of List (the API's maximum).
-const PAGE: u32 = 100;
+/// Page size of List (the API's maximum); the workload's List reads one page of this size.
+pub const PAGE: u32 = 100;
 /// Pages read before giving up on a full listing (100 × 100 services).
 const PAGES_MAX: usize = 100;
 /// Service type every workload service has.
@@ -119,11 +120,33 @@ async fn perform(ch: Channel, call: &Call) -> Result<Done, Status> {
     }
 }
 
+/// Every id any client of the run registered (attempted or acknowledged), in the order they were
+/// first used; other clients' Gets pick from it. At most `clients × OPS_MAX` entries.
+type IdPool = Arc<Mutex<Vec<String>>>;
+
+/// Percentage of Gets that read an id from the [`IdPool`] instead of one the client owns.
+const GET_OTHERS_PERCENT: u32 = 50;
+
 /// What one client knows about an id it owns.
 struct Owned {
     id: String,
     /// The last version it asked for (acknowledged or not).
     version: u64,
+}
+
+/// The id a Get reads: one from the pool ([`GET_OTHERS_PERCENT`] of the time) or one the client
+/// owns. `owned` is not empty.
+fn get_target(rng: &mut StdRng, owned: &[Owned], pool: &IdPool) -> String {
+    let from_pool = rng.random_range(0..100) < GET_OTHERS_PERCENT;
+    // Draw both numbers whatever the pool holds, so the client's own sequence of draws does not
+    // depend on how far the other clients got.
+    let pick: usize = rng.random_range(0..usize::MAX);
+    if from_pool {
+        if let Some(id) = pool.lock().ok().and_then(|p| p.get(pick % p.len().max(1)).cloned()) {
+            return id;
+        }
+    }
+    owned[pick % owned.len()].id.clone()
 }
 
 /// Runs `clients` clients until `stop` is set (each also stops after [`OPS_MAX`] operations),
@@ -136,12 +159,12 @@ pub async fn run(
     history: History,
     stop: Arc<AtomicBool>,
 ) {
+    let pool: IdPool = Arc::default();
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let (targets, history, stop) = (targets.clone(), history.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            client(c, targets, StdRng::seed_from_u64(seed.wrapping_add(c as u64)), clock, history, stop).await
-        }));
+        let (targets, history, stop, pool) = (targets.clone(), history.clone(), stop.clone(), pool.clone());
+        let rng = StdRng::seed_from_u64(seed.wrapping_add(c as u64));
+        tasks.push(tokio::spawn(async move { client(c, targets, rng, clock, history, pool, stop).await }));
     }
     for t in tasks {
         let _ = t.await;
@@ -154,6 +177,7 @@ async fn client(
     mut rng: StdRng,
     clock: RunClock,
     history: History,
+    pool: IdPool,
     stop: Arc<AtomicBool>,
 ) {
     let mut owned: Vec<Owned> = Vec::new();
@@ -167,6 +191,9 @@ async fn client(
             next_id += 1;
             let id = format!("c{c}-s{next_id}");
             owned.push(Owned { id: id.clone(), version: 1 });
+            if let Ok(mut pool) = pool.lock() {
+                pool.push(id.clone());
+            }
             Call::Register { id, version: 1 }
         } else if roll < 55 {
             let k = rng.random_range(0..owned.len());
@@ -176,8 +203,7 @@ async fn client(
             let k = rng.random_range(0..owned.len());
             Call::Deregister { id: owned.swap_remove(k).id }
         } else if roll < 85 {
-            let k = rng.random_range(0..owned.len());
-            Call::Get { id: owned[k].id.clone() }
+            Call::Get { id: get_target(&mut rng, &owned, &pool) }
         } else {
             Call::List
         };
