@@ -9,6 +9,7 @@
 //! - [`history`]: the record of client operations (invoke, complete, outcome) as JSONL.
 //! - [`workload`]: concurrent gRPC clients producing that history.
 //! - [`check`]: pure checkers over a history and the final state; each returns a [`check::Verdict`].
+//! - [`check_linear`]: registry operations linearizable, id by id (a Wing–Gong search).
 //! - [`watch`]: watch clients following `Registry/Watch` through breaks, recording what they saw.
 //! - [`check_watch`]: watch streams ordered, gap-free and consistent with the final state.
 //! - [`heartbeat`]: TTL clients heartbeating services of their own type, and a watch observer
@@ -24,6 +25,7 @@
 //! types.
 
 pub mod check;
+pub mod check_linear;
 pub mod check_stacks;
 pub mod check_ttl;
 pub mod check_watch;
