@@ -5,7 +5,7 @@ CARGO ?= cargo
 # Integration tests start real processes; two at a time suits a 2-core machine.
 TEST_THREADS ?= 2
 
-.PHONY: run test unit interop bench lint fmt deps build release clean cluster-test \
+.PHONY: run test unit interop bench lint fmt deps build release clean cluster-test jepsen \
 	install deploy undeploy status monitor start-mdns start-serf start-tailscale logs ps \
 	test-discovery test-integration emergency-stop check-serf-join
 
@@ -44,6 +44,20 @@ cluster-test:
 	$(CARGO) build --bin muster
 	scripts/mkimage.sh $(CARGO_TARGET_DIR)/debug/muster
 	$(CARGO) test -p cluster-tests -- --test-threads=1 --nocapture
+
+## jepsen: a long cluster-tests run (cluster-tests/tests/jepsen.rs): NODES nodes (5) with stacks,
+## the full workload, faults drawn from SEED (empty: a new one) out of NEMESIS (comma separated,
+## or all: isolate split bridge one-way loss kill pause freeze rolling-restart membership) for
+## TIME seconds (600); every checker; the report in target/cluster-tests/<seed>-<time>/
+SEED ?=
+TIME ?= 600
+NEMESIS ?= all
+NODES ?= 5
+jepsen: deps
+	$(CARGO) build --bin muster
+	scripts/mkimage.sh $(CARGO_TARGET_DIR)/debug/muster
+	MUSTER_CT_SEED="$(SEED)" MUSTER_CT_TIME="$(TIME)" MUSTER_CT_NEMESIS="$(NEMESIS)" MUSTER_CT_NODES="$(NODES)" \
+		$(CARGO) test -p cluster-tests --test jepsen -- --ignored --nocapture
 
 ## unit: the pure cores' tests only (no processes, no network)
 unit:

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use crate::check::Verdict;
 use crate::heartbeat::{TtlCall, TtlEvent, TtlOp, TtlRecord};
 use crate::history::Outcome;
-use crate::nemesis::{Event, Phase};
+use crate::nemesis::{is_partition, Event, Phase};
 use crate::watch::{Kind, Record};
 
 /// A nemesis action's effect may begin before its event (recorded when the action finished).
@@ -77,11 +77,13 @@ pub fn fault_intervals(timeline: &[Event], lead_ns: u64, end_ns: u64) -> Vec<(u6
     let mut open: BTreeMap<(String, String), u64> = BTreeMap::new();
     for e in timeline {
         let keys: Vec<(String, String)> = match e.fault.as_str() {
-            "isolate" | "split" | "partition" => vec![("partition".into(), String::new())],
+            f if is_partition(f) => vec![("partition".into(), String::new())],
             f => e.nodes.iter().map(|n| (f.to_string(), n.clone())).collect(),
         };
         match (e.phase, e.fault.as_str()) {
-            (Phase::Heal, "restart") => out.push((e.t_ns.saturating_sub(RESTART_NS), e.t_ns)),
+            (Phase::Heal, "restart" | "join" | "leave") => {
+                out.push((e.t_ns.saturating_sub(RESTART_NS), e.t_ns))
+            }
             (Phase::Start, _) => {
                 for k in keys {
                     open.entry(k).or_insert(e.t_ns);

@@ -489,6 +489,29 @@ impl Cluster {
         docker(&args).map(|_| ())
     }
 
+    /// Brings member `i` back to running whatever was done to it: started if it is stopped,
+    /// unpaused if paused, continued if its process was stopped. Returns what it did.
+    pub fn revive(&self, i: usize) -> Result<Option<&'static str>> {
+        let state =
+            cmd::run("docker", &["inspect", "-f", "{{.State.Status}}", self.container(i)?], INSPECT_TIMEOUT)?;
+        match state.trim() {
+            "paused" => self.unpause(i).map(|()| Some("unpaused")),
+            "exited" | "created" | "dead" => self.start_node(i).map(|()| Some("started")),
+            _ => {
+                // A stopped (T) process in a running container: SIGCONT is harmless otherwise.
+                let stat =
+                    std::fs::read_to_string(format!("/proc/{}/stat", self.pid(i)?)).unwrap_or_default();
+                let stopped =
+                    stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T'));
+                if stopped {
+                    self.thaw(i)?;
+                    return Ok(Some("continued"));
+                }
+                Ok(None)
+            }
+        }
+    }
+
     /// The host PID of node `i`'s main process (0 or an error when it is not running).
     pub fn pid(&self, i: usize) -> Result<u32> {
         let out =

@@ -19,6 +19,8 @@
 //! - [`schedule`]: the named faults, one fault as an apply–hold–heal step, random schedules.
 //! - [`leaders`]: polls every node's Cluster/Status during a run: who each believed led, in which term.
 //! - [`timeline`]: the run's picture (faults, leadership lanes, op latencies, verdicts) as one HTML page.
+//! - [`run`]: one whole run (cluster, clients, schedule, heal, checkers, report), shared by the
+//!   smoke set and the long runs.
 //! - [`report`]: the run directory (`target/cluster-tests/<seed>-<time>/`).
 //!
 //! Nothing here is imported by muster itself; this crate uses muster only for its generated gRPC
@@ -36,6 +38,7 @@ pub mod history;
 pub mod leaders;
 pub mod nemesis;
 pub mod report;
+pub mod run;
 pub mod schedule;
 pub mod timeline;
 pub mod watch;

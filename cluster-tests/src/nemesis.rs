@@ -20,6 +20,12 @@ pub const CHAIN: &str = "MUSTER_NEMESIS";
 /// One nsenter+iptables call.
 const IPTABLES_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Whether `fault` is a network fault, all of which one `partition` heal ends (it flushes our
+/// chain everywhere).
+pub fn is_partition(fault: &str) -> bool {
+    matches!(fault, "isolate" | "split" | "bridge" | "one-way" | "loss" | "partition")
+}
+
 /// Whether a fault began or ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -35,7 +41,7 @@ pub struct Event {
     pub t_ns: u64,
     pub phase: Phase,
     /// `isolate`, `split`, `bridge`, `one-way`, `loss`, `partition` (the heal of those),
-    /// `kill`, `pause`, `freeze`, `restart`, `membership`.
+    /// `kill`, `pause`, `freeze`; and the one-event (heal-only) `restart`, `join`, `leave`.
     pub fault: String,
     /// Gossip names of the nodes acted on.
     pub nodes: Vec<String>,
@@ -271,6 +277,29 @@ impl Nemesis {
         res
     }
 
+    /// The end of a run: every partition healed and every member running again (started,
+    /// unpaused, continued), whatever the schedule left behind.
+    pub fn heal_all(&self) -> Result<()> {
+        let healed = self.heal();
+        let mut done = Vec::new();
+        let mut failed = None;
+        for i in self.cluster.members() {
+            match self.cluster.revive(i) {
+                Ok(Some(what)) => done.push(format!("{} {what}", self.cluster.nodes[i].name)),
+                Ok(None) => {}
+                Err(e) => failed = Some(e.context(format!("reviving {}", self.cluster.nodes[i].name))),
+            }
+        }
+        let res = match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        };
+        if !done.is_empty() || res.is_err() {
+            self.record(Phase::Heal, "revive", &self.cluster.members(), done.join("; "), &res);
+        }
+        healed.and(res)
+    }
+
     /// SIGKILL node `i`.
     pub fn kill(&self, i: usize) -> Result<()> {
         let res = self.cluster.kill(i);
@@ -313,17 +342,18 @@ impl Nemesis {
         res
     }
 
-    /// Membership change: spare node `i` starts and joins.
+    /// Membership change: spare node `i` starts and joins (one event).
     pub fn grow(&self, i: usize) -> Result<()> {
         let res = self.cluster.start_spare(i);
-        self.record(Phase::Start, "membership", &[i], "joins".into(), &res);
+        self.record(Phase::Heal, "join", &[i], "a spare node joins".into(), &res);
         res
     }
 
-    /// Membership change: node `i` stops gracefully and leaves for good.
+    /// Membership change: node `i` stops gracefully and leaves for good (one event, recorded
+    /// once it has stopped).
     pub fn shrink(&self, i: usize) -> Result<()> {
         let res = self.cluster.remove(i);
-        self.record(Phase::Heal, "membership", &[i], "leaves".into(), &res);
+        self.record(Phase::Heal, "leave", &[i], "stopped gracefully, gone for good".into(), &res);
         res
     }
 

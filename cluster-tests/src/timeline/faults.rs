@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::svg::{escape, secs, Axis};
-use crate::nemesis::{Event, Phase};
+use crate::nemesis::{is_partition, Event, Phase};
 
 /// How far a mark reaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +35,7 @@ pub struct Mark {
 /// isolate and split; kill and pause are healed by their own kind.
 fn heals(heal: &str, fault: &str) -> bool {
     match heal {
-        "partition" => matches!(fault, "isolate" | "split" | "partition"),
+        "partition" => is_partition(fault),
         _ => heal == fault,
     }
 }
@@ -48,7 +48,7 @@ fn label(e: &Event) -> String {
             let groups = e.detail.split(" error: ").next().unwrap_or_default();
             format!("split {}", if groups.is_empty() { &nodes } else { groups })
         }
-        (Phase::Heal, "restart") => format!("restart {nodes}"),
+        (Phase::Heal, kind @ ("restart" | "join" | "leave")) => format!("{kind} {nodes}"),
         (Phase::Heal, "partition") => "heal partition".to_string(),
         (Phase::Heal, fault) => format!("heal {fault} {nodes}"),
         (Phase::Start, fault) => format!("{fault} {nodes}"),
@@ -85,7 +85,7 @@ pub fn marks(events: &[Event]) -> Vec<Mark> {
                     events: vec![line(e)],
                 });
             }
-            Phase::Heal if e.fault == "restart" => marks.push(Mark {
+            Phase::Heal if matches!(e.fault.as_str(), "restart" | "join" | "leave") => marks.push(Mark {
                 label: label(e),
                 start_ns: e.t_ns,
                 extent: Extent::Instant,
