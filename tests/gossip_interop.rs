@@ -241,6 +241,41 @@ fn a_restarted_node_rejoins_from_its_snapshot() {
 }
 
 #[test]
+fn a_node_restarted_after_a_graceful_leave_rejoins_unless_told_not_to() {
+    // Proves --rejoin-after-leave: a node stopped gracefully (SIGTERM: it leaves) and started
+    // again with its data dir and no join flags rejoins the members it knew (the default, so a
+    // restart never leaves it alone); with --rejoin-after-leave=false it stays alone, as Serf
+    // does without -rejoin.
+    let go = SerfAgent::start("go1", &[]);
+    let m = Muster::start("m1", &["--join", &go.bind.to_string()]);
+    wait_for(CONVERGE, "m1 to list go1 alive", || (m.status_of("go1")? == "alive").then_some(()));
+    let mut m = m;
+    for rejoin in [true, false] {
+        wait_for(Duration::from_secs(10), "the snapshot to name go1", || {
+            let s = std::fs::read_to_string(m.dir.path().join("data/serf/local.snapshot")).ok()?;
+            s.contains("alive: go1").then_some(())
+        });
+        let ports = (m.gossip.port(), m.http.port(), m.rpc.port());
+        m.proc.signal("TERM");
+        assert!(m.proc.wait_exit(Duration::from_secs(30)).success());
+        wait_for(DETECT, "go1 to list m1 left", || (go.status_of("m1")? == "left").then_some(()));
+        let Muster { dir, .. } = m;
+        let flag = if rejoin { "--rejoin-after-leave" } else { "--rejoin-after-leave=false" };
+        m = Muster::start_in("m1", &[flag], dir, Some(ports));
+        if rejoin {
+            wait_for(CONVERGE, "restarted m1 to list go1 alive", || {
+                (m.status_of("go1")? == "alive").then_some(())
+            });
+            wait_for(DETECT, "go1 to list m1 alive again", || (go.status_of("m1")? == "alive").then_some(()));
+        } else {
+            std::thread::sleep(Duration::from_secs(3));
+            assert_eq!(m.status_of("go1"), None, "m1 rejoined although told not to: {:?}", m.try_members());
+            assert_eq!(go.status_of("m1").as_deref(), Some("left"));
+        }
+    }
+}
+
+#[test]
 fn bad_flags_exit_non_zero_naming_the_flag() {
     // Proves flag validation: a bad --role or --encrypt exits non-zero with a message naming it.
     let out = Command::new(muster_bin()).args(["agent", "--role", "boss"]).output().unwrap();

@@ -1,9 +1,11 @@
 //! Leadership becomes Docker stacks, across real muster processes on 127.0.0.1 sharing the
 //! local Docker engine (each node's containers carry its `muster.node` label, so every node
 //! sees only its own): exactly one node runs the server stack, every other node (an agent-role
-//! node too) runs the proxy stack pointed at the server; after `kill -9` of the server's
-//! muster another node's server stack runs and the proxies are re-pointed at it; the agent
-//! never runs the server stack; `muster drill failover` moves the server and reports each step.
+//! node too) runs the proxy stack pointed at the server; `muster drill failover` moves the
+//! server and reports each step; after `muster drill failover --kill-leader` (the server's
+//! muster ends as kill -9 would end it) another node's server stack runs and the proxies are
+//! re-pointed at it; the agent never runs the server stack; a hung server's stack is stopped by
+//! its watchdog.
 //! Prints the measured transition times.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -89,8 +91,9 @@ fn settled(live: &[&Muster], names: &[String]) -> Option<String> {
 #[test]
 fn one_server_stack_proxies_follow_it_and_a_kill_moves_it() {
     // Proves on the real engine: one server stack, proxies everywhere else with the server in
-    // their environment, the agent never serving, and after kill -9 of the server's muster a
-    // new server stack with re-pointed proxies.
+    // their environment, the agent never serving, the failover drill (hand-over), and after the
+    // crash drill (`--kill-leader`: the server's muster ends as with kill -9) a new server stack
+    // with re-pointed proxies, the crashed node's stack stopped by its watchdog first.
     build_image();
     let base = unique_node("sc");
     let names: Vec<String> = ["a", "b", "c", "g"].iter().map(|s| format!("{base}-{s}")).collect();
@@ -99,7 +102,8 @@ fn one_server_stack_proxies_follow_it_and_a_kill_moves_it() {
     let file = dir.path().join("stack.yml");
     std::fs::write(&file, STACK).unwrap();
     let file = file.to_str().unwrap();
-    let common = ["--profile", "local", "--stack-file", file, "--stack-stop-timeout", "1s"];
+    let common =
+        ["--profile", "local", "--stack-file", file, "--stack-stop-timeout", "1s", "--allow-crash-drill"];
     let a = Muster::start(&names[0], &common);
     let join = a.gossip.to_string();
     let with_join = |extra: &[&'static str]| -> Vec<String> {
@@ -150,10 +154,21 @@ fn one_server_stack_proxies_follow_it_and_a_kill_moves_it() {
     assert!(text.contains(&format!("{after_drill}'s server stack runs")), "{text}");
     let server = after_drill;
 
+    // The crash drill: the leader's process ends as a crash would (what kill -9 leaves behind:
+    // no leave, no hand-over, no drain); its watchdog must take its server stack down.
     let killed = nodes.iter().position(|m| m.name == server).unwrap();
     let since = unix_now_ns();
-    nodes[killed].proc.kill9();
     let t0 = Instant::now();
+    let out = Command::new(muster_bin())
+        .args(["drill", "failover", "--kill-leader", "--timeout", "90", "--addr", &nodes[0].http.to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "the crash drill succeeds: {text}{}", String::from_utf8_lossy(&out.stderr));
+    println!("muster drill failover --kill-leader ({:.1?}):\n{text}", t0.elapsed());
+    assert!(text.contains(&format!("crashed {server}")), "{text}");
+    let status = nodes[killed].proc.wait_exit(Duration::from_secs(10));
+    assert!(!status.success(), "the crashed node ended abnormally: {status:?}");
     let survivors: Vec<String> = names.iter().filter(|n| **n != server).cloned().collect();
     let new_server =
         wait_for(WAIT, "a survivor's server stack, with every other survivor's proxies re-pointed", || {
@@ -162,7 +177,7 @@ fn one_server_stack_proxies_follow_it_and_a_kill_moves_it() {
             settled(&live, &survivors)
         });
     println!(
-        "after kill -9 of {server}'s muster: {new_server} runs the server stack and the proxies point at it \
+        "after the crash of {server}'s muster: {new_server} runs the server stack and the proxies point at it \
          {:.1?} later (raft failover + lock delay + stack delay of the 1 s stop timeout + 2 s + container start)",
         t0.elapsed()
     );
@@ -179,7 +194,7 @@ fn one_server_stack_proxies_follow_it_and_a_kill_moves_it() {
     let (last_death, first_start) = (*died.iter().max().unwrap(), *started.iter().min().unwrap());
     assert!(last_death < first_start, "the dead node's stack is down before the new one starts: {events:?}");
     println!(
-        "kill -9 → the dead node's watchdog had its server stack down {:.2} s later, the new server's \
+        "crash → the dead node's watchdog had its server stack down {:.2} s later, the new server's \
          stack started {:.2} s after the kill",
         (last_death - since) as f64 / 1e9,
         (first_start - since) as f64 / 1e9

@@ -1,6 +1,7 @@
 //! `muster drill failover`: an operator's failover drill on a live cluster. Moves leadership to
-//! another voter and reports, step by step with times, until the new server's stack has
-//! converged and every other node's proxy stack points at it.
+//! another voter (or, with `--kill-leader`, crashes the leader: test clusters whose nodes run
+//! with `--allow-crash-drill`) and reports, step by step with times, until the new server's
+//! stack has converged and every other live node's proxy stack points at it.
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,10 @@ pub enum DrillCommand {
         /// Give up after this many seconds (1–3600).
         #[arg(long, default_value_t = 120, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
         timeout: u64,
+        /// Crash the leader instead of asking it to hand over (its nodes must run with
+        /// --allow-crash-drill; for test clusters).
+        #[arg(long)]
+        kill_leader: bool,
     },
 }
 
@@ -44,7 +49,7 @@ struct Step {
 
 /// Runs the drill and prints its steps.
 pub async fn run(args: &DrillArgs) -> anyhow::Result<()> {
-    let DrillCommand::Failover { timeout } = args.command;
+    let DrillCommand::Failover { timeout, kill_leader } = args.command;
     let deadline = Instant::now() + Duration::from_secs(timeout);
     let status = status_of(&args.conn.addr).await?;
     let old =
@@ -56,20 +61,38 @@ pub async fn run(args: &DrillArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut steps = Vec::new();
     let mut leader_client = ClusterClient::new(connect(&old.address).await?);
-    call(leader_client.transfer_leadership(request(pb::TransferLeadershipRequest { target_id: None })))
-        .await
-        .with_context(|| format!("the leader {} refused the hand-over", old.name))?;
-    steps.push(Step { what: format!("asked {} to hand leadership over", old.name), after: start.elapsed() });
+    if kill_leader {
+        let crashed = call(leader_client.crash(request(pb::CrashRequest {})))
+            .await
+            .with_context(|| format!("the leader {} refused to crash", old.name))?;
+        steps.push(Step {
+            what: format!("crashed {} (its pid {} ends)", old.name, crashed.pid),
+            after: start.elapsed(),
+        });
+    } else {
+        call(leader_client.transfer_leadership(request(pb::TransferLeadershipRequest { target_id: None })))
+            .await
+            .with_context(|| format!("the leader {} refused the hand-over", old.name))?;
+        steps.push(Step {
+            what: format!("asked {} to hand leadership over", old.name),
+            after: start.elapsed(),
+        });
+    }
+    // The nodes that can answer from now on (a crashed leader cannot).
+    let live: Vec<&pb::RaftMember> = nodes.iter().filter(|n| !kill_leader || n.id != old.id).collect();
 
-    let new = wait(deadline, "a new leader", || async {
-        let s = status_of(&args.conn.addr).await.ok()?;
-        s.leader.filter(|l| l.id != old.id)
+    let (new, term) = wait(deadline, "a new leader", || async {
+        for n in &live {
+            if let Ok(s) = status_of(&n.address).await {
+                if let Some(l) = s.leader.filter(|l| l.id != old.id) {
+                    return Some((l, s.term));
+                }
+            }
+        }
+        None
     })
     .await?;
-    steps.push(Step {
-        what: format!("{} leads (term {})", new.name, status_of(&args.conn.addr).await?.term),
-        after: start.elapsed(),
-    });
+    steps.push(Step { what: format!("{} leads (term {term})", new.name), after: start.elapsed() });
 
     wait(deadline, "the new server's stack", || async {
         let s = stack_of(&new.address).await.ok()?;
@@ -80,7 +103,7 @@ pub async fn run(args: &DrillArgs) -> anyhow::Result<()> {
     .await?;
     steps.push(Step { what: format!("{}'s server stack runs", new.name), after: start.elapsed() });
 
-    for node in nodes.iter().filter(|n| n.id != new.id) {
+    for node in live.iter().filter(|n| n.id != new.id) {
         wait(deadline, &format!("{}'s proxy stack pointed at {}", node.name, new.name), || async {
             let s = stack_of(&node.address).await.ok()?;
             let pointed = s.pointer("/want/stack")?.as_str()? == "proxy"

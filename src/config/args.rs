@@ -94,6 +94,12 @@ pub struct AgentArgs {
     /// Script run on every node when the server changes.
     #[arg(long, value_name = "PATH")]
     pub on_server_change: Option<PathBuf>,
+    /// Rejoin the members this node knew on start, even after a graceful leave (Serf: -rejoin).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub rejoin_after_leave: Option<String>,
+    /// Let `muster drill failover --kill-leader` crash this node (for test clusters only).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_crash_drill: Option<String>,
     /// Log level: trace, debug, info, warn or error.
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
@@ -173,6 +179,8 @@ pub(crate) const SETTINGS: &[Setting] = &[
     Setting { key: "log_caller", env: &["MUSTER_LOG_CALLER", "LOG_CALLER"] },
     Setting { key: "log_time", env: &["MUSTER_LOG_TIME", "LOG_TIME"] },
     Setting { key: "log_no_color", env: &["MUSTER_LOG_NO_COLOR", "LOG_NO_COLOR"] },
+    Setting { key: "allow_crash_drill", env: &["MUSTER_ALLOW_CRASH_DRILL"] },
+    Setting { key: "rejoin_after_leave", env: &["MUSTER_REJOIN_AFTER_LEAVE"] },
     Setting { key: "config_file", env: &["MUSTER_CONFIG_FILE"] },
 ];
 
@@ -209,6 +217,8 @@ fn default_text(key: &str, d: &Config) -> Option<String> {
         "log_caller" => d.log.caller.to_string(),
         "log_time" => d.log.time.to_string(),
         "log_no_color" => d.log.no_color.to_string(),
+        "allow_crash_drill" => d.allow_crash_drill.to_string(),
+        "rejoin_after_leave" => d.rejoin_after_leave.to_string(),
         _ => return None,
     })
 }

@@ -246,6 +246,12 @@ fn merge_log<E: Fn(&str) -> Option<String>>(
     if let Some(f) = src.scalar("log_no_color", args.log_no_color.as_deref()) {
         c.log.no_color = f.parse(parse_bool)?;
     }
+    if let Some(f) = src.scalar("rejoin_after_leave", args.rejoin_after_leave.as_deref()) {
+        c.rejoin_after_leave = f.parse(parse_bool)?;
+    }
+    if let Some(f) = src.scalar("allow_crash_drill", args.allow_crash_drill.as_deref()) {
+        c.allow_crash_drill = f.parse(parse_bool)?;
+    }
     Ok(())
 }
 

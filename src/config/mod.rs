@@ -256,6 +256,11 @@ pub struct Config {
     pub stack_stop_timeout_ms: u64,
     /// Transition hooks: scripts run with the role, server and epoch in their environment.
     pub hooks: Hooks,
+    /// Rejoin the members of the gossip snapshot on start even after a graceful leave (a
+    /// restart is a leave and a start; without it a node with no join address stays alone).
+    pub rejoin_after_leave: bool,
+    /// Whether the Cluster/Crash call may crash this node (failover drills in test clusters).
+    pub allow_crash_drill: bool,
     pub log: LogConfig,
     /// The JSON file this config was read from, if any.
     pub config_file: Option<PathBuf>,
@@ -289,6 +294,8 @@ impl Default for Config {
             docker_socket: PathBuf::from(defaults::DOCKER_SOCKET),
             stack_stop_timeout_ms: defaults::STACK_STOP_TIMEOUT_MS,
             hooks: Hooks::default(),
+            allow_crash_drill: false,
+            rejoin_after_leave: true,
             log: LogConfig::default(),
             config_file: None,
         }
@@ -364,7 +371,8 @@ impl fmt::Display for Redacted<'_> {
              advertise={} join=[{}] retry_join=[{}] retry_interval={} retry_interval_max={} retry_max={} \
              tags=[{}] encrypt={} keyring_file={} data_dir={} http_addr={} rpc_addr={} rpc_auth={} log.level={} \
              stack_file={} docker_socket={} stack_stop_timeout={} on_promote={} on_demote={} on_server_change={} \
-             log.format={} log.caller={} log.time={} log.no_color={} config_file={}",
+             rejoin_after_leave={} allow_crash_drill={} log.format={} log.caller={} log.time={} log.no_color={} \
+             config_file={}",
             c.node,
             c.cluster,
             c.role,
@@ -393,6 +401,8 @@ impl fmt::Display for Redacted<'_> {
             opt(&c.hooks.on_promote.as_ref().map(|p| p.display())),
             opt(&c.hooks.on_demote.as_ref().map(|p| p.display())),
             opt(&c.hooks.on_server_change.as_ref().map(|p| p.display())),
+            c.rejoin_after_leave,
+            c.allow_crash_drill,
             c.log.format,
             c.log.caller,
             c.log.time,

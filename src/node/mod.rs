@@ -92,6 +92,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         keyring,
         label: String::new(),
         snapshot_path: Some(serf_dir.join("local.snapshot")),
+        rejoin_after_leave: config.rejoin_after_leave,
         seed: rand::random(),
     };
     let (gossip, gossip_task) = gossip::start(gossip_cfg, shutdown.clone()).await?;
@@ -154,6 +155,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         registrar.clone(),
         consensus.clone(),
         members_view.clone(),
+        config.allow_crash_drill,
         api_shutdown.clone(),
     )
     .await?;

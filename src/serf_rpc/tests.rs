@@ -48,6 +48,7 @@ async fn node(auth_key: Option<&str>) -> Node {
         keyring: None,
         label: String::new(),
         snapshot_path: None,
+        rejoin_after_leave: false,
         seed: 7,
     };
     let (gossip, _task) = start(cfg, stop.clone()).await.unwrap();

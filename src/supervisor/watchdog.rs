@@ -98,17 +98,25 @@ impl ProcessId {
         Some(ProcessId { pid, start: start_time(pid)? })
     }
 
+    /// The process exists under its start time and has not ended (a zombie, dead but not yet
+    /// reaped by its parent, is gone).
     pub fn alive(&self) -> bool {
-        start_time(self.pid) == Some(self.start)
+        stat(self.pid).is_some_and(|(state, start)| start == self.start && !matches!(state, 'Z' | 'X'))
     }
 }
 
-/// Field 22 (starttime) of `/proc/<pid>/stat`; the fields after the `)` that ends the
-/// command name are space-separated.
+/// Field 22 (starttime) of `/proc/<pid>/stat`.
 fn start_time(pid: u32) -> Option<u64> {
+    stat(pid).map(|(_, start)| start)
+}
+
+/// Fields 3 (state) and 22 (starttime) of `/proc/<pid>/stat`; the fields after the `)` that
+/// ends the command name are space-separated.
+fn stat(pid: u32) -> Option<(char, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    Some((state, fields.nth(18)?.parse().ok()?))
 }
 
 /// Starts `muster watchdog` for this node from this very binary, in a process group of its
@@ -251,6 +259,20 @@ mod tests {
         assert!(me.alive());
         assert!(!ProcessId { start: me.start + 1, ..me }.alive());
         assert!(!ProcessId { pid: u32::MAX - 1, start: me.start }.alive());
+    }
+
+    #[test]
+    fn a_zombie_is_not_alive() {
+        // Proves a process that ended but is not reaped yet counts as gone.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let id = ProcessId { pid: child.id(), start: start_time(child.id()).unwrap() };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while id.alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!id.alive(), "the ended, unreaped child still counts as alive");
+        assert_eq!(stat(id.pid).map(|(state, _)| state), Some('Z'), "it is a zombie until reaped");
+        child.wait().unwrap();
     }
 
     #[test]

@@ -25,7 +25,12 @@ pub struct ClusterApi {
     pub(super) node_name: String,
     pub(super) consensus: Arc<Consensus<RegistryMachine>>,
     pub(super) members: watch::Receiver<Arc<Vec<MemberInfo>>>,
+    /// `--allow-crash-drill`: Crash may end this process.
+    pub(super) allow_crash: bool,
 }
+
+/// How long a crashing node waits for its answer to leave before it ends.
+const CRASH_AFTER: Duration = Duration::from_millis(100);
 
 fn status_to_pb(s: MemberStatus) -> pb::MemberStatus {
     match s {
@@ -177,5 +182,22 @@ impl ClusterRpc for ClusterApi {
             "Leave is not served over gRPC yet; send SIGTERM to the node or run `serf leave -rpc-addr=<its --rpc-addr>` \
              (a leaving leader hands leadership over first)",
         ))
+    }
+
+    async fn crash(&self, _req: Request<pb::CrashRequest>) -> Result<Response<pb::CrashResponse>, Status> {
+        if !self.allow_crash {
+            return Err(Status::failed_precondition(format!(
+                "{} was not started with --allow-crash-drill (MUSTER_ALLOW_CRASH_DRILL=true); \
+                 crash drills are for test clusters",
+                self.node_name
+            )));
+        }
+        tracing::warn!(node.id = %self.node_name, "crash drill: this process ends now, as a crash would");
+        std::thread::spawn(|| {
+            std::thread::sleep(CRASH_AFTER);
+            // No destructors, no leave, no drain: what kill -9 leaves behind.
+            std::process::abort();
+        });
+        Ok(Response::new(pb::CrashResponse { pid: std::process::id() }))
     }
 }

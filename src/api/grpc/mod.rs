@@ -75,6 +75,7 @@ impl Services<(), ()> {
         registrar: Arc<Registrar>,
         consensus: Arc<Consensus<RegistryMachine>>,
         members: tokio::sync::watch::Receiver<Arc<Vec<MemberInfo>>>,
+        allow_crash: bool,
         shutdown: CancellationToken,
     ) -> Result<Services<impl v1::ServerReflection, impl v1alpha::ServerReflection>, GrpcError> {
         let reflection = || {
@@ -101,6 +102,7 @@ impl Services<(), ()> {
             node_name,
             consensus,
             members,
+            allow_crash,
         });
         Ok(Services { registry, cluster, reflection_v1, reflection_v1alpha, health, health_reporter })
     }

@@ -50,6 +50,8 @@ pub struct GossipConfig {
     pub label: String,
     /// Where the member snapshot lives; `None` keeps no snapshot.
     pub snapshot_path: Option<PathBuf>,
+    /// Rejoin the snapshot's members on start even after a graceful leave (Serf's `-rejoin`).
+    pub rejoin_after_leave: bool,
     /// Seed for the cores' randomness.
     pub seed: u64,
 }
@@ -201,10 +203,11 @@ pub async fn start(
             Ok(text) => {
                 let (snap, skipped) = Snapshot::parse(&text);
                 serf.restore_clocks(snap.clock, snap.event_clock, snap.query_clock);
-                if !snap.left {
+                if !snap.left || cfg.rejoin_after_leave {
                     rejoin = snap.alive.iter().filter(|(n, _)| *n != cfg.node).map(|(_, a)| *a).collect();
                 }
-                tracing::info!(path = %path.display(), members = rejoin.len(), skipped, left = snap.left, "gossip: restored snapshot");
+                tracing::info!(path = %path.display(), members = rejoin.len(), skipped, left = snap.left,
+                    rejoin_after_leave = cfg.rejoin_after_leave, "gossip: restored snapshot");
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => tracing::warn!(path = %path.display(), error = %e, "gossip: cannot read snapshot"),
