@@ -37,8 +37,8 @@ test: deps
 	$(MAKE) cluster-test
 
 ## cluster-test: the cluster-tests/ crate: its checkers' unit tests, then the Docker smoke set
-## (3 nodes from the muster:dev image of the debug build; leader isolation, kill, pause; every
-## checker). Needs root, Docker, nsenter and iptables. Replay a run with MUSTER_CT_SEED=<seed>;
+## (3 nodes with stacks from the muster:dev image of the debug build; leader isolation, kill,
+## pause, a hung leader; every checker; about a minute). Needs root, Docker, nsenter and iptables. Replay a run with MUSTER_CT_SEED=<seed>;
 ## reports go to target/cluster-tests/<seed>-<time>/. The last step of `make test`.
 cluster-test:
 	$(CARGO) build --bin muster

@@ -241,7 +241,7 @@ fn a_restarted_node_rejoins_from_its_snapshot() {
 }
 
 #[test]
-fn a_node_restarted_after_a_graceful_leave_rejoins_unless_told_not_to() {
+fn a_seed_node_restarted_gracefully_rejoins_its_cluster_instead_of_staying_alone() {
     // Proves --rejoin-after-leave: a node stopped gracefully (SIGTERM: it leaves) and started
     // again with its data dir and no join flags rejoins the members it knew (the default, so a
     // restart never leaves it alone); with --rejoin-after-leave=false it stays alone, as Serf

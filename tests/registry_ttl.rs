@@ -3,7 +3,8 @@
 //! that only the test moves, while raft elects and replicates in real time. A service that is
 //! not renewed expires after its ttl (within one check), identically on every node; a renewed
 //! one never expires, also when the leader dies holding heartbeats it never checkpointed; and
-//! every node restarted from its data dir comes back with the same registry.
+//! every node restarted from its data dir comes back with the same registry. Also two
+//! regressions of the lease and write paths under leader loss, found by `cluster-tests`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -268,6 +269,73 @@ async fn a_renewed_service_never_expires_even_when_the_leader_dies_holding_its_h
     let last = nodes[0].service("cam-1").unwrap().expires_at_ms;
     clock.set(last);
     wait_all(&nodes, "cam-1", "expired after heartbeats stopped", |s| s.status == Status::Expired).await;
+    for n in nodes {
+        n.kill().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_its_quorum_takes_no_heartbeat_it_would_lose() {
+    // Regression (found by the cluster tests' ttl-bounds checker): a leader isolated from the
+    // other voters still believed it led (raft does not step down without a higher term) and
+    // acknowledged heartbeats from memory for as long as the partition lasted; none of them
+    // could reach the log, and the majority's new leader expired those services. A leader
+    // now takes a heartbeat only while a quorum acknowledged it within the lease.
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let faults = Faults::default();
+    let nodes = cluster(&tmp, &clock, &faults).await;
+    leader(&nodes).await;
+    settle().await;
+    register(&nodes, "cam-1", 10).await;
+    let l = leader(&nodes).await;
+    let id = ServiceId::new("cam-1");
+    nodes[l].reg.heartbeat_local(&id, None).expect("a leader with its quorum takes heartbeats");
+    let others: Vec<u64> = nodes.iter().map(|n| n.id).filter(|o| *o != nodes[l].id).collect();
+    faults.isolate(nodes[l].id, &others);
+    // Well past the lease (180 ms with the local timing) and an election.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let lead = nodes[l].c.leadership().borrow().clone();
+    assert_eq!(lead.leader_id, Some(nodes[l].id), "the cut-off node still believes it leads (the case)");
+    match nodes[l].reg.heartbeat_local(&id, None) {
+        Err(RegistrarError::Unavailable(m)) => assert!(m.contains("quorum"), "{m}"),
+        other => panic!("a cut-off leader acknowledged a heartbeat it cannot keep: {other:?}"),
+    }
+    faults.heal();
+    for n in nodes {
+        n.kill().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_in_flight_when_its_leader_stops_is_unknown_not_retried_into_a_second_apply() {
+    // Regression (found by the cluster tests' watch-streams checker in a rolling restart): a
+    // leader that stopped while a write was in flight answered "raft stopped", which was
+    // taken for "not applied"; the write was retried on the next leader and applied twice
+    // (the client got the second, empty update's revision, which no event carried). A write
+    // whose raft stopped under it is now `Unknown`: it may still commit.
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let faults = Faults::default();
+    let mut nodes = cluster(&tmp, &clock, &faults).await;
+    leader(&nodes).await;
+    settle().await;
+    let l = leader(&nodes).await;
+    let others: Vec<u64> = nodes.iter().map(|n| n.id).filter(|o| *o != nodes[l].id).collect();
+    // Cut off, the leader appends the entry but cannot commit it.
+    faults.isolate(nodes[l].id, &others);
+    let old = nodes.remove(l);
+    let reg = old.reg.clone();
+    let write = tokio::spawn(async move {
+        reg.register(NewService::new(ServiceId::new("cam-9"), "cam-9", "http", "10.1.0.9", 8080)).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    old.kill().await;
+    match tokio::time::timeout(Duration::from_secs(10), write).await.unwrap().unwrap() {
+        Err(RegistrarError::Unknown(m)) => assert!(m.contains("may still be applied"), "{m}"),
+        other => panic!("a write whose raft stopped under it must be Unknown: {other:?}"),
+    }
+    faults.heal();
     for n in nodes {
         n.kill().await;
     }

@@ -159,9 +159,9 @@ impl Nemesis {
         res
     }
 
-    /// Cuts node `i` off from every other node.
+    /// Cuts node `i` off from every other member.
     pub fn isolate(&self, i: usize) -> Result<()> {
-        let others: Vec<usize> = (0..self.cluster.nodes.len()).filter(|&j| j != i).collect();
+        let others: Vec<usize> = self.cluster.members().into_iter().filter(|&j| j != i).collect();
         let res = self.cut_off(i, &others).and_then(|()| {
             // Both sides drop, so the partition holds even if one side's rules were lost.
             for &o in &others {

@@ -162,6 +162,24 @@ impl<M: Machine> Consensus<M> {
         self.leadership.clone()
     }
 
+    /// Whether this member is the leader and a quorum acknowledged it within the lease (so no
+    /// other leader can have been elected meanwhile); always true for a lone voter. Read from
+    /// raft's metrics now, not from the published [`Leadership`] (which also waits out the
+    /// lock delay before it says `Server`).
+    pub fn holds_quorum_lease(&self) -> bool {
+        let Ok(member) = self.member() else { return false };
+        let metrics = member.raft.metrics();
+        let m = openraft::async_runtime::WatchReceiver::borrow_watched(&metrics);
+        if m.state != ServerState::Leader || m.current_leader != Some(self.id) {
+            return false;
+        }
+        if m.membership_config.membership().voter_ids().count() <= 1 {
+            return true;
+        }
+        let lease = self.cfg.timing.lease().lease;
+        m.last_quorum_acked.as_ref().is_some_and(|acked| acked.elapsed() < lease)
+    }
+
     /// The raft cluster this member belongs to or is joining; raft messages from any other
     /// cluster are refused.
     pub fn set_cluster(&self, cluster: Option<String>) {
@@ -207,7 +225,11 @@ impl<M: Machine> Consensus<M> {
                 Err(ConsensusError::Unknown(f.to_string()))
             }
             Err(RaftError::APIError(e)) => Err(ConsensusError::Refused(e.to_string())),
-            Err(RaftError::Fatal(e)) => Err(ConsensusError::Fatal(e.to_string())),
+            // The entry may have been appended and replicated before raft stopped (a node
+            // shutting down while it led): a retry could apply it twice.
+            Err(RaftError::Fatal(e)) => Err(ConsensusError::Unknown(format!(
+                "raft stopped while the write was in flight ({e}); it may still be applied"
+            ))),
         }
     }
 

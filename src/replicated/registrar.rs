@@ -349,6 +349,16 @@ impl Registrar {
         ttl_override: Option<u32>,
     ) -> Result<Service, RegistrarError> {
         self.require_leader_known()?;
+        // A leader cut off from its quorum may not know yet that another one was elected; a
+        // heartbeat it took from memory would be lost with it. Only a leader a quorum
+        // acknowledged within the lease takes heartbeats.
+        if !self.consensus.holds_quorum_lease() {
+            return Err(RegistrarError::Unavailable(
+                "this leader has no quorum acknowledgement within its lease (cut off from the voters?); \
+                 heartbeats go to a leader that holds one; retry"
+                    .into(),
+            ));
+        }
         if let Some(ttl) = ttl_override {
             validate::ttl_seconds(ttl).map_err(|reason| RegistryError::InvalidCommand { reason })?;
         }
