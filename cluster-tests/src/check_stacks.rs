@@ -1,6 +1,11 @@
 //! "At most one server stack runs at any instant", from Docker's container events: per node,
-//! the intervals in which its server stack had at least one running container; any two nodes'
-//! intervals that overlap are a violation. Also reads those events from `docker events`.
+//! the intervals in which its server stack had at least one running (and not paused: a frozen
+//! host serves nothing) container; any two nodes' intervals that overlap are a violation, with
+//! one bounded exception: a host that froze while it was the server (its node and stack paused
+//! together) resumes its stack for the instant until its watchdog, thawed with it, kills it;
+//! an overlap that begins when such a stack is unpaused and lasts at most [`THAW_GRACE_NS`] is
+//! reported in the explanation, not as a violation. Nothing running on a frozen host can act
+//! before it thaws. Also reads those events from `docker events`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -10,6 +15,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::{secs, Verdict};
 use crate::cmd;
+
+/// How long a thawed host's server stack may overlap another node's: the watchdog's poll
+/// (100 ms) plus a forced removal by the Docker engine, with room for a loaded machine.
+pub const THAW_GRACE_NS: u64 = 500_000_000;
 
 /// The stack name of the server stack (label `muster.stack`).
 pub const SERVER_STACK: &str = "server";
@@ -48,16 +57,18 @@ pub struct Running {
     pub node: String,
     pub start_ns: u64,
     pub end_ns: Option<u64>,
+    /// The span began when a paused container was unpaused (its host thawed).
+    pub thawed: bool,
 }
 
 /// Per node, the spans in which its server stack had any running container, in time order.
 pub fn running_spans(events: &[ContainerEvent]) -> Vec<Running> {
     let mut events: Vec<&ContainerEvent> = events.iter().filter(|e| e.stack == SERVER_STACK).collect();
     events.sort_by_key(|e| e.time_ns);
-    let mut running: BTreeMap<&str, (BTreeSet<&str>, u64)> = BTreeMap::new();
+    let mut running: BTreeMap<&str, (BTreeSet<&str>, u64, bool)> = BTreeMap::new();
     let mut spans = Vec::new();
     for e in events {
-        let (set, since) = running.entry(&e.node).or_default();
+        let (set, since, thawed) = running.entry(&e.node).or_default();
         let was = !set.is_empty();
         match e.action {
             Action::Start | Action::Unpause => {
@@ -68,16 +79,22 @@ pub fn running_spans(events: &[ContainerEvent]) -> Vec<Running> {
             }
         }
         match (was, set.is_empty()) {
-            (false, false) => *since = e.time_ns,
-            (true, true) => {
-                spans.push(Running { node: e.node.clone(), start_ns: *since, end_ns: Some(e.time_ns) })
+            (false, false) => {
+                *since = e.time_ns;
+                *thawed = e.action == Action::Unpause;
             }
+            (true, true) => spans.push(Running {
+                node: e.node.clone(),
+                start_ns: *since,
+                end_ns: Some(e.time_ns),
+                thawed: *thawed,
+            }),
             _ => {}
         }
     }
-    for (node, (set, since)) in running {
+    for (node, (set, since, thawed)) in running {
         if !set.is_empty() {
-            spans.push(Running { node: node.to_string(), start_ns: since, end_ns: None });
+            spans.push(Running { node: node.to_string(), start_ns: since, end_ns: None, thawed });
         }
     }
     spans.sort_by_key(|s| s.start_ns);
@@ -92,6 +109,7 @@ pub fn at_most_one_server_stack(events: &[ContainerEvent]) -> Verdict {
     let origin = events.iter().map(|e| e.time_ns).min().unwrap_or(0);
     let rel = |t: u64| secs(t.saturating_sub(origin));
     let mut violations = Vec::new();
+    let mut thaws = Vec::new();
     for (i, a) in spans.iter().enumerate() {
         for b in &spans[i + 1..] {
             if a.node == b.node {
@@ -107,6 +125,13 @@ pub fn at_most_one_server_stack(events: &[ContainerEvent]) -> Verdict {
             }
             let until = end.map_or("the end of the record".to_string(), rel);
             let length = end.map_or(String::new(), |e| format!(" ({:.0} ms)", (e - start) as f64 / 1e6));
+            let thawed = [a, b].into_iter().find(|s| s.thawed && s.start_ns == start);
+            if let (Some(t), Some(e)) = (thawed, end) {
+                if e - start <= THAW_GRACE_NS {
+                    thaws.push(format!("{} thawed at {}{length}", t.node, rel(start)));
+                    continue;
+                }
+            }
             violations.push(format!(
                 "{} and {} both ran server containers from {} to {until}{length}",
                 a.node,
@@ -116,12 +141,20 @@ pub fn at_most_one_server_stack(events: &[ContainerEvent]) -> Verdict {
         }
     }
     let nodes: BTreeSet<&str> = spans.iter().map(|s| s.node.as_str()).collect();
-    let checked = format!(
+    let mut checked = format!(
         "{} server container event(s), {} running span(s) on {} node(s)",
         events.len(),
         spans.len(),
         nodes.len()
     );
+    if !thaws.is_empty() {
+        checked.push_str(&format!(
+            "; {} overlap(s) right after a frozen host thawed, each within {} ms: {}",
+            thaws.len(),
+            THAW_GRACE_NS / 1_000_000,
+            thaws.join(", ")
+        ));
+    }
     Verdict::from("at-most-one-server-stack", checked, violations)
 }
 
@@ -236,13 +269,14 @@ mod tests {
 
     #[test]
     fn a_paused_server_stack_does_not_count_as_running() {
-        // Proves a frozen host's stack (paused containers) is not an overlap, and that it counts
-        // again once unpaused while another node's runs.
+        // Proves a frozen host's stack (paused containers) is not an overlap, and that a stack
+        // started again (not thawed) while another node's runs is one.
         let events = [
             e(0, Action::Start, "n1", "a"),
             e(100, Action::Pause, "n1", "a"),
             e(400, Action::Start, "n2", "b"),
-            e(900, Action::Unpause, "n1", "a"),
+            e(800, Action::Die, "n1", "a"),
+            e(900, Action::Start, "n1", "a"),
             e(950, Action::Die, "n1", "a"),
         ];
         let v = at_most_one_server_stack(&events);
@@ -250,6 +284,27 @@ mod tests {
         assert_eq!(v.violations, vec!["n2 and n1 both ran server containers from 0.900s to 0.950s (50 ms)"]);
         let v = at_most_one_server_stack(&events[..3]);
         assert!(v.ok, "{v:?}");
+    }
+
+    #[test]
+    fn a_thawed_host_may_overlap_briefly_but_not_longer() {
+        // Proves the thaw exception is bounded: the old server's stack, unpaused while another
+        // node serves, is tolerated for THAW_GRACE_NS and reported; longer is a violation.
+        let events = |die_ms: u64| {
+            vec![
+                e(0, Action::Start, "n1", "a"),
+                e(100, Action::Pause, "n1", "a"),
+                e(400, Action::Start, "n2", "b"),
+                e(900, Action::Unpause, "n1", "a"),
+                e(die_ms, Action::Die, "n1", "a"),
+            ]
+        };
+        let v = at_most_one_server_stack(&events(1_020));
+        assert!(v.ok, "{v:?}");
+        assert!(v.explanation.contains("n1 thawed at 0.900s (120 ms)"), "{}", v.explanation);
+        let v = at_most_one_server_stack(&events(1_500));
+        assert!(!v.ok);
+        assert_eq!(v.violations, vec!["n2 and n1 both ran server containers from 0.900s to 1.500s (600 ms)"]);
     }
 
     #[test]

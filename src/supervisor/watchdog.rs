@@ -32,6 +32,10 @@ pub const POLL: Duration = Duration::from_millis(100);
 pub const FENCE_WINDOW: Duration = Duration::from_millis(1500);
 /// How often a serving node renews its fence.
 pub const FENCE_RENEW: Duration = Duration::from_millis(200);
+/// A fence found lapsed longer ago than this was not seen in time: the watchdog itself was
+/// frozen (the whole host was), the next server may run already, and the containers are
+/// killed at once instead of stopped gracefully.
+pub const FENCE_LATE: Duration = Duration::from_millis(500);
 /// The longest fence line the watchdog reads (a longer line is a protocol error, ignored).
 const FENCE_LINE_MAX: usize = 64;
 
@@ -70,15 +74,15 @@ impl Fence {
         }
     }
 
-    /// Whether the fence has lapsed at `now`; a lapsed fence is cleared, so it fires once per
-    /// lapse (the next `serve` arms it again).
-    pub fn lapsed(&mut self, now: Instant) -> bool {
+    /// Whether the fence has lapsed at `now`, and how long ago; a lapsed fence is cleared, so
+    /// it fires once per lapse (the next `serve` arms it again).
+    pub fn lapsed(&mut self, now: Instant) -> Option<Duration> {
         match self.until {
             Some(until) if now >= until => {
                 self.until = None;
-                true
+                Some(now - until)
             }
-            _ => false,
+            _ => None,
         }
     }
 }
@@ -160,13 +164,14 @@ pub async fn run(cfg: WatchdogConfig) -> Result<Vec<String>, DockerError> {
         if !cfg.node_process.alive() {
             break;
         }
-        if fence.lapsed(Instant::now()) {
+        if let Some(late) = fence.lapsed(Instant::now()) {
             let reason = format!(
                 "the node's muster (pid {}) did not renew its server fence for {} ms (hung or frozen)",
                 cfg.node_process.pid,
-                FENCE_WINDOW.as_millis()
+                (FENCE_WINDOW + late).as_millis()
             );
-            match stop_server_containers(&cfg, &reason, Teardown::StopAndRemove).await {
+            let teardown = if late > FENCE_LATE { Teardown::Kill } else { Teardown::StopAndRemove };
+            match stop_server_containers(&cfg, &reason, teardown).await {
                 Ok(stopped) if !stopped.is_empty() => {
                     eprintln!("muster watchdog: {reason}; stopped its server containers {stopped:?}")
                 }
@@ -219,6 +224,9 @@ enum Teardown {
     /// The node is hung: it may resume as the server in the same epoch, and the supervisor
     /// takes a stopped container that exited 0 for a finished one-shot, so the containers go.
     StopAndRemove,
+    /// The fence lapsed long before the watchdog saw it (the host was frozen and just thawed):
+    /// the next server may run already, so the containers are killed and removed at once.
+    Kill,
 }
 
 /// Stops (and with [`Teardown::StopAndRemove`] removes) the node's live server containers;
@@ -233,11 +241,14 @@ async fn stop_server_containers(
     let observed = engine.observe(&cfg.node).await?;
     let live: Vec<_> =
         observed.iter().filter(|c| c.stack == StackKind::Server && c.state.is_live()).collect();
-    let mut actions: Vec<Action> =
-        live.iter().map(|c| Action::Stop { id: c.id.clone(), reason: reason.to_string() }).collect();
-    if teardown == Teardown::StopAndRemove {
-        actions.extend(live.iter().map(|c| Action::Remove { id: c.id.clone(), reason: reason.to_string() }));
-    }
+    let stop = live.iter().map(|c| Action::Stop { id: c.id.clone(), reason: reason.to_string() });
+    // Removal is forced: it kills a container that still runs.
+    let remove = live.iter().map(|c| Action::Remove { id: c.id.clone(), reason: reason.to_string() });
+    let actions: Vec<Action> = match teardown {
+        Teardown::Stop => stop.collect(),
+        Teardown::StopAndRemove => stop.chain(remove).collect(),
+        Teardown::Kill => remove.collect(),
+    };
     if actions.is_empty() {
         return Ok(Vec::new());
     }
@@ -281,20 +292,24 @@ mod tests {
         // its deadline; `rest` disarms it; bad lines change nothing.
         let t = Instant::now();
         let mut f = Fence::default();
-        assert!(!f.lapsed(t + Duration::from_secs(100)), "an unarmed fence never lapses");
+        assert_eq!(f.lapsed(t + Duration::from_secs(100)), None, "an unarmed fence never lapses");
         assert!(f.on_line(&Fence::line(true, FENCE_WINDOW), t));
         for k in 1..10 {
             let now = t + FENCE_RENEW * k;
-            assert!(!f.lapsed(now));
+            assert_eq!(f.lapsed(now), None);
             assert!(f.on_line("serve 1500", now));
         }
         let last = t + FENCE_RENEW * 9;
-        assert!(!f.lapsed(last + Duration::from_millis(1499)));
-        assert!(f.lapsed(last + Duration::from_millis(1500)));
-        assert!(!f.lapsed(last + Duration::from_millis(1600)), "it fires once per lapse");
+        assert_eq!(f.lapsed(last + Duration::from_millis(1499)), None);
+        assert_eq!(
+            f.lapsed(last + Duration::from_millis(1700)),
+            Some(Duration::from_millis(200)),
+            "how late"
+        );
+        assert_eq!(f.lapsed(last + Duration::from_millis(1800)), None, "it fires once per lapse");
         assert!(f.on_line("serve 1500", last));
         assert!(f.on_line(&Fence::line(false, FENCE_WINDOW), last));
-        assert!(!f.lapsed(last + Duration::from_secs(10)), "rest disarms it");
+        assert_eq!(f.lapsed(last + Duration::from_secs(10)), None, "rest disarms it");
         for bad in ["serve", "serve x", "serve 60001", "stop", ""] {
             assert!(!f.on_line(bad, last), "{bad:?}");
         }
