@@ -126,7 +126,8 @@ pub fn draw(out: &mut String, ops: &[&Op], axis: &Axis, top: f64) {
     let _ = writeln!(
         out,
         r#"<text class="lane" x="{:.1}" y="{:.1}">latency</text>"#,
-        axis.left - 6.0,
+        // Left of the decade labels, which end at the axis.
+        axis.left - 48.0,
         top + PLOT_H / 2.0
     );
     // Decades (at most 14 between 10 µs and beyond any deadline).

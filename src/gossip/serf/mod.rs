@@ -527,8 +527,11 @@ impl Serf {
         if pp.query_l_time > 0 {
             self.query_clock.witness(pp.query_l_time - 1);
         }
+        // A left member's status time is the time of its leave as the remote knows it. Taken as
+        // it is (as Serf does), a remote that has not yet seen a rejoin cannot mark the member
+        // leaving again: its rejoin's join time is at least as new.
         for name in &pp.left_members {
-            let t = pp.status_l_times.get(name).copied().unwrap_or(0) + 1;
+            let t = pp.status_l_times.get(name).copied().unwrap_or(0);
             self.leave_intent(&SerfLeave { l_time: t, node: name.clone(), prune: false }, now);
         }
         for (name, t) in &pp.status_l_times {

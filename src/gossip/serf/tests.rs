@@ -169,6 +169,41 @@ fn push_pull_merges_clocks_left_members_and_skips_old_events_on_join() {
 }
 
 #[test]
+fn a_stale_left_members_list_does_not_mark_a_rejoined_member_leaving() {
+    // Regression (found by the cluster tests' rolling restarts): a member that left and
+    // rejoined (join time 9) was marked `leaving` again by a push/pull from a peer that still
+    // listed it as left with status time 9, because the merge took the leave one tick later
+    // than the remote knew it; nothing ever refuted it, so the member stayed `leaving` and
+    // dropped out of the raft voters for good.
+    let t = Instant::now();
+    let mut s = serf(t);
+    s.handle_member_event(MemberEvent::Join(node("a", NodeState::Alive, t)), t);
+    s.handle_user_msg(&SerfMessage::Join(SerfJoin { l_time: 9, node: "a".into() }).encode(), t);
+    s.take_effects();
+    let stale = SerfPushPull {
+        l_time: 12,
+        status_l_times: [("a".to_string(), 9)].into_iter().collect(),
+        left_members: vec!["a".into()],
+        event_l_time: 0,
+        events: vec![],
+        query_l_time: 0,
+    };
+    s.merge_remote_state(&SerfMessage::PushPull(stale).encode(), false, t);
+    assert_eq!(s.member("a").unwrap().status, MemberStatus::Alive);
+    // A newer leave still counts.
+    let newer = SerfPushPull {
+        l_time: 12,
+        status_l_times: [("a".to_string(), 10)].into_iter().collect(),
+        left_members: vec!["a".into()],
+        event_l_time: 0,
+        events: vec![],
+        query_l_time: 0,
+    };
+    s.merge_remote_state(&SerfMessage::PushPull(newer).encode(), false, t);
+    assert_eq!(s.member("a").unwrap().status, MemberStatus::Leaving);
+}
+
+#[test]
 fn failed_members_are_reaped_after_the_reconnect_timeout() {
     // Proves reaping: a failed member stays until the reconnect timeout, then is reaped.
     let t = Instant::now();
