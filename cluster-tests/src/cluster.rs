@@ -197,6 +197,9 @@ impl Cluster {
         if let Ok(mut m) = self.members.lock() {
             m.insert(i);
         }
+        if let Ok(mut r) = self.removed.lock() {
+            r.remove(&i);
+        }
         Ok(())
     }
 

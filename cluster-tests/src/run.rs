@@ -195,6 +195,10 @@ where
 
     let rng = StdRng::seed_from_u64(seed ^ 0x5eed);
     let schedule = schedule(cluster.clone(), nemesis.clone(), rng, clock).await;
+    match &schedule {
+        Ok(()) => eprintln!("schedule done at {:.1}s", clock.now_ns() as f64 / 1e9),
+        Err(e) => eprintln!("schedule FAILED at {:.1}s: {e:#}", clock.now_ns() as f64 / 1e9),
+    }
     if let Some(rest) = spec.min_workload.checked_sub(Duration::from_nanos(clock.now_ns())) {
         tokio::time::sleep(rest).await;
     }

@@ -152,8 +152,9 @@ pub async fn step(
     Ok(())
 }
 
-/// A spare joins; once the cluster has settled with it, a random member other than the spare
-/// leaves for good (gracefully). Without a spare, the fault is skipped with an error.
+/// A spare (a node never started, else one that left before) joins; once the cluster has
+/// settled with it, a random member other than the spare leaves (gracefully). With every node
+/// a member, the step fails.
 async fn membership(
     cluster: &Arc<Cluster>,
     nemesis: &Arc<Nemesis>,
@@ -161,9 +162,11 @@ async fn membership(
     hold: Duration,
 ) -> Result<()> {
     let members = cluster.members();
+    // A node never started yet first, else one that left earlier (it comes back with its data).
     let spare = (0..cluster.nodes.len())
-        .find(|i| !members.contains(i) && !cluster.removed(*i))
-        .ok_or_else(|| anyhow!("membership: no spare node left (start the run with spares)"))?;
+        .filter(|i| !members.contains(i))
+        .min_by_key(|i| cluster.removed(*i))
+        .ok_or_else(|| anyhow!("membership: every node is a member (start the run with spares)"))?;
     let n = nemesis.clone();
     blocking(move || n.grow(spare)).await?;
     cluster.wait_settled(RECOVER_TIMEOUT).await.context("after a node joined")?;
