@@ -326,7 +326,9 @@ fn a_hung_server_has_its_stack_stopped_by_the_watchdog_and_back_when_it_resumes(
     });
     let gone_after = frozen.elapsed();
     let events = server_events(stopped_at, unix_now_ns());
-    let first_stop = events.iter().find(|(_, action, _)| action == "die" || action == "stop");
+    // Only this node's containers: other tests may run stacks on the same engine meanwhile.
+    let first_stop =
+        events.iter().find(|(_, action, node)| *node == name && (action == "die" || action == "stop"));
     let first_stop_s = first_stop.map(|(t, _, _)| (*t - stopped_at) as f64 / 1e9);
     println!("SIGSTOP → first server container stopping {first_stop_s:?} s, all gone {gone_after:.2?}");
     let first_stop_s = first_stop_s.expect("no stop event of a server container after SIGSTOP");

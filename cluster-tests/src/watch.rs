@@ -34,6 +34,45 @@ const BACKOFF: Duration = Duration::from_millis(200);
 /// Upper bound on one watcher's loop turns (messages, polls and reconnects).
 const TURNS_MAX: usize = 200_000;
 
+/// What one look at an open watch stream found.
+pub(crate) enum Polled {
+    /// A message that is not a compaction notice.
+    Message(Box<WatchResponse>),
+    /// The node answered that the events through this revision are gone.
+    Compacted(u64),
+    /// The stream failed, ended or went silent for over [`SILENT`].
+    Broken(String),
+    /// Nothing within [`POLL`]; the stream is alive.
+    Idle,
+}
+
+/// Waits up to [`POLL`] for the next message on `s`, and returns when it looked (run clock)
+/// with what it found; `last_msg_ns` is when the stream last said anything.
+pub(crate) async fn poll(
+    s: &mut tonic::Streaming<WatchResponse>,
+    clock: RunClock,
+    last_msg_ns: &mut u64,
+) -> (u64, Polled) {
+    let msg = tokio::time::timeout(POLL, s.message()).await;
+    let at_ns = clock.now_ns();
+    let polled = match msg {
+        Err(_) if at_ns.saturating_sub(*last_msg_ns) > SILENT.as_nanos() as u64 => {
+            Polled::Broken(format!("silent for over {SILENT:?}"))
+        }
+        Err(_) => Polled::Idle,
+        Ok(Ok(None)) => Polled::Broken("the stream ended".to_string()),
+        Ok(Err(st)) => Polled::Broken(format!("{}: {}", code_name(st.code()), st.message())),
+        Ok(Ok(Some(m))) => {
+            *last_msg_ns = at_ns;
+            match m.compacted {
+                Some(compacted) => Polled::Compacted(compacted),
+                None => Polled::Message(Box::new(m)),
+            }
+        }
+    };
+    (at_ns, polled)
+}
+
 /// What happened to a service, as the watch said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -195,21 +234,15 @@ async fn watcher(
             }
             continue;
         };
-        let msg = tokio::time::timeout(POLL, s.message()).await;
-        let at_ns = clock.now_ns();
-        let broken = match msg {
-            Err(_) if at_ns.saturating_sub(last_msg_ns) > SILENT.as_nanos() as u64 => {
-                Some(format!("silent for over {SILENT:?}"))
+        let (at_ns, polled) = poll(s, clock, &mut last_msg_ns).await;
+        let broken = match polled {
+            Polled::Idle => None,
+            Polled::Broken(error) => Some(error),
+            Polled::Compacted(compacted) => {
+                out.records.push(Record::Compacted { at_ns, compacted });
+                break;
             }
-            Err(_) => None,
-            Ok(Ok(None)) => Some("the stream ended".to_string()),
-            Ok(Err(st)) => Some(format!("{}: {}", code_name(st.code()), st.message())),
-            Ok(Ok(Some(m))) => {
-                last_msg_ns = at_ns;
-                if let Some(compacted) = m.compacted {
-                    out.records.push(Record::Compacted { at_ns, compacted });
-                    break;
-                }
+            Polled::Message(m) => {
                 if let Some(e) = m.event {
                     let (id, version) = match &e.service {
                         Some(svc) => (svc.service_id.clone(), svc.metadata.get("v").map(|_| version_of(svc))),

@@ -5,7 +5,6 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use muster::api::grpc::pb::registry::{
     registry_client::RegistryClient, ListRequest, WatchRequest, WatchResponse,
@@ -15,13 +14,9 @@ use rand::Rng;
 
 use super::{FinalRead, TtlEvent, CATCH_UP, OP_SLACK, SERVICE_TYPE, STEP};
 use crate::history::{code_name, RunClock};
-use crate::watch::{Kind, Record, WatchStop};
+use crate::watch::{poll, Kind, Polled, Record, WatchStop};
 use crate::workload::{Targets, OP_TIMEOUT};
 
-/// How long the observer waits for one message before it checks whether to stop.
-const POLL: Duration = Duration::from_millis(500);
-/// A stream silent for this long (progress notifications are due every 2 s) is broken.
-const SILENT: Duration = Duration::from_secs(5);
 /// Upper bound on the observer's loop turns (messages, polls and reconnects).
 const TURNS_MAX: usize = 200_000;
 
@@ -117,22 +112,16 @@ pub(super) async fn observe(
             }
             continue;
         };
-        let msg = tokio::time::timeout(POLL, s.message()).await;
-        let at_ns = clock.now_ns();
-        let broken = match msg {
-            Err(_) if at_ns.saturating_sub(last_msg_ns) > SILENT.as_nanos() as u64 => {
-                Some(format!("silent for over {SILENT:?}"))
+        let (at_ns, polled) = poll(s, clock, &mut last_msg_ns).await;
+        let broken = match polled {
+            Polled::Idle => None,
+            Polled::Broken(error) => Some(error),
+            Polled::Compacted(compacted) => {
+                // The events through `compacted` are gone; the checker reports it.
+                out.streams.push(Record::Compacted { at_ns, compacted });
+                break;
             }
-            Err(_) => None,
-            Ok(Ok(None)) => Some("the stream ended".to_string()),
-            Ok(Err(st)) => Some(format!("{}: {}", code_name(st.code()), st.message())),
-            Ok(Ok(Some(m))) => {
-                last_msg_ns = at_ns;
-                if let Some(compacted) = m.compacted {
-                    // The events through `compacted` are gone; the checker reports it.
-                    out.streams.push(Record::Compacted { at_ns, compacted });
-                    break;
-                }
+            Polled::Message(m) => {
                 if let Some(e) = event_of(at_ns, &m) {
                     out.seen = out.seen.max(e.revision);
                     out.through = out.through.max(e.revision.saturating_sub(1));
