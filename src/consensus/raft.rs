@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -107,7 +108,42 @@ pub struct Consensus<M: Machine> {
     reader: RwLock<MachineReader<M>>,
     leadership_tx: Arc<watch::Sender<Leadership>>,
     leadership: watch::Receiver<Leadership>,
+    quorum: Arc<QuorumLease>,
     reset_lock: tokio::sync::Mutex<()>,
+}
+
+/// Until when this member holds its quorum lease, as the leadership watcher last computed it
+/// from raft's metrics. Read on every heartbeat, so an atomic deadline rather than a look at
+/// the metrics (whose lock was a bottleneck with many concurrent heartbeats).
+#[derive(Debug)]
+struct QuorumLease {
+    base: Instant,
+    /// Nanoseconds after `base`; 0: not the leader; `u64::MAX`: the only voter.
+    until_ns: AtomicU64,
+}
+
+impl QuorumLease {
+    fn new() -> Self {
+        QuorumLease { base: Instant::now(), until_ns: AtomicU64::new(0) }
+    }
+
+    fn set(&self, leader_is_me: bool, voters: usize, until: Option<Instant>) {
+        let ns = match (leader_is_me, voters <= 1, until) {
+            (false, _, _) => 0,
+            (true, true, _) => u64::MAX,
+            (true, false, Some(t)) => {
+                u64::try_from(t.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX - 1)
+            }
+            (true, false, None) => 0,
+        };
+        self.until_ns.store(ns, Ordering::Release);
+    }
+
+    fn holds(&self, now: Instant) -> bool {
+        let now_ns =
+            u64::try_from(now.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX - 1);
+        now_ns < self.until_ns.load(Ordering::Acquire)
+    }
 }
 
 fn read<T: Clone>(lock: &RwLock<T>) -> T {
@@ -127,7 +163,8 @@ impl<M: Machine> Consensus<M> {
         let cluster = ClusterTag::default();
         let (tx, leadership) = watch::channel(Leadership::unknown());
         let leadership_tx = Arc::new(tx);
-        let (member, reader) = start_member(&cfg, &cluster, &leadership_tx, machine).await?;
+        let quorum = Arc::new(QuorumLease::new());
+        let (member, reader) = start_member(&cfg, &cluster, &leadership_tx, &quorum, machine).await?;
         Ok(Consensus {
             id: cfg.id,
             cfg,
@@ -136,6 +173,7 @@ impl<M: Machine> Consensus<M> {
             reader: RwLock::new(reader),
             leadership_tx,
             leadership,
+            quorum,
             reset_lock: tokio::sync::Mutex::new(()),
         })
     }
@@ -163,21 +201,10 @@ impl<M: Machine> Consensus<M> {
     }
 
     /// Whether this member is the leader and a quorum acknowledged it within the lease (so no
-    /// other leader can have been elected meanwhile); always true for a lone voter. Read from
-    /// raft's metrics now, not from the published [`Leadership`] (which also waits out the
-    /// lock delay before it says `Server`).
+    /// other leader can have been elected meanwhile); always true for a lone voter. Unlike the
+    /// published [`Leadership`], it does not wait out the lock delay.
     pub fn holds_quorum_lease(&self) -> bool {
-        let Ok(member) = self.member() else { return false };
-        let metrics = member.raft.metrics();
-        let m = openraft::async_runtime::WatchReceiver::borrow_watched(&metrics);
-        if m.state != ServerState::Leader || m.current_leader != Some(self.id) {
-            return false;
-        }
-        if m.membership_config.membership().voter_ids().count() <= 1 {
-            return true;
-        }
-        let lease = self.cfg.timing.lease().lease;
-        m.last_quorum_acked.as_ref().is_some_and(|acked| acked.elapsed() < lease)
+        self.quorum.holds(Instant::now())
     }
 
     /// The raft cluster this member belongs to or is joining; raft messages from any other
@@ -352,7 +379,8 @@ impl<M: Machine> Consensus<M> {
             }
         }
         self.leadership_tx.send_replace(Leadership::unknown());
-        let (member, reader) = start_member(&self.cfg, &self.cluster, &self.leadership_tx, machine).await?;
+        let (member, reader) =
+            start_member(&self.cfg, &self.cluster, &self.leadership_tx, &self.quorum, machine).await?;
         write(&self.reader, reader);
         write(&self.current, Some(Arc::new(member)));
         Ok(())
@@ -373,6 +401,7 @@ async fn start_member<M: Machine>(
     cfg: &RaftConfig,
     cluster: &ClusterTag,
     tx: &Arc<watch::Sender<Leadership>>,
+    quorum: &Arc<QuorumLease>,
     machine: M,
 ) -> Result<(Member<M>, MachineReader<M>), ConsensusError> {
     let (log, sm) = open(&cfg.data_dir, machine).await?;
@@ -399,7 +428,7 @@ async fn start_member<M: Machine>(
     let raft = Raft::new(cfg.id, Arc::new(config), network, log, sm)
         .await
         .map_err(|e| ConsensusError::Fatal(e.to_string()))?;
-    let watcher = tokio::spawn(watch_leadership(raft.clone(), cfg.id, t.lease(), tx.clone()));
+    let watcher = tokio::spawn(watch_leadership(raft.clone(), cfg.id, t.lease(), tx.clone(), quorum.clone()));
     Ok((Member { raft, watcher }, reader))
 }
 
@@ -433,6 +462,7 @@ async fn watch_leadership<M: Machine>(
     me: u64,
     lease: Lease,
     tx: Arc<watch::Sender<Leadership>>,
+    quorum: Arc<QuorumLease>,
 ) {
     let mut metrics = raft.metrics();
     let mut leader_since: Option<Instant> = None;
@@ -464,6 +494,11 @@ async fn watch_leadership<M: Machine>(
             voters: membership.voter_ids().count(),
         };
         let (role, lease_until, recheck) = role_at(&view, &lease, now);
+        quorum.set(
+            is_leader && m.current_leader == Some(me),
+            view.voters,
+            view.last_quorum_acked.map(|t| t + lease.lease),
+        );
         let leader_node = m.current_leader.and_then(|id| membership.get_node(&id).cloned());
         let next = Leadership {
             leader_id: m.current_leader,
