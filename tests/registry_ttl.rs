@@ -162,6 +162,12 @@ async fn wait_all(nodes: &[Node], id: &str, what: &str, ok: impl Fn(&Service) ->
 }
 
 /// Lets the keepers run a few checks at the current registry time.
+/// Cuts node `l` off from the others (raft messages both ways).
+fn cut_off(nodes: &[Node], l: usize, faults: &Faults) {
+    let others: Vec<u64> = nodes.iter().map(|n| n.id).filter(|id| *id != nodes[l].id).collect();
+    faults.isolate(nodes[l].id, &others);
+}
+
 async fn settle() {
     tokio::time::sleep(CHECK * 4).await;
 }
@@ -233,8 +239,7 @@ async fn a_renewed_service_never_expires_even_when_the_leader_dies_holding_its_h
         if second == 9 && !killed {
             killed = true;
             let l = leader(&nodes).await;
-            let others: Vec<u64> = nodes.iter().map(|n| n.id).filter(|id| *id != nodes[l].id).collect();
-            faults.isolate(nodes[l].id, &others);
+            cut_off(&nodes, l, &faults);
             nodes[l]
                 .reg
                 .heartbeat_local(&ServiceId::new("cam-1"), None)
@@ -291,8 +296,7 @@ async fn a_leader_cut_off_from_its_quorum_takes_no_heartbeat_it_would_lose() {
     let l = leader(&nodes).await;
     let id = ServiceId::new("cam-1");
     nodes[l].reg.heartbeat_local(&id, None).expect("a leader with its quorum takes heartbeats");
-    let others: Vec<u64> = nodes.iter().map(|n| n.id).filter(|o| *o != nodes[l].id).collect();
-    faults.isolate(nodes[l].id, &others);
+    cut_off(&nodes, l, &faults);
     // Well past the lease (180 ms with the local timing) and an election.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let lead = nodes[l].c.leadership().borrow().clone();
@@ -321,9 +325,8 @@ async fn a_write_in_flight_when_its_leader_stops_is_unknown_not_retried_into_a_s
     leader(&nodes).await;
     settle().await;
     let l = leader(&nodes).await;
-    let others: Vec<u64> = nodes.iter().map(|n| n.id).filter(|o| *o != nodes[l].id).collect();
     // Cut off, the leader appends the entry but cannot commit it.
-    faults.isolate(nodes[l].id, &others);
+    cut_off(&nodes, l, &faults);
     let old = nodes.remove(l);
     let reg = old.reg.clone();
     let write = tokio::spawn(async move {
