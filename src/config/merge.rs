@@ -117,6 +117,10 @@ fn addrs(s: &str) -> Vec<String> {
     split_addrs(s).collect()
 }
 
+fn handler_items(s: &str) -> Vec<String> {
+    s.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
+}
+
 fn tag_items(s: &str) -> Vec<String> {
     split_tags(s).collect()
 }
@@ -192,6 +196,13 @@ pub fn merge(
     c.hooks.on_promote = src.path("on_promote", args.on_promote.as_ref());
     c.hooks.on_demote = src.path("on_demote", args.on_demote.as_ref());
     c.hooks.on_server_change = src.path("on_server_change", args.on_server_change.as_ref());
+    // Filters hold commas, so the environment separates handlers with newlines.
+    if let Some(l) = src.list("event_handler", args.event_handler.clone(), handler_items) {
+        for item in &l.items {
+            crate::event_handlers::HandlerSpec::parse(item).map_err(|e| l.found.invalid(item, e))?;
+        }
+        c.event_handlers = l.items;
+    }
     if let Some(f) = src.scalar("rpc_auth", args.rpc_auth.as_deref()) {
         c.rpc_auth = Some(f.value.to_string());
     }

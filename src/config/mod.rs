@@ -261,6 +261,8 @@ pub struct Config {
     pub rejoin_after_leave: bool,
     /// Whether the Cluster/Crash call may crash this node (failover drills in test clusters).
     pub allow_crash_drill: bool,
+    /// Serf event handlers, `[filter=]script` each (checked when merged).
+    pub event_handlers: Vec<String>,
     pub log: LogConfig,
     /// The JSON file this config was read from, if any.
     pub config_file: Option<PathBuf>,
@@ -295,6 +297,7 @@ impl Default for Config {
             stack_stop_timeout_ms: defaults::STACK_STOP_TIMEOUT_MS,
             hooks: Hooks::default(),
             allow_crash_drill: false,
+            event_handlers: Vec::new(),
             rejoin_after_leave: true,
             log: LogConfig::default(),
             config_file: None,
@@ -371,7 +374,7 @@ impl fmt::Display for Redacted<'_> {
              advertise={} join=[{}] retry_join=[{}] retry_interval={} retry_interval_max={} retry_max={} \
              tags=[{}] encrypt={} keyring_file={} data_dir={} http_addr={} rpc_addr={} rpc_auth={} log.level={} \
              stack_file={} docker_socket={} stack_stop_timeout={} on_promote={} on_demote={} on_server_change={} \
-             rejoin_after_leave={} allow_crash_drill={} log.format={} log.caller={} log.time={} log.no_color={} \
+             rejoin_after_leave={} allow_crash_drill={} event_handlers={} log.format={} log.caller={} log.time={} log.no_color={} \
              config_file={}",
             c.node,
             c.cluster,
@@ -403,6 +406,7 @@ impl fmt::Display for Redacted<'_> {
             opt(&c.hooks.on_server_change.as_ref().map(|p| p.display())),
             c.rejoin_after_leave,
             c.allow_crash_drill,
+            c.event_handlers.len(),
             c.log.format,
             c.log.caller,
             c.log.time,

@@ -20,6 +20,7 @@ use crate::consensus::network::Faults;
 use crate::consensus::raft::{Consensus, RaftConfig, RaftTiming};
 use crate::consensus::RaftNode;
 use crate::discovery::{self, retry_join};
+use crate::event_handlers;
 use crate::gossip::net::{self as gossip, GossipConfig};
 use crate::gossip::serf::SerfConfig;
 use crate::gossip::swim::Timing;
@@ -55,7 +56,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let api_shutdown = shutdown.child_token();
     let tracker = TaskTracker::new();
-    let keyring = load_keyring(&config)?;
+    let keyring_path = config.keyring_file.clone().unwrap_or_else(|| serf_dir.join(LOCAL_KEYRING));
+    let keyring = load_keyring(&config, &keyring_path)?;
     let advertise = advertise_addr(&config);
     let node_id = load_or_create_node_id(&config.data_dir)?;
 
@@ -93,6 +95,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         label: String::new(),
         snapshot_path: Some(serf_dir.join("local.snapshot")),
         rejoin_after_leave: config.rejoin_after_leave,
+        keyring_path: Some(keyring_path),
+        tags_path: Some(serf_dir.join(LOCAL_TAGS)),
         seed: rand::random(),
     };
     let (gossip, gossip_task) = gossip::start(gossip_cfg, shutdown.clone()).await?;
@@ -178,8 +182,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         auth_key: config.rpc_auth.clone(),
         node_name: config.node.clone(),
         on_leave: left_by_rpc.clone(),
+        managed_tags: managed_tags(),
     };
     tracker.spawn(serf_rpc::serve(rpc_listener, rpc_cfg, gossip.clone(), api_shutdown.clone()));
+    let handlers = config
+        .event_handlers
+        .iter()
+        .map(|s| {
+            event_handlers::HandlerSpec::parse(s).map_err(|e| anyhow::anyhow!("--event-handler {s:?}: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    tracker.spawn(event_handlers::run(handlers, gossip.clone(), config.node.clone(), api_shutdown.clone()));
 
     let port = crate::config::defaults::GOSSIP_PORT;
     if !config.join.is_empty() {
@@ -355,28 +368,47 @@ fn advertise_addr(config: &Config) -> SocketAddr {
     SocketAddr::new(ip, config.bind.port())
 }
 
-/// The keyring from `--keyring-file` and/or `--encrypt`. A new keyring file is written when
-/// `--encrypt` names a key and the file does not exist yet.
-fn load_keyring(config: &Config) -> anyhow::Result<Option<Keyring>> {
+/// Tags the node sets itself; Serf RPC `tags` may not change them.
+fn managed_tags() -> Vec<String> {
+    use crate::cluster::plan::{CLUSTER_BORN_TAG, CLUSTER_ID_TAG, RAFT_ADDR_TAG, ROLE_TAG};
+    [
+        crate::membership::RAFT_ID_TAG,
+        RAFT_ADDR_TAG,
+        CLUSTER_ID_TAG,
+        CLUSTER_BORN_TAG,
+        ROLE_TAG,
+        crate::api::HTTP_PORT_TAG,
+    ]
+    .iter()
+    .map(|t| t.to_string())
+    .collect()
+}
+
+/// The keyring file in the data dir when `--keyring-file` is not given (Serf's name for it).
+const LOCAL_KEYRING: &str = "local.keyring";
+/// Tags set or deleted over Serf RPC, kept across restarts.
+const LOCAL_TAGS: &str = "local.tags";
+
+/// The keyring: the file at `path` (`--keyring-file`, or the data dir's, which key rotations
+/// keep up to date) when it exists, else a new one from `--encrypt`, written to `path` so a
+/// rotation survives a restart. An existing file wins over `--encrypt`, as in Consul: a key
+/// rotated away must not come back as primary from an old command line; a `--encrypt` key
+/// missing from the file is reported.
+fn load_keyring(config: &Config, path: &Path) -> anyhow::Result<Option<Keyring>> {
     let key = match &config.encrypt_key {
         Some(k) => Some(decode_key(k).context("invalid --encrypt key")?),
         None => None,
     };
-    let Some(path) = &config.keyring_file else {
-        return Ok(match key {
-            Some(k) => Some(Keyring::new(k, Vec::new())?),
-            None => None,
-        });
-    };
     if path.exists() {
-        let mut ring = read_keyring_file(path)?;
+        let ring = read_keyring_file(path)?;
         if let Some(k) = key {
             if !ring.keys().contains(&k) {
-                tracing::info!(path = %path.display(), "gossip: --encrypt key added to the keyring as primary");
-                ring.install(k.clone())?;
-                ring.use_key(&k)?;
+                tracing::warn!(path = %path.display(),
+                    "gossip: the --encrypt key is not in the keyring file, which wins (a rotation may have removed it); \
+                     delete the file to start over from --encrypt");
             }
         }
+        tracing::info!(path = %path.display(), keys = ring.keys().len(), "gossip: keyring loaded");
         return Ok(Some(ring));
     }
     match key {
@@ -385,10 +417,11 @@ fn load_keyring(config: &Config) -> anyhow::Result<Option<Keyring>> {
             write_keyring_file(path, &ring)?;
             Ok(Some(ring))
         }
-        None => bail!(
+        None if config.keyring_file.is_some() => bail!(
             "--keyring-file {} does not exist and no --encrypt key was given to create it",
             path.display()
         ),
+        None => Ok(None),
     }
 }
 
@@ -401,12 +434,6 @@ fn read_keyring_file(path: &Path) -> anyhow::Result<Keyring> {
 }
 
 fn write_keyring_file(path: &Path, ring: &Keyring) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(&ring.to_base64_list())?;
-    std::fs::write(path, text).with_context(|| format!("cannot write keyring file {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-    }
-    Ok(())
+    crate::gossip::net::write_keyring(path, ring)
+        .with_context(|| format!("cannot write keyring file {}", path.display()))
 }

@@ -21,11 +21,14 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+mod commands;
+
 use super::frame::{FrameReader, ReadError};
 use super::members::{self, MemberFilter};
 use super::proto::{self as p, Command, RequestHeader};
+use super::stream::PendingQueries;
 use super::{stats, stream, Shared};
-use crate::gossip::net::resolve;
+use crate::gossip::net::{resolve, KeyOp};
 
 /// Responses and stream records queued per connection before streams are dropped.
 const WRITE_QUEUE_MAX: usize = 256;
@@ -84,6 +87,7 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shutd
         handshaken: false,
         authed: false,
         streams: HashMap::new(),
+        pending: PendingQueries::default(),
         left: false,
     };
     tracing::debug!(peer.addr = %peer, "serf-rpc: client connected");
@@ -151,6 +155,8 @@ struct Conn {
     authed: bool,
     /// Open streams by the Seq of their `stream` request.
     streams: HashMap<u64, CancellationToken>,
+    /// Queries this connection's streams showed, by the id `respond` names them with.
+    pending: PendingQueries,
     /// A `leave` succeeded: the connection closes once the answer is written, then the node
     /// is told to stop (as a Go agent does).
     left: bool,
@@ -206,6 +212,14 @@ impl Conn {
                 let s = stats::build(&self.shared.cfg.node_name, &members, &self.shared.clocks);
                 self.send(p::encode_response(seq, "", Some(&s))?).await?;
             }
+            Command::ForceLeave => self.force_leave(seq).await?,
+            Command::Tags => self.tags(seq).await?,
+            Command::Query => self.query(seq).await?,
+            Command::Respond => self.respond(seq).await?,
+            Command::InstallKey => self.key(seq, KeyOp::Install).await?,
+            Command::UseKey => self.key(seq, KeyOp::Use).await?,
+            Command::RemoveKey => self.key(seq, KeyOp::Remove).await?,
+            Command::ListKeys => self.key(seq, KeyOp::List).await?,
             Command::NotServed { has_body, answer_body } => {
                 if has_body {
                     self.body_bytes(&header.command).await?;
@@ -327,7 +341,8 @@ impl Conn {
         self.reply(seq, "").await?;
         let stop = self.cancel.child_token();
         self.streams.insert(seq, stop.clone());
-        tokio::spawn(stream::run(self.peer, seq, filters, events, self.out.clone(), stop));
+        let pending = self.pending.clone();
+        tokio::spawn(stream::run(self.peer, seq, filters, events, self.out.clone(), pending, stop));
         tracing::debug!(peer.addr = %self.peer, seq, filter = %req.kind, "serf-rpc: stream started");
         Ok(())
     }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::proto::{MemberRecord, MembersResponse};
-use super::regex::{Regex, RegexError};
+use crate::go_regexp::{Regex, RegexError};
 use crate::membership::MemberInfo;
 
 /// A compiled `members-filtered` request.

@@ -16,7 +16,6 @@ mod conn;
 pub mod frame;
 mod members;
 pub mod proto;
-pub mod regex;
 mod stats;
 mod stream;
 
@@ -53,6 +52,8 @@ pub struct RpcConfig {
     pub node_name: String,
     /// Cancelled after a successful `leave`, so the node stops as a Go agent does.
     pub on_leave: CancellationToken,
+    /// Tags the node manages itself; `tags` refuses to set or delete them.
+    pub managed_tags: Vec<String>,
 }
 
 impl std::fmt::Debug for RpcConfig {

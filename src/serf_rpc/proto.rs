@@ -29,6 +29,19 @@ pub const STREAM: &str = "stream";
 pub const STOP: &str = "stop";
 pub const LEAVE: &str = "leave";
 pub const STATS: &str = "stats";
+pub const FORCE_LEAVE: &str = "force-leave";
+pub const TAGS: &str = "tags";
+pub const QUERY: &str = "query";
+pub const RESPOND: &str = "respond";
+pub const INSTALL_KEY: &str = "install-key";
+pub const USE_KEY: &str = "use-key";
+pub const REMOVE_KEY: &str = "remove-key";
+pub const LIST_KEYS: &str = "list-keys";
+
+/// `query` stream record types.
+pub const QUERY_RECORD_ACK: &str = "ack";
+pub const QUERY_RECORD_RESPONSE: &str = "response";
+pub const QUERY_RECORD_DONE: &str = "done";
 
 /// Error strings, exactly as the Go agent sends them (clients compare some of them).
 pub const UNSUPPORTED_COMMAND: &str = "Unsupported command";
@@ -39,6 +52,7 @@ pub const INVALID_FILTER: &str = "Invalid event filter";
 pub const STREAM_EXISTS: &str = "Stream with given sequence exists";
 pub const AUTH_REQUIRED: &str = "Authentication required";
 pub const INVALID_AUTH_TOKEN: &str = "Invalid authentication token";
+pub const INVALID_QUERY_ID: &str = "No pending queries matching ID";
 
 /// What the agent does with a command name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +67,14 @@ pub enum Command {
     Stop,
     Leave,
     Stats,
+    ForceLeave,
+    Tags,
+    Query,
+    Respond,
+    InstallKey,
+    UseKey,
+    RemoveKey,
+    ListKeys,
     /// A Serf command muster does not serve (yet). `has_body`: a request body follows;
     /// `answer_body`: Go clients read a body after the header even when it carries an error,
     /// so an empty one must follow or they hang.
@@ -77,13 +99,16 @@ impl Command {
             STOP => Command::Stop,
             LEAVE => Command::Leave,
             STATS => Command::Stats,
-            "force-leave" | "monitor" | "tags" | "query" | "respond" => {
-                Command::NotServed { has_body: true, answer_body: false }
-            }
-            "install-key" | "use-key" | "remove-key" | "get-coordinate" => {
-                Command::NotServed { has_body: true, answer_body: true }
-            }
-            "list-keys" => Command::NotServed { has_body: false, answer_body: true },
+            FORCE_LEAVE => Command::ForceLeave,
+            TAGS => Command::Tags,
+            QUERY => Command::Query,
+            RESPOND => Command::Respond,
+            INSTALL_KEY => Command::InstallKey,
+            USE_KEY => Command::UseKey,
+            REMOVE_KEY => Command::RemoveKey,
+            LIST_KEYS => Command::ListKeys,
+            "monitor" => Command::NotServed { has_body: true, answer_body: false },
+            "get-coordinate" => Command::NotServed { has_body: true, answer_body: true },
             _ => Command::Unknown,
         }
     }
@@ -91,7 +116,9 @@ impl Command {
     /// Whether a request body follows the header (unknown commands: we cannot tell).
     pub fn has_body(self) -> bool {
         match self {
-            Command::Members | Command::Leave | Command::Stats | Command::Unknown => false,
+            Command::Members | Command::Leave | Command::Stats | Command::ListKeys | Command::Unknown => {
+                false
+            }
             Command::NotServed { has_body, .. } => has_body,
             _ => true,
         }
@@ -171,6 +198,69 @@ pub struct StreamRequest {
 #[serde(default, rename_all = "PascalCase")]
 pub struct StopRequest {
     pub stop: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct ForceLeaveRequest {
+    pub node: String,
+    pub prune: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct TagsRequest {
+    pub delete_tags: Option<Vec<String>>,
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+/// `query`; `Timeout` is a Go `time.Duration` (nanoseconds), 0 for the default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct QueryRequest {
+    pub filter_nodes: Option<Vec<String>>,
+    pub filter_tags: Option<BTreeMap<String, String>>,
+    pub name: String,
+    pub payload: Option<ByteBuf>,
+    pub relay_factor: u8,
+    pub request_ack: bool,
+    pub timeout: i64,
+}
+
+/// One record of a `query` stream: an ack, a response, or the end.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct QueryRecord {
+    pub from: String,
+    pub payload: Option<ByteBuf>,
+    #[serde(rename = "Type")]
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RespondRequest {
+    #[serde(rename = "ID")]
+    pub id: u64,
+    #[serde(rename = "Payload")]
+    pub payload: Option<ByteBuf>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct KeyRequest {
+    pub key: String,
+}
+
+/// The answer to the key commands; `Keys` only for `list-keys`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct KeyResponse {
+    pub keys: Option<BTreeMap<String, i64>>,
+    pub messages: Option<BTreeMap<String, String>>,
+    pub num_err: i64,
+    pub num_nodes: i64,
+    pub num_resp: i64,
 }
 
 /// `stats`: section → key → value, all strings (what `serf info` prints).
@@ -319,7 +409,7 @@ pub fn event_type(e: &SerfEvent) -> &'static str {
         SerfEvent::MemberUpdate(_) => "member-update",
         SerfEvent::MemberReap(_) => "member-reap",
         SerfEvent::User { .. } => "user",
-        SerfEvent::Query { .. } => "query",
+        SerfEvent::Query(_) => "query",
     }
 }
 

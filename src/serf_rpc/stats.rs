@@ -34,7 +34,7 @@ impl Clocks {
             | SerfEvent::MemberUpdate(m)
             | SerfEvent::MemberReap(m) => (&self.member, m.status_ltime),
             SerfEvent::User { ltime, .. } => (&self.event, *ltime),
-            SerfEvent::Query { ltime, .. } => (&self.query, *ltime),
+            SerfEvent::Query(q) => (&self.query, q.key.ltime),
         };
         clock.fetch_max(t.saturating_add(1), Ordering::Relaxed);
     }

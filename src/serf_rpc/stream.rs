@@ -5,14 +5,52 @@
 //! queue and ends itself (with a log line) when the queue is full or when it lagged behind the
 //! gossip event channel. Imports `proto` and the gossip event type; nothing else of the node.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use serde_bytes::ByteBuf;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::proto::{self, MemberEventRecord, MemberRecord, QueryEventRecord, UserEventRecord};
-use crate::gossip::serf::SerfEvent;
+use crate::gossip::serf::{QueryKey, SerfEvent};
+
+/// Queries remembered per connection for `respond` at most.
+const PENDING_QUERIES_MAX: usize = 1024;
+
+/// The queries a connection's streams showed, numbered per connection as the Go agent does,
+/// until their deadline.
+#[derive(Clone, Default)]
+pub struct PendingQueries(Arc<Mutex<Pending>>);
+
+#[derive(Default)]
+struct Pending {
+    last_id: u64,
+    queries: HashMap<u64, (QueryKey, Instant)>,
+}
+
+impl PendingQueries {
+    /// Numbers a query; it can be answered through `respond` until its deadline.
+    pub fn register(&self, key: QueryKey, deadline: Instant) -> u64 {
+        let mut p = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        p.last_id += 1;
+        let id = p.last_id;
+        let now = Instant::now();
+        p.queries.retain(|_, (_, d)| *d >= now);
+        if p.queries.len() < PENDING_QUERIES_MAX {
+            p.queries.insert(id, (key, deadline));
+        }
+        id
+    }
+
+    /// The query numbered `id`, while it may still be answered.
+    pub fn get(&self, id: u64) -> Option<QueryKey> {
+        let p = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        p.queries.get(&id).filter(|(_, d)| *d >= Instant::now()).map(|(k, _)| *k)
+    }
+}
 
 /// One `type[:name]` entry of a stream filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +92,8 @@ impl EventFilter {
             return false;
         }
         match (e, &self.name) {
-            (SerfEvent::User { name, .. } | SerfEvent::Query { name, .. }, Some(want)) => name == want,
+            (SerfEvent::User { name, .. }, Some(want)) => name == want,
+            (SerfEvent::Query(q), Some(want)) => &q.name == want,
             _ => true,
         }
     }
@@ -83,13 +122,13 @@ pub fn encode_record(seq: u64, e: &SerfEvent, query_id: u64) -> Result<Vec<u8>, 
             };
             proto::encode_response(seq, "", Some(&rec))
         }
-        SerfEvent::Query { ltime, name, payload, .. } => {
+        SerfEvent::Query(q) => {
             let rec = QueryEventRecord {
                 event,
                 id: query_id,
-                ltime: *ltime,
-                name: name.clone(),
-                payload: ByteBuf::from(payload.clone()),
+                ltime: q.key.ltime,
+                name: q.name.clone(),
+                payload: ByteBuf::from(q.payload.clone()),
             };
             proto::encode_response(seq, "", Some(&rec))
         }
@@ -116,6 +155,7 @@ pub async fn run(
     filters: Vec<EventFilter>,
     mut events: broadcast::Receiver<SerfEvent>,
     out: mpsc::Sender<Vec<u8>>,
+    pending: PendingQueries,
     stop: CancellationToken,
 ) -> StreamEnd {
     let mut query_id = 0u64;
@@ -132,8 +172,8 @@ pub async fn run(
         if !filters.iter().any(|f| f.matches(&event)) {
             continue;
         }
-        if matches!(event, SerfEvent::Query { .. }) {
-            query_id += 1;
+        if let SerfEvent::Query(q) = &event {
+            query_id = pending.register(q.key, q.deadline);
         }
         let frame = match encode_record(seq, &event, query_id) {
             Ok(f) => f,

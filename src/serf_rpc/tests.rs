@@ -49,6 +49,8 @@ async fn node(auth_key: Option<&str>) -> Node {
         label: String::new(),
         snapshot_path: None,
         rejoin_after_leave: false,
+        keyring_path: None,
+        tags_path: None,
         seed: 7,
     };
     let (gossip, _task) = start(cfg, stop.clone()).await.unwrap();
@@ -59,6 +61,7 @@ async fn node(auth_key: Option<&str>) -> Node {
         auth_key: auth_key.map(String::from),
         node_name: "m1".into(),
         on_leave: CancellationToken::new(),
+        managed_tags: vec!["raft_id".into()],
     };
     tokio::spawn(serve(listener, cfg, gossip.clone(), stop.clone()));
     let mut members = gossip.members();
@@ -165,18 +168,21 @@ async fn a_second_handshake_or_a_wrong_version_is_an_error_but_keeps_the_connect
 }
 
 #[tokio::test]
-async fn unknown_commands_close_but_unserved_serf_commands_do_not() {
-    // Proves "Unsupported command" for both; an unknown one ends the connection as in Go.
+async fn unknown_commands_close_the_connection_after_their_answer() {
+    // Proves "Unsupported command" ends the connection as in Go, after served commands that
+    // fail (a managed tag, a key list without a keyring) answered and kept it open.
     let n = node(None).await;
     let mut c = Raw::ready(n.rpc).await;
-    c.req("tags", 2, Some(&BTreeMap::from([("Tags", BTreeMap::from([("a", "b")]))]))).await;
-    assert_eq!(c.header().await, hdr(2, p::UNSUPPORTED_COMMAND));
+    c.req("tags", 2, Some(&BTreeMap::from([("Tags", BTreeMap::from([("raft_id", "b")]))]))).await;
+    let h = c.header().await;
+    assert!(h.error.contains("tag \"raft_id\" is managed by muster"), "{h:?}");
     c.req("list-keys", 3, NONE).await;
-    assert_eq!(c.header().await, hdr(3, p::UNSUPPORTED_COMMAND));
+    assert_eq!(c.header().await, hdr(3, "1/1 nodes reported failure"));
+    let keys: p::KeyResponse = c.value().await;
+    assert_eq!((keys.num_nodes, keys.num_resp, keys.num_err), (1, 1, 1));
     assert_eq!(
-        c.raw_value().await,
-        [0x80],
-        "Go clients read a body after list-keys; an empty map keeps them going"
+        keys.messages.unwrap_or_default().get("m1").map(String::as_str),
+        Some("Keyring is empty (encryption not enabled)")
     );
     c.req(p::MEMBERS, 4, NONE).await;
     assert_eq!(c.header().await, hdr(4, ""));

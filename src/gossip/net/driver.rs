@@ -12,10 +12,16 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+mod queries;
+
+pub use queries::{write_keyring, KeyOp, KeyOpResult, QueryStream};
+
 use super::stream::{self, RemoteState};
 use super::GossipError;
 use crate::gossip::serf::snapshot::Snapshot;
-use crate::gossip::serf::{Serf, SerfConfig, SerfEffect, SerfError, SerfEvent, LEAVE_KEY};
+use crate::gossip::serf::{
+    QueryKey, QueryParams, QueryReply, Serf, SerfConfig, SerfEffect, SerfError, SerfEvent, LEAVE_KEY,
+};
 use crate::gossip::swim::{Effect, LocalNode, Swim, Timing};
 use crate::gossip::wire::{
     decode_packet, encode_packets, encode_tags, Ack, Keyring, PacketOptions, PushPullHeader, Security,
@@ -52,6 +58,10 @@ pub struct GossipConfig {
     pub snapshot_path: Option<PathBuf>,
     /// Rejoin the snapshot's members on start even after a graceful leave (Serf's `-rejoin`).
     pub rejoin_after_leave: bool,
+    /// Where the keyring is written when a key query changes it (`None`: not persisted).
+    pub keyring_path: Option<PathBuf>,
+    /// Where tags set or deleted over Serf RPC are kept across restarts (`None`: not kept).
+    pub tags_path: Option<PathBuf>,
     /// Seed for the cores' randomness.
     pub seed: u64,
 }
@@ -73,6 +83,27 @@ enum Command {
     SetTags {
         tags: BTreeMap<String, String>,
         reply: oneshot::Sender<Result<(), GossipError>>,
+    },
+    UpdateTags {
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+        reply: oneshot::Sender<Result<(), GossipError>>,
+    },
+    Query {
+        name: String,
+        payload: Vec<u8>,
+        params: QueryParams,
+        reply: oneshot::Sender<Result<QueryStream, GossipError>>,
+    },
+    Respond {
+        key: QueryKey,
+        payload: Vec<u8>,
+        reply: oneshot::Sender<Result<(), SerfError>>,
+    },
+    ForceLeave {
+        node: String,
+        prune: bool,
+        reply: oneshot::Sender<Result<(), SerfError>>,
     },
 }
 
@@ -141,6 +172,49 @@ impl GossipHandle {
         rx.await.map_err(|_| GossipError::Closed)?
     }
 
+    /// Sets and deletes tags on top of the ones [`GossipHandle::set_tags`] gives (Serf's
+    /// `tags -set/-delete`); they are kept across restarts when the node has a data dir.
+    pub async fn update_tags(
+        &self,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+    ) -> Result<(), GossipError> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd.send(Command::UpdateTags { set, delete, reply }).await.map_err(|_| GossipError::Closed)?;
+        rx.await.map_err(|_| GossipError::Closed)?
+    }
+
+    /// Sends a query; the stream yields acks and responses and ends at the deadline.
+    pub async fn query(
+        &self,
+        name: &str,
+        payload: &[u8],
+        params: QueryParams,
+    ) -> Result<QueryStream, GossipError> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Query { name: name.to_string(), payload: payload.to_vec(), params, reply };
+        self.cmd.send(cmd).await.map_err(|_| GossipError::Closed)?;
+        rx.await.map_err(|_| GossipError::Closed)?
+    }
+
+    /// Answers a query this node received (once, before its deadline).
+    pub async fn respond(&self, key: QueryKey, payload: &[u8]) -> Result<(), GossipError> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Respond { key, payload: payload.to_vec(), reply })
+            .await
+            .map_err(|_| GossipError::Closed)?;
+        Ok(rx.await.map_err(|_| GossipError::Closed)??)
+    }
+
+    /// Serf's force-leave: a failed member becomes left; `prune` erases it everywhere.
+    pub async fn force_leave(&self, node: &str, prune: bool) -> Result<(), GossipError> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::ForceLeave { node: node.to_string(), prune, reply };
+        self.cmd.send(cmd).await.map_err(|_| GossipError::Closed)?;
+        Ok(rx.await.map_err(|_| GossipError::Closed)??)
+    }
+
     pub fn members(&self) -> watch::Receiver<Arc<Vec<MemberInfo>>> {
         self.members.clone()
     }
@@ -191,7 +265,8 @@ pub async fn start(
     } else {
         cfg.advertise
     };
-    let meta = encode_tags(&cfg.tags).map_err(GossipError::Wire)?;
+    let tag_overlay = queries::load_tag_overlay(cfg.tags_path.as_deref());
+    let meta = encode_tags(&queries::apply_overlay(&cfg.tags, &tag_overlay)).map_err(GossipError::Wire)?;
     let now = Instant::now();
     let local = LocalNode { name: cfg.node.clone(), addr: advertise.ip(), port: advertise.port(), meta };
     let swim = Swim::new(local, cfg.timing.clone(), cfg.seed, now);
@@ -218,7 +293,7 @@ pub async fn start(
     let (int_tx, int_rx) = mpsc::channel(INTERNAL_MAX);
     let (members_tx, members_rx) = watch::channel(Arc::new(Vec::new()));
     let (events_tx, _) = broadcast::channel(EVENTS_MAX);
-    let sec = Arc::new(Sec { label: cfg.label.clone(), keyring: cfg.keyring.clone() });
+    let sec = Arc::new(SecCell::new(Sec { label: cfg.label.clone(), keyring: cfg.keyring.clone() }));
     tracing::info!(
         node.id = %cfg.node, bind = %local_addr, advertise = %advertise, encrypted = cfg.keyring.is_some(),
         "gossip: listening on udp+tcp"
@@ -247,6 +322,11 @@ pub async fn start(
         decode_warned: HashMap::new(),
         timing: cfg.timing.clone(),
         node: cfg.node.clone(),
+        base_tags: cfg.tags.clone(),
+        tag_overlay,
+        tags_path: cfg.tags_path.clone(),
+        keyring_path: cfg.keyring_path.clone(),
+        queries: HashMap::new(),
     };
     driver.pump(now);
     let task = tokio::spawn(async move {
@@ -267,9 +347,34 @@ pub async fn start(
 }
 
 /// Security settings shared with TCP tasks.
+#[derive(Clone)]
 struct Sec {
     label: String,
     keyring: Option<Keyring>,
+}
+
+/// The current [`Sec`]; a key query replaces it, connections take the one current when they
+/// start.
+struct SecCell(std::sync::RwLock<Arc<Sec>>);
+
+impl SecCell {
+    fn new(sec: Sec) -> Self {
+        SecCell(std::sync::RwLock::new(Arc::new(sec)))
+    }
+
+    fn get(&self) -> Arc<Sec> {
+        match self.0.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set(&self, sec: Sec) {
+        match self.0.write() {
+            Ok(mut g) => *g = Arc::new(sec),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(sec),
+        }
+    }
 }
 
 impl Sec {
@@ -294,7 +399,7 @@ struct Driver {
     swim: Swim,
     serf: Serf,
     udp: Arc<UdpSocket>,
-    sec: Arc<Sec>,
+    sec: Arc<SecCell>,
     int_tx: mpsc::Sender<Internal>,
     members_tx: watch::Sender<Arc<Vec<MemberInfo>>>,
     events_tx: broadcast::Sender<SerfEvent>,
@@ -305,6 +410,13 @@ struct Driver {
     decode_warned: HashMap<IpAddr, Instant>,
     timing: Timing,
     node: String,
+    /// Tags from the node ([`GossipHandle::set_tags`]) and those set/deleted over Serf RPC.
+    base_tags: BTreeMap<String, String>,
+    tag_overlay: BTreeMap<String, Option<String>>,
+    tags_path: Option<PathBuf>,
+    keyring_path: Option<PathBuf>,
+    /// Our running queries by query time: where their answers go.
+    queries: HashMap<u64, mpsc::Sender<QueryReply>>,
 }
 
 impl Driver {
@@ -357,7 +469,7 @@ impl Driver {
     }
 
     fn on_packet(&mut self, from: SocketAddr, bytes: &[u8]) {
-        let msgs = match decode_packet(bytes, &self.sec.view()) {
+        let msgs = match decode_packet(bytes, &self.sec.get().view()) {
             Ok(m) => m,
             Err(e) => {
                 let now = Instant::now();
@@ -393,13 +505,23 @@ impl Driver {
                 let _ = reply.send(r);
             }
             Command::SetTags { tags, reply } => {
-                let r = encode_tags(&tags).map_err(GossipError::Wire).map(|meta| {
-                    self.swim.set_meta(meta);
-                    if let Some(me) = self.swim.node(&self.node).cloned() {
-                        self.serf.handle_member_event(crate::gossip::swim::MemberEvent::Update(me), now);
-                    }
-                });
+                let r = self.apply_tags(&tags, &self.tag_overlay.clone(), now);
+                if r.is_ok() {
+                    self.base_tags = tags;
+                }
                 let _ = reply.send(r);
+            }
+            Command::UpdateTags { set, delete, reply } => {
+                let _ = reply.send(self.update_tags(set, delete, now));
+            }
+            Command::Query { name, payload, params, reply } => {
+                let _ = reply.send(self.start_query(&name, &payload, params, now));
+            }
+            Command::Respond { key, payload, reply } => {
+                let _ = reply.send(self.serf.respond(key, &payload, now));
+            }
+            Command::ForceLeave { node, prune, reply } => {
+                let _ = reply.send(self.serf.force_leave(&node, prune, now));
             }
             Command::Leave { reply } => {
                 if self.left {
@@ -509,7 +631,7 @@ impl Driver {
         reply: Option<oneshot::Sender<Result<usize, GossipError>>>,
     ) {
         let ours = self.local_push_pull(true);
-        let sec = self.sec.clone();
+        let sec = self.sec.get();
         let tx = self.int_tx.clone();
         let deadline = self.timing.tcp_timeout;
         tokio::spawn(async move {
@@ -555,7 +677,7 @@ impl Driver {
         match e {
             Effect::Send { to, msgs, crc } => {
                 let opts = PacketOptions { crc, compress: false };
-                match encode_packets(&msgs, self.timing.udp_buffer_bytes, opts, &self.sec.view()) {
+                match encode_packets(&msgs, self.timing.udp_buffer_bytes, opts, &self.sec.get().view()) {
                     Ok(packets) => {
                         for p in packets {
                             if let Err(err) = self.udp.try_send_to(&p, to) {
@@ -567,7 +689,7 @@ impl Driver {
                 }
             }
             Effect::TcpPing { to, ping, deadline } => {
-                let sec = self.sec.clone();
+                let sec = self.sec.get();
                 let tx = self.int_tx.clone();
                 let wait = deadline.saturating_duration_since(now).max(Duration::from_millis(10));
                 tokio::spawn(async move {
@@ -578,7 +700,7 @@ impl Driver {
             }
             Effect::PushPull { to, join } => {
                 let ours = self.local_push_pull(join);
-                let sec = self.sec.clone();
+                let sec = self.sec.get();
                 let tx = self.int_tx.clone();
                 let deadline = self.timing.tcp_timeout;
                 tokio::spawn(async move {
@@ -606,7 +728,19 @@ impl Driver {
                 if let SerfEvent::User { name, payload, ltime, .. } = &ev {
                     tracing::info!(event = %name, ltime, payload = %String::from_utf8_lossy(payload), "serf: user event");
                 }
+                if let SerfEvent::Query(q) = &ev {
+                    if q.name.starts_with(crate::gossip::serf::INTERNAL_QUERY_PREFIX) {
+                        self.internal_query(q);
+                        return;
+                    }
+                    tracing::info!(query = %q.name, ltime = q.key.ltime, from = %q.source, "serf: query");
+                }
                 let _ = self.events_tx.send(ev);
+            }
+            SerfEffect::SendTo { to, payload } => self.send_user(to, payload),
+            SerfEffect::QueryReply { ltime, reply } => self.route_reply(ltime, reply),
+            SerfEffect::QueryDone { ltime } => {
+                self.queries.remove(&ltime);
             }
             SerfEffect::Reconnect(addr) => {
                 tracing::debug!(peer.addr = %addr, "gossip: trying to reconnect to a failed member");
@@ -644,7 +778,7 @@ impl Driver {
 async fn accept_loop(
     listener: TcpListener,
     tx: mpsc::Sender<Internal>,
-    sec: Arc<Sec>,
+    sec: Arc<SecCell>,
     node: String,
     deadline: Duration,
     shutdown: CancellationToken,
@@ -656,7 +790,7 @@ async fn accept_loop(
         };
         match accepted {
             Ok((conn, from)) => {
-                let (tx, sec, node) = (tx.clone(), sec.clone(), node.clone());
+                let (tx, sec, node) = (tx.clone(), sec.get(), node.clone());
                 tokio::spawn(async move {
                     if let Err(e) = handle_conn(conn, from, tx, sec, node, deadline).await {
                         tracing::warn!(peer.addr = %from, error = %e, "gossip: stream from peer failed");

@@ -7,7 +7,7 @@
 mod driver;
 mod stream;
 
-pub use driver::{start, GossipConfig, GossipHandle};
+pub use driver::{start, write_keyring, GossipConfig, GossipHandle, KeyOp, KeyOpResult, QueryStream};
 
 use std::net::SocketAddr;
 

@@ -8,10 +8,15 @@
 mod clock;
 mod events;
 mod intents;
+mod query;
 pub mod snapshot;
 
 pub use clock::LamportClock;
 pub use events::EventBuffer;
+pub use query::{
+    QueryEvent, QueryKey, QueryParams, QueryReply, INTERNAL_QUERY_PREFIX, QUERY_RESPONSE_SIZE_LIMIT,
+    QUERY_SIZE_LIMIT,
+};
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -22,7 +27,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::gossip::swim::{MemberEvent, Node, NodeState};
 use crate::gossip::wire::{
-    decode_tags, SerfJoin, SerfLeave, SerfMessage, SerfPushPull, SerfQuery, SerfUserEvent, SerfUserEvents,
+    decode_tags, SerfJoin, SerfLeave, SerfMessage, SerfPushPull, SerfUserEvent, SerfUserEvents,
 };
 use crate::membership::{MemberInfo, MemberStatus, Mode};
 use intents::{IntentKind, Intents};
@@ -75,6 +80,24 @@ pub enum SerfError {
     EncodedUserEventTooLarge { size: usize, limit: usize },
     #[error("user event name must not be empty")]
     EmptyEventName,
+    #[error("query name must not be empty")]
+    EmptyQueryName,
+    #[error("query exceeds limit of {limit} bytes (encoded size {size} bytes)")]
+    QueryTooLarge { size: usize, limit: usize },
+    #[error("invalid regexp in the query filter for tag {tag:?}: {reason}")]
+    BadTagFilter { tag: String, reason: String },
+    #[error("response exceeds limit of {limit} bytes (encoded size {size} bytes)")]
+    ResponseTooLarge { size: usize, limit: usize },
+    #[error("response already sent")]
+    ResponseAlreadySent,
+    #[error("response is past the deadline")]
+    ResponsePastDeadline,
+    #[error("no pending query with that id (it ended or was never received)")]
+    NoSuchQuery,
+    #[error("no member named {0:?} is known")]
+    UnknownMember(String),
+    #[error("gossip has not started yet")]
+    NotStarted,
 }
 
 /// A member as Serf tracks it.
@@ -122,7 +145,7 @@ pub enum SerfEvent {
     MemberUpdate(Member),
     MemberReap(Member),
     User { ltime: u64, name: String, payload: Vec<u8>, coalesce: bool },
-    Query { ltime: u64, name: String, payload: Vec<u8>, source: String },
+    Query(QueryEvent),
 }
 
 /// Something the driver must do for the Serf core.
@@ -134,6 +157,12 @@ pub enum SerfEffect {
     Event(SerfEvent),
     /// Try to rejoin a failed member at this address.
     Reconnect(SocketAddr),
+    /// Send this Serf payload straight to an address (memberlist's `SendToAddress`).
+    SendTo { to: SocketAddr, payload: Vec<u8> },
+    /// An ack or response to our query sent at query time `ltime`.
+    QueryReply { ltime: u64, reply: QueryReply },
+    /// Our query sent at `ltime` reached its deadline.
+    QueryDone { ltime: u64 },
 }
 
 /// The Serf state machine.
@@ -147,6 +176,10 @@ pub struct Serf {
     intents: Intents,
     events: EventBuffer,
     queries_seen: HashMap<u64, Vec<u32>>,
+    outgoing: BTreeMap<u64, query::Outgoing>,
+    incoming: HashMap<QueryKey, query::Incoming>,
+    /// Members to erase (a pruning force-leave of a leaving member) once their leave is done.
+    prunes: Vec<(Instant, String)>,
     event_min_time: u64,
     query_min_time: u64,
     /// Ignore events carried by a join's push/pull (Serf's default, `-replay` off).
@@ -172,6 +205,9 @@ impl Serf {
             members: BTreeMap::new(),
             intents: Intents::default(),
             queries_seen: HashMap::new(),
+            outgoing: BTreeMap::new(),
+            incoming: HashMap::new(),
+            prunes: Vec::new(),
             event_min_time: 0,
             query_min_time: 0,
             ignore_old_events: true,
@@ -213,7 +249,14 @@ impl Serf {
     }
 
     pub fn next_deadline(&self) -> Instant {
-        self.next_reap.min(self.next_reconnect)
+        let mut t = self.next_reap.min(self.next_reconnect);
+        if let Some(q) = self.next_query_deadline() {
+            t = t.min(q);
+        }
+        if let Some(p) = self.prunes.iter().map(|(t, _)| *t).min() {
+            t = t.min(p);
+        }
+        t
     }
 
     fn broadcast(&mut self, key: Option<String>, msg: &SerfMessage) {
@@ -331,10 +374,12 @@ impl Serf {
                 }
             }
             SerfMessage::Query(q) => {
-                if self.query_in(&q) {
+                if self.query_in(&q, now) {
                     self.broadcast(None, &SerfMessage::Query(q));
                 }
             }
+            SerfMessage::QueryResponse(r) => self.query_response_in(r, now),
+            SerfMessage::Relay(raw) => self.relay_in(&raw),
             SerfMessage::PushPull(pp) => self.merge_push_pull(pp, false, now),
             other => tracing::debug!(kind = ?std::mem::discriminant(&other), "serf: ignoring message kind"),
         }
@@ -370,7 +415,7 @@ impl Serf {
         }
         let Some(m) = self.members.get_mut(&l.node) else { return false };
         m.status_ltime = l.l_time;
-        match m.status {
+        let forward = match m.status {
             MemberStatus::Alive => {
                 m.status = MemberStatus::Leaving;
                 true
@@ -384,7 +429,51 @@ impl Serf {
             }
             MemberStatus::Leaving | MemberStatus::Left => true,
             MemberStatus::None => false,
+        };
+        if forward && l.prune {
+            self.prune(&l.node, now);
         }
+        forward
+    }
+
+    /// Forgets a member for good: at once when it has left or failed; a leaving member first
+    /// gets the time a graceful leave takes (Serf's broadcast timeout + propagation delay).
+    fn prune(&mut self, name: &str, now: Instant) {
+        match self.members.get(name).map(|m| m.status) {
+            Some(MemberStatus::Leaving) => self.prunes.push((now + PRUNE_LEAVING_DELAY, name.to_string())),
+            Some(_) => self.erase(name),
+            None => {}
+        }
+    }
+
+    fn run_prunes(&mut self, now: Instant) {
+        let (due, later): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.prunes).into_iter().partition(|(t, _)| *t <= now);
+        self.prunes = later;
+        for (_, name) in due {
+            self.erase(&name);
+        }
+    }
+
+    fn erase(&mut self, name: &str) {
+        if let Some(m) = self.members.remove(name) {
+            tracing::info!(member = %m.name, peer.addr = %m.addr, "serf: member reaped (forced)");
+            self.emit(SerfEvent::MemberReap(m));
+        }
+    }
+
+    /// Serf's force-leave: marks a failed member left (so nobody reconnects to it), and with
+    /// `prune` erases it from every member list at once.
+    pub fn force_leave(&mut self, node: &str, prune: bool, now: Instant) -> Result<(), SerfError> {
+        if !self.members.contains_key(node) {
+            return Err(SerfError::UnknownMember(node.to_string()));
+        }
+        let l = SerfLeave { l_time: self.clock.time(), node: node.to_string(), prune };
+        self.clock.increment();
+        tracing::info!(member = %node, prune, "serf: force-leaving a member");
+        self.leave_intent(&l, now);
+        self.broadcast(None, &SerfMessage::Leave(l));
+        Ok(())
     }
 
     /// Announces (or re-announces) that we are a member, with a fresh member-clock time.
@@ -458,35 +547,6 @@ impl Serf {
         true
     }
 
-    /// Records a query for de-duplication and re-broadcast; answering queries is the agent's.
-    fn query_in(&mut self, q: &SerfQuery) -> bool {
-        self.query_clock.witness(q.l_time);
-        if q.l_time < self.query_min_time {
-            return false;
-        }
-        let cur = self.query_clock.time();
-        let window = self.config.query_buffer as u64;
-        if cur > window && q.l_time < cur - window {
-            return false;
-        }
-        let seen = self.queries_seen.entry(q.l_time).or_default();
-        if seen.contains(&q.id) {
-            return false;
-        }
-        seen.push(q.id);
-        if self.queries_seen.len() > self.config.query_buffer {
-            let floor = cur.saturating_sub(window);
-            self.queries_seen.retain(|t, _| *t >= floor);
-        }
-        self.emit(SerfEvent::Query {
-            ltime: q.l_time,
-            name: q.name.clone(),
-            payload: q.payload.clone(),
-            source: q.source_node.clone(),
-        });
-        true
-    }
-
     /// Our state for a push/pull, encoded as Serf's push/pull message.
     pub fn local_state(&self) -> Vec<u8> {
         let pp = SerfPushPull {
@@ -554,6 +614,8 @@ impl Serf {
 
     /// Periodic work: reaping and reconnect attempts.
     pub fn tick(&mut self, now: Instant) {
+        self.expire_queries(now);
+        self.run_prunes(now);
         if now >= self.next_reap {
             self.next_reap = now + self.config.reap_interval;
             self.reap(now);
@@ -610,6 +672,9 @@ impl Serf {
         self.members.values().map(|m| m.info(now)).collect()
     }
 }
+
+/// How long a pruning force-leave waits for a leaving member to finish (Serf: 5 s + 1 s).
+const PRUNE_LEAVING_DELAY: Duration = Duration::from_secs(6);
 
 /// The broadcast key of our own leave intent, so the driver can wait for it to go out.
 pub const LEAVE_KEY: &str = "serf-leave-intent";

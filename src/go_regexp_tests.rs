@@ -54,3 +54,15 @@ fn matching_does_not_blow_up_on_pathological_patterns() {
     let re = Regex::anchored("(x+x+)+y").unwrap();
     assert!(!re.is_match(&"x".repeat(3000)));
 }
+
+#[test]
+fn unanchored_patterns_match_anywhere_like_go_match_string() {
+    // Proves a query tag filter's semantics: Go's regexp.MatchString finds the pattern
+    // anywhere unless the pattern itself anchors with ^ or $.
+    let u = |p: &str, t: &str| Regex::unanchored(p).unwrap().is_match(t);
+    assert!(u("eb", "web") && u("web", "web1") && u("", "x") && u("", ""));
+    assert!(u("^web$", "web") && !u("^web$", "web1") && !u("^eb", "web") && u("b$", "web"));
+    assert!(u("d[0-9]", "node-d7x") && !u("d[0-9]", "node-dx"));
+    assert!(!u("db", "web") && !u("x+", ""));
+    assert!(u("a|z", "zzz") && u("(?:ab)+$", "xabab"));
+}

@@ -1,5 +1,6 @@
-//! A small regular-expression matcher for `members-filtered`, where Serf matches tags, status
-//! and name against Go `regexp` patterns anchored as `^(?:pattern)$`.
+//! A small Go-`regexp` matcher. Serf's `members-filtered` matches tags, status and name
+//! against patterns anchored as `^(?:pattern)$`; a query's tag filter matches anywhere in the
+//! tag's value (Go's `regexp.MatchString`).
 //!
 //! Supports the RE2 subset such filters use: literals, `.`, classes (`[a-z]`, `[^,]`, `\d`,
 //! `\w`, `\s` and their negations), groups (`(..)`, `(?:..)`, `(?P<n>..)`), alternation,
@@ -57,13 +58,19 @@ enum Inst {
     Match,
 }
 
-/// A compiled pattern that must match the whole text.
+/// A compiled pattern: matching the whole text, or (unanchored) anywhere in it.
 #[derive(Debug, Clone)]
 pub struct Regex {
     prog: Vec<Inst>,
+    anywhere: bool,
 }
 
 impl Regex {
+    /// Compiles `pattern` to match anywhere in a text, like Go's `regexp.MatchString`.
+    pub fn unanchored(pattern: &str) -> Result<Regex, RegexError> {
+        Ok(Regex { anywhere: true, ..Regex::anchored(pattern)? })
+    }
+
     /// Compiles `pattern` to match whole texts only, like Serf's `^pattern$`.
     pub fn anchored(pattern: &str) -> Result<Regex, RegexError> {
         let fail = |reason: String| RegexError { pattern: pattern.to_string(), reason };
@@ -75,10 +82,10 @@ impl Regex {
         let mut prog = Vec::new();
         compile(&node, &mut prog).map_err(fail)?;
         prog.push(Inst::Match);
-        Ok(Regex { prog })
+        Ok(Regex { prog, anywhere: false })
     }
 
-    /// Whether the whole of `text` matches.
+    /// Whether `text` matches: the whole of it, or for an unanchored pattern any part.
     pub fn is_match(&self, text: &str) -> bool {
         let n = self.prog.len();
         let chars: Vec<char> = text.chars().collect();
@@ -86,6 +93,13 @@ impl Regex {
         let mut seen = vec![usize::MAX; n];
         self.add(&mut cur, &mut seen, 0, 0, chars.len());
         for (i, &c) in chars.iter().enumerate() {
+            if self.anywhere {
+                // A match may start here, and one that already ended needs no more text.
+                self.add(&mut cur, &mut seen, 0, i, chars.len());
+                if cur.iter().any(|&pc| matches!(self.prog[pc], Inst::Match)) {
+                    return true;
+                }
+            }
             next.clear();
             for &pc in &cur {
                 let ok = match &self.prog[pc] {
@@ -99,9 +113,12 @@ impl Regex {
                 }
             }
             std::mem::swap(&mut cur, &mut next);
-            if cur.is_empty() {
+            if cur.is_empty() && !self.anywhere {
                 return false;
             }
+        }
+        if self.anywhere {
+            self.add(&mut cur, &mut seen, 0, chars.len(), chars.len());
         }
         cur.iter().any(|&pc| matches!(self.prog[pc], Inst::Match))
     }
@@ -406,5 +423,5 @@ enum Esc {
 }
 
 #[cfg(test)]
-#[path = "regex_tests.rs"]
+#[path = "go_regexp_tests.rs"]
 mod tests;
