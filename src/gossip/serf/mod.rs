@@ -468,8 +468,8 @@ impl Serf {
         if !self.members.contains_key(node) {
             return Err(SerfError::UnknownMember(node.to_string()));
         }
-        let l = SerfLeave { l_time: self.clock.time(), node: node.to_string(), prune };
-        self.clock.increment();
+        // A fresh time (Serf sends the current one, then ticks): newer than any status seen.
+        let l = SerfLeave { l_time: self.clock.increment(), node: node.to_string(), prune };
         tracing::info!(member = %node, prune, "serf: force-leaving a member");
         self.leave_intent(&l, now);
         self.broadcast(None, &SerfMessage::Leave(l));
@@ -681,3 +681,6 @@ pub const LEAVE_KEY: &str = "serf-leave-intent";
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod query_tests;
