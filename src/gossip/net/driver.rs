@@ -16,6 +16,7 @@ mod queries;
 
 pub use queries::{write_keyring, KeyOp, KeyOpResult, QueryStream};
 
+use super::coords::{CoordinateView, Coordinates};
 use super::stream::{self, RemoteState};
 use super::GossipError;
 use crate::gossip::serf::snapshot::Snapshot;
@@ -25,7 +26,7 @@ use crate::gossip::serf::{
 use crate::gossip::swim::{Effect, LocalNode, Swim, Timing};
 use crate::gossip::wire::{
     decode_packet, encode_packets, encode_tags, Ack, Keyring, PacketOptions, PushPullHeader, Security,
-    StreamMessage,
+    SerfCoordinate, StreamMessage,
 };
 use crate::membership::{MemberInfo, MemberStatus};
 
@@ -140,6 +141,7 @@ pub struct GossipHandle {
     members: watch::Receiver<Arc<Vec<MemberInfo>>>,
     events: broadcast::Sender<SerfEvent>,
     local_addr: SocketAddr,
+    coords: Arc<CoordinateView>,
 }
 
 impl GossipHandle {
@@ -227,6 +229,17 @@ impl GossipHandle {
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
+
+    /// The last network coordinate known for `node` (ours too), as Serf's
+    /// `GetCachedCoordinate`: learned from direct probes, forgotten when a member is reaped.
+    pub fn coordinate(&self, node: &str) -> Option<SerfCoordinate> {
+        self.coords.get(node)
+    }
+
+    /// How many times our coordinate went invalid and was reset (Serf's `coordinate_resets`).
+    pub fn coordinate_resets(&self) -> u64 {
+        self.coords.resets()
+    }
 }
 
 /// With port 0 the system picks a free UDP port; TCP must then take the same port, which
@@ -269,7 +282,10 @@ pub async fn start(
     let meta = encode_tags(&queries::apply_overlay(&cfg.tags, &tag_overlay)).map_err(GossipError::Wire)?;
     let now = Instant::now();
     let local = LocalNode { name: cfg.node.clone(), addr: advertise.ip(), port: advertise.port(), meta };
-    let swim = Swim::new(local, cfg.timing.clone(), cfg.seed, now);
+    let mut swim = Swim::new(local, cfg.timing.clone(), cfg.seed, now);
+    let coords = Coordinates::new(&cfg.node, cfg.seed)?;
+    swim.set_ack_payload(coords.ack_payload());
+    let coords_view = coords.view();
     let mut serf = Serf::new(cfg.node.clone(), cfg.serf.clone(), cfg.seed, now);
 
     let mut rejoin = Vec::new();
@@ -327,13 +343,15 @@ pub async fn start(
         tags_path: cfg.tags_path.clone(),
         keyring_path: cfg.keyring_path.clone(),
         queries: HashMap::new(),
+        coords,
     };
     driver.pump(now);
     let task = tokio::spawn(async move {
         driver.run(cmd_rx, int_rx, shutdown).await;
         accept.abort();
     });
-    let handle = GossipHandle { cmd: cmd_tx, members: members_rx, events: events_tx, local_addr };
+    let handle =
+        GossipHandle { cmd: cmd_tx, members: members_rx, events: events_tx, local_addr, coords: coords_view };
     if !rejoin.is_empty() {
         let h = handle.clone();
         tokio::spawn(async move {
@@ -417,6 +435,7 @@ struct Driver {
     keyring_path: Option<PathBuf>,
     /// Our running queries by query time: where their answers go.
     queries: HashMap<u64, mpsc::Sender<QueryReply>>,
+    coords: Coordinates,
 }
 
 impl Driver {
@@ -718,6 +737,11 @@ impl Driver {
                 self.publish(now);
             }
             Effect::User(payload) => self.serf.handle_user_msg(&payload, now),
+            Effect::PingComplete { node, rtt, payload } => {
+                if let Some(ack_payload) = self.coords.on_ping_complete(&node, rtt, &payload) {
+                    self.swim.set_ack_payload(ack_payload);
+                }
+            }
         }
     }
 
@@ -725,6 +749,9 @@ impl Driver {
         match e {
             SerfEffect::Broadcast { key, payload } => self.swim.queue_user_broadcast(key, payload),
             SerfEffect::Event(ev) => {
+                if let SerfEvent::MemberReap(m) = &ev {
+                    self.coords.forget(&m.name);
+                }
                 if let SerfEvent::User { name, payload, ltime, .. } = &ev {
                     tracing::info!(event = %name, ltime, payload = %String::from_utf8_lossy(payload), "serf: user event");
                 }

@@ -4,6 +4,7 @@
 //!
 //! Everything that touches the network lives here or in `stream`; the cores never do.
 
+mod coords;
 mod driver;
 mod stream;
 
@@ -39,6 +40,8 @@ pub enum GossipError {
     JoinFailed { tried: usize, errors: String },
     #[error("{0}")]
     Serf(#[from] crate::gossip::serf::SerfError),
+    #[error("network coordinates: {0}")]
+    Coordinate(#[from] crate::gossip::coordinate::CoordinateError),
     #[error("gossip has shut down")]
     Closed,
 }

@@ -40,6 +40,9 @@ const PACKET_OVERHEAD: usize = 4 + 5 + 2 + 255 + 1 + 12 + 16;
 const BROADCAST_QUEUE_MAX: usize = 4096;
 /// Indirect-probe relays we keep open at once.
 const RELAYS_MAX: usize = 1024;
+/// Largest ack payload we attach (Serf's coordinate is about 100 bytes); a bigger one would
+/// crowd gossip out of every ack.
+pub const ACK_PAYLOAD_MAX_BYTES: usize = 512;
 
 /// Who we are on the wire.
 #[derive(Debug, Clone)]
@@ -63,6 +66,10 @@ pub enum Effect {
     Member(MemberEvent),
     /// A user (Serf) payload arrived.
     User(Vec<u8>),
+    /// A direct probe of `node` was acked within the probe timeout: `rtt` runs from sending
+    /// the ping to handling the ack, `payload` is what the ack carried (memberlist's
+    /// `NotifyPingComplete`; Serf puts its network coordinate there).
+    PingComplete { node: String, rtt: Duration, payload: Vec<u8> },
 }
 
 /// Member changes for the layer above.
@@ -93,6 +100,8 @@ pub struct Swim {
     next_gossip: Instant,
     next_push_pull: Instant,
     leaving: bool,
+    /// Attached to the acks we send for UDP pings (memberlist's `AckPayload`).
+    ack_payload: Vec<u8>,
     rng: StdRng,
     effects: Vec<Effect>,
 }
@@ -126,6 +135,7 @@ impl Swim {
             next_gossip,
             next_push_pull,
             leaving: false,
+            ack_payload: Vec::new(),
             rng,
             effects: Vec::new(),
         };
@@ -217,7 +227,7 @@ impl Swim {
         match msg {
             Message::Ping(p) => self.handle_ping(from, p),
             Message::IndirectPing(ind) => self.handle_indirect_ping(from, ind, now),
-            Message::Ack(a) => self.handle_ack(a.seq_no, now),
+            Message::Ack(a) => self.handle_ack(a, now),
             Message::Nack(n) => self.handle_nack(n.seq_no),
             Message::Suspect(s) => self.suspect_node(s, now),
             Message::Alive(a) => self.alive_node(a, now, false),
@@ -281,6 +291,21 @@ impl Swim {
             me.incarnation = inc;
         }
         self.broadcast_alive_self();
+    }
+
+    /// Sets the payload of the acks we send for pings from now on. One over
+    /// [`ACK_PAYLOAD_MAX_BYTES`] is refused: acks then go out empty.
+    pub fn set_ack_payload(&mut self, payload: Vec<u8>) {
+        if payload.len() > ACK_PAYLOAD_MAX_BYTES {
+            tracing::warn!(
+                bytes = payload.len(),
+                max = ACK_PAYLOAD_MAX_BYTES,
+                "gossip: ack payload too large; acks go out empty"
+            );
+            self.ack_payload.clear();
+            return;
+        }
+        self.ack_payload = payload;
     }
 
     /// Announces a graceful leave: a dead message about ourselves from ourselves.

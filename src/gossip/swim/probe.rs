@@ -16,6 +16,8 @@ pub(super) struct Probe {
     target: String,
     incarnation: u32,
     seq: u32,
+    /// When the ping went out (the start of the RTT).
+    sent: Instant,
     /// When to give up on a direct ack and ask others.
     direct_deadline: Instant,
     /// When the probe fails if nothing acked.
@@ -139,6 +141,7 @@ impl Swim {
             target,
             incarnation: node.incarnation,
             seq: ping.seq_no,
+            sent: now,
             direct_deadline: now + self.timing.probe_timeout,
             end: now + self.scaled(self.timing.probe_interval),
             indirect_started: false,
@@ -227,7 +230,7 @@ impl Swim {
             Some(ip) if p.source_port > 0 => SocketAddr::new(ip, p.source_port),
             _ => from,
         };
-        let ack = Ack { seq_no: p.seq_no, payload: Vec::new() };
+        let ack = Ack { seq_no: p.seq_no, payload: self.ack_payload.clone() };
         self.send(to, vec![Message::Ack(ack).encode()]);
     }
 
@@ -253,15 +256,20 @@ impl Swim {
         self.send(SocketAddr::new(ip, ind.port), vec![Message::Ping(ping).encode()]);
     }
 
-    pub(super) fn handle_ack(&mut self, seq: u32, _now: Instant) {
+    pub(super) fn handle_ack(&mut self, ack: Ack, now: Instant) {
+        let seq = ack.seq_no;
         if let Some(r) = self.relays.remove(&seq) {
+            // As memberlist: a relayed ack carries no payload.
             let ack = Ack { seq_no: r.orig_seq, payload: Vec::new() };
             self.send(r.requester, vec![Message::Ack(ack).encode()]);
             return;
         }
-        if matches!(&self.probe, Some(p) if p.seq == seq) {
-            self.probe = None;
-            self.apply_awareness(-1);
+        let Some(p) = self.probe.take_if(|p| p.seq == seq) else { return };
+        self.apply_awareness(-1);
+        // Only a direct ack within the probe timeout measures an RTT (memberlist's probeNode).
+        if !p.indirect_started && now < p.direct_deadline {
+            let rtt = now.saturating_duration_since(p.sent);
+            self.effects.push(Effect::PingComplete { node: p.target, rtt, payload: ack.payload });
         }
     }
 

@@ -269,3 +269,137 @@ fn new_tags_while_leaving_do_not_undo_the_leave() {
     });
     assert!(!alive_after);
 }
+
+/// Ticks until we send a probe ping; its seq and the time it went out.
+fn next_probe_ping(s: &mut Swim, mut now: Instant) -> (u32, Instant) {
+    for _ in 0..1000 {
+        now = s.next_deadline().max(now);
+        s.tick(now);
+        for e in s.take_effects() {
+            if let Effect::Send { msgs, .. } = e {
+                if let Some(seq) = msgs.iter().find_map(|m| match Message::decode(m) {
+                    Ok(Message::Ping(p)) => Some(p.seq_no),
+                    _ => None,
+                }) {
+                    return (seq, now);
+                }
+            }
+        }
+    }
+    panic!("no probe ping within 1000 ticks");
+}
+
+fn ping_completes(effects: &[Effect]) -> Vec<(String, Duration, Vec<u8>)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::PingComplete { node, rtt, payload } => Some((node.clone(), *rtt, payload.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn pings_we_answer_carry_the_ack_payload_but_relayed_acks_do_not() {
+    // Proves memberlist's AckPayload: our acks to UDP pings carry what was set (empty before), an ack we relay for an indirect ping carries nothing.
+    let t0 = Instant::now();
+    let mut s = core_with(&[("a", 2)], Timing::lan(), t0);
+    let ping = |seq| {
+        Message::Ping(crate::gossip::wire::Ping {
+            seq_no: seq,
+            node: "me".into(),
+            source_addr: vec![127, 0, 0, 2],
+            source_port: 7946,
+            source_node: "a".into(),
+        })
+    };
+    let acks = |effects: Vec<Effect>| -> Vec<Ack> {
+        effects
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Send { msgs, .. } => msgs.iter().find_map(|m| match Message::decode(m) {
+                    Ok(Message::Ack(a)) => Some(a),
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .collect()
+    };
+    s.handle_message(from(), ping(5), t0);
+    assert_eq!(acks(s.take_effects()), [Ack { seq_no: 5, payload: vec![] }]);
+    s.set_ack_payload(vec![1, 0x84, 0xa3]);
+    s.handle_message(from(), ping(6), t0);
+    assert_eq!(acks(s.take_effects()), [Ack { seq_no: 6, payload: vec![1, 0x84, 0xa3] }]);
+    s.set_ack_payload(vec![0; ACK_PAYLOAD_MAX_BYTES + 1]);
+    s.handle_message(from(), ping(7), t0);
+    assert_eq!(acks(s.take_effects()), [Ack { seq_no: 7, payload: vec![] }], "oversized payload refused");
+
+    s.set_ack_payload(vec![1, 2, 3]);
+    let req = crate::gossip::wire::IndirectPing {
+        seq_no: 42,
+        target: vec![127, 0, 0, 2],
+        port: 7946,
+        node: "a".into(),
+        nack: true,
+        source_addr: vec![127, 0, 0, 3],
+        source_port: 7946,
+        source_node: "b".into(),
+    };
+    s.handle_message(from(), Message::IndirectPing(req), t0);
+    let relay_seq = s
+        .take_effects()
+        .iter()
+        .find_map(|e| match e {
+            Effect::Send { msgs, .. } => match Message::decode(&msgs[0]) {
+                Ok(Message::Ping(p)) => Some(p.seq_no),
+                _ => None,
+            },
+            _ => None,
+        })
+        .unwrap();
+    s.handle_message(from(), Message::Ack(Ack { seq_no: relay_seq, payload: vec![9, 9] }), t0);
+    let effects = s.take_effects();
+    assert!(ping_completes(&effects).is_empty(), "a relayed ack is not our probe");
+    assert_eq!(acks(effects), [Ack { seq_no: 42, payload: vec![] }]);
+}
+
+#[test]
+fn only_a_direct_ack_within_the_probe_timeout_completes_a_ping_with_its_rtt() {
+    // Proves NotifyPingComplete's contract: a direct ack yields PingComplete(node, rtt from send to ack, payload) once; a stray seq or an ack after the probe timeout yields none.
+    let t0 = Instant::now();
+    let mut s = core_with(&[("a", 2)], Timing::lan(), t0);
+    let (seq, sent) = next_probe_ping(&mut s, t0);
+    s.handle_message(from(), Message::Ack(Ack { seq_no: seq.wrapping_add(100), payload: vec![7] }), sent);
+    assert!(ping_completes(&s.take_effects()).is_empty(), "unknown seq");
+    let at = sent + Duration::from_millis(3);
+    s.handle_message(from(), Message::Ack(Ack { seq_no: seq, payload: vec![1, 2] }), at);
+    assert_eq!(ping_completes(&s.take_effects()), [("a".to_string(), Duration::from_millis(3), vec![1, 2])]);
+    s.handle_message(from(), Message::Ack(Ack { seq_no: seq, payload: vec![1, 2] }), at);
+    assert!(ping_completes(&s.take_effects()).is_empty(), "a duplicate ack completes nothing");
+
+    // The next probe goes unanswered past the probe timeout: the indirect phase starts, and
+    // an ack then still saves the member but measures nothing.
+    let (seq, sent) = next_probe_ping(&mut s, at);
+    let late = sent + Timing::lan().probe_timeout;
+    s.tick(late);
+    s.take_effects();
+    s.handle_message(
+        from(),
+        Message::Ack(Ack { seq_no: seq, payload: vec![1, 2] }),
+        late + Duration::from_millis(1),
+    );
+    assert!(ping_completes(&s.take_effects()).is_empty(), "late ack");
+    // Past the end of that probe (and before the next one could fail) nobody is suspected:
+    // the late ack still counted as an answer.
+    run_until(&mut s, late, sent + Timing::lan().probe_interval + Duration::from_millis(100));
+    assert!(s.nodes().all(|n| n.state == NodeState::Alive));
+    assert_eq!(s.awareness(), 0);
+
+    // An ack handled at the probe timeout, before any tick started the indirect phase (the
+    // driver may see the packet first), measures nothing either.
+    let mut s = core_with(&[("a", 2)], Timing::lan(), t0);
+    let (seq, sent) = next_probe_ping(&mut s, t0);
+    let at_timeout = sent + Timing::lan().probe_timeout;
+    s.handle_message(from(), Message::Ack(Ack { seq_no: seq, payload: vec![1] }), at_timeout);
+    assert!(ping_completes(&s.take_effects()).is_empty(), "ack at the timeout");
+}
