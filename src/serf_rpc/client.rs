@@ -1,7 +1,7 @@
 //! A small Serf RPC client: connect, handshake, optional auth, then one request at a time
-//! (event, members, join, stats, leave) or a stream of records. Enough for `muster event` and
-//! for tests; speaks to a muster node or to a Go `serf agent` alike. Every exchange has a
-//! deadline.
+//! (event, members, join, stats, get-coordinate, leave) or a stream of records. Enough for
+//! `muster event` and for tests; speaks to a muster node or to a Go `serf agent` alike. Every
+//! exchange has a deadline.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 
 use super::frame::{FrameReader, ReadError};
 use super::proto::{self as p, MemberRecord, ResponseHeader, StatsResponse, StreamRecord};
+use crate::gossip::wire::SerfCoordinate;
 
 /// Serf's client default for every exchange.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -113,6 +114,13 @@ impl RpcClient {
     pub async fn stats(&mut self) -> Result<StatsResponse, ClientError> {
         let r: Option<StatsResponse> = self.call::<(), _>(p::STATS, None, true).await?;
         Ok(r.unwrap_or_default())
+    }
+
+    /// The agent's cached coordinate for `node`; `None` when it has none (`Ok: false`).
+    pub async fn get_coordinate(&mut self, node: &str) -> Result<Option<SerfCoordinate>, ClientError> {
+        let req = p::CoordinateRequest { node: node.to_string() };
+        let r: Option<p::CoordinateResponse> = self.call(p::GET_COORDINATE, Some(&req), true).await?;
+        Ok(r.filter(|r| r.ok).map(|r| r.coord.into()))
     }
 
     pub async fn leave(&mut self) -> Result<(), ClientError> {

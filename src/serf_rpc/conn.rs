@@ -209,7 +209,8 @@ impl Conn {
             Command::Leave => self.leave(seq).await?,
             Command::Stats => {
                 let members = self.shared.gossip.members().borrow().clone();
-                let s = stats::build(&self.shared.cfg.node_name, &members, &self.shared.clocks);
+                let resets = self.shared.gossip.coordinate_resets();
+                let s = stats::build(&self.shared.cfg.node_name, &members, &self.shared.clocks, resets);
                 self.send(p::encode_response(seq, "", Some(&s))?).await?;
             }
             Command::ForceLeave => self.force_leave(seq).await?,
@@ -220,6 +221,11 @@ impl Conn {
             Command::UseKey => self.key(seq, KeyOp::Use).await?,
             Command::RemoveKey => self.key(seq, KeyOp::Remove).await?,
             Command::ListKeys => self.key(seq, KeyOp::List).await?,
+            Command::GetCoordinate => {
+                let req: p::CoordinateRequest = self.body(p::GET_COORDINATE).await?;
+                let resp = p::CoordinateResponse::new(self.shared.gossip.coordinate(&req.node));
+                self.send(p::encode_response(seq, "", Some(&resp))?).await?;
+            }
             Command::NotServed { has_body, answer_body } => {
                 if has_body {
                     self.body_bytes(&header.command).await?;

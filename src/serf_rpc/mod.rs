@@ -8,8 +8,8 @@
 //! tests. Imports the gossip handle and `membership`; never the gossip cores or the node.
 //!
 //! Served: handshake, auth, event, join, members, members-filtered, stream, stop, leave,
-//! stats. Other Serf commands (force-leave, monitor, tags, query, respond, the key commands,
-//! get-coordinate) answer "Unsupported command".
+//! stats, get-coordinate. Other Serf commands (force-leave, monitor, tags, query, respond, the
+//! key commands) answer "Unsupported command".
 
 pub mod client;
 mod conn;

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use crate::gossip::serf::{Member, SerfEvent};
+use crate::gossip::wire::SerfCoordinate;
 use crate::membership::{MemberInfo, MemberStatus};
 
 /// The only IPC version Serf has.
@@ -42,6 +43,7 @@ pub const LIST_KEYS: &str = "list-keys";
 pub const QUERY_RECORD_ACK: &str = "ack";
 pub const QUERY_RECORD_RESPONSE: &str = "response";
 pub const QUERY_RECORD_DONE: &str = "done";
+pub const GET_COORDINATE: &str = "get-coordinate";
 
 /// Error strings, exactly as the Go agent sends them (clients compare some of them).
 pub const UNSUPPORTED_COMMAND: &str = "Unsupported command";
@@ -75,6 +77,7 @@ pub enum Command {
     UseKey,
     RemoveKey,
     ListKeys,
+    GetCoordinate,
     /// A Serf command muster does not serve (yet). `has_body`: a request body follows;
     /// `answer_body`: Go clients read a body after the header even when it carries an error,
     /// so an empty one must follow or they hang.
@@ -108,7 +111,7 @@ impl Command {
             REMOVE_KEY => Command::RemoveKey,
             LIST_KEYS => Command::ListKeys,
             "monitor" => Command::NotServed { has_body: true, answer_body: false },
-            "get-coordinate" => Command::NotServed { has_body: true, answer_body: true },
+            GET_COORDINATE => Command::GetCoordinate,
             _ => Command::Unknown,
         }
     }
@@ -261,6 +264,57 @@ pub struct KeyResponse {
     pub num_err: i64,
     pub num_nodes: i64,
     pub num_resp: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct CoordinateRequest {
+    pub node: String,
+}
+
+/// Serf's `coordinate.Coordinate` as the RPC sends it (sorted fields; `Vec` is nil in the
+/// zero coordinate of an unknown node). All values in seconds, as in Serf.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct CoordinateRecord {
+    pub adjustment: f64,
+    pub error: f64,
+    pub height: f64,
+    pub vec: Option<Vec<f64>>,
+}
+
+impl From<SerfCoordinate> for CoordinateRecord {
+    fn from(c: SerfCoordinate) -> Self {
+        CoordinateRecord { adjustment: c.adjustment, error: c.error, height: c.height, vec: Some(c.vec) }
+    }
+}
+
+impl From<CoordinateRecord> for SerfCoordinate {
+    fn from(c: CoordinateRecord) -> Self {
+        SerfCoordinate {
+            vec: c.vec.unwrap_or_default(),
+            error: c.error,
+            adjustment: c.adjustment,
+            height: c.height,
+        }
+    }
+}
+
+/// `get-coordinate`: `{Coord, Ok}`; an unknown node gets `Ok: false` and a zero coordinate.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct CoordinateResponse {
+    pub coord: CoordinateRecord,
+    pub ok: bool,
+}
+
+impl CoordinateResponse {
+    pub fn new(cached: Option<SerfCoordinate>) -> Self {
+        match cached {
+            Some(c) => CoordinateResponse { coord: c.into(), ok: true },
+            None => CoordinateResponse::default(),
+        }
+    }
 }
 
 /// `stats`: section → key → value, all strings (what `serf info` prints).

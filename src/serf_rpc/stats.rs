@@ -5,7 +5,7 @@
 //! the event stream: the highest member/event/query time seen since the RPC server started,
 //! plus one (as Serf's clocks stand after witnessing a time). They are lower bounds.
 //! Keys whose value muster cannot know from here (`health_score`, the broadcast queue depths,
-//! `encrypted`, `coordinate_resets`) are left out rather than invented.
+//! `encrypted`) are left out rather than invented.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,7 +67,12 @@ pub async fn follow(
 }
 
 /// Builds the `stats` answer.
-pub fn build(node_name: &str, members: &[MemberInfo], clocks: &Clocks) -> StatsResponse {
+pub fn build(
+    node_name: &str,
+    members: &[MemberInfo],
+    clocks: &Clocks,
+    coordinate_resets: u64,
+) -> StatsResponse {
     let count = |s: MemberStatus| members.iter().filter(|m| m.status == s).count().to_string();
     let (member_time, event_time, query_time) = clocks.times();
     let serf = BTreeMap::from([
@@ -77,6 +82,7 @@ pub fn build(node_name: &str, members: &[MemberInfo], clocks: &Clocks) -> StatsR
         ("member_time".to_string(), member_time.to_string()),
         ("event_time".to_string(), event_time.to_string()),
         ("query_time".to_string(), query_time.to_string()),
+        ("coordinate_resets".to_string(), coordinate_resets.to_string()),
     ]);
     let tags = members.iter().find(|m| m.name == node_name).map(|m| m.tags.clone()).unwrap_or_default();
     BTreeMap::from([
@@ -146,7 +152,7 @@ mod tests {
         clocks.observe(&SerfEvent::User { ltime: 41, name: "x".into(), payload: vec![], coalesce: false });
         let members =
             [info("m1", MemberStatus::Alive), info("a", MemberStatus::Failed), info("b", MemberStatus::Left)];
-        let s = build("m1", &members, &clocks);
+        let s = build("m1", &members, &clocks, 2);
         assert_eq!(s["agent"]["name"], "m1");
         assert_eq!(
             (s["serf"]["members"].as_str(), s["serf"]["failed"].as_str(), s["serf"]["left"].as_str()),
@@ -154,6 +160,7 @@ mod tests {
         );
         assert_eq!((s["serf"]["event_time"].as_str(), s["serf"]["member_time"].as_str()), ("42", "1"));
         assert_eq!(s["tags"]["role"], "m1");
+        assert_eq!(s["serf"]["coordinate_resets"], "2");
         for k in ["os", "arch", "version", "max_procs", "goroutines", "cpu_count"] {
             assert!(s["runtime"].contains_key(k), "runtime.{k}");
         }

@@ -388,3 +388,45 @@ fn join_answers_and_go_request_bodies_decode() {
         rmp_serde::from_slice(&hex("83a44e616d65a0a6537461747573a0a45461677380")).unwrap();
     assert_eq!(filtered.tags, Some(BTreeMap::new()));
 }
+
+/// Go: the body of `get-coordinate {Node: "nobody"}` from Serf 0.8.2 (zero coordinate, nil Vec).
+const GO_UNKNOWN_COORDINATE: &str =
+    "82a5436f6f726484aa41646a7573746d656e74cb0000000000000000a54572726f72cb0000000000000000\
+     a6486569676874cb0000000000000000a3566563c0a24f6bc2";
+
+#[test]
+fn coordinate_answers_have_the_go_agents_bytes() {
+    // Proves get-coordinate bodies encode as Serf 0.8.2's: a known coordinate (captured from Go) round-trips byte for byte, and an unknown node's zero answer is identical.
+    let known = hex("82a5436f6f726484aa41646a7573746d656e74cb3edb48315819cef0a54572726f72cb3ff3378c63afa567\
+         a6486569676874cb3eeb9259e2aac921a356656398cb3ee99920bf7f0669cbbedbddbdac01f41ccbbee29a71559885ab\
+         cb3ecdd368daba6afacbbed36bff1f140ed8cbbee59019463821c8cbbee595a4f15a05eacb3ee9cc41ea8c5ef5a24f6bc3");
+    let resp: p::CoordinateResponse = rmp_serde::from_slice(&known).unwrap();
+    assert!(resp.ok);
+    let coord = crate::gossip::wire::SerfCoordinate::from(resp.coord.clone());
+    assert_eq!(coord.vec.len(), 8);
+    assert_eq!(rmp_serde::to_vec_named(&p::CoordinateResponse::new(Some(coord))).unwrap(), known);
+    let unknown = rmp_serde::to_vec_named(&p::CoordinateResponse::new(None)).unwrap();
+    assert_eq!(unknown, hex(GO_UNKNOWN_COORDINATE));
+    let req: p::CoordinateRequest = rmp_serde::from_slice(&hex("81a44e6f6465a3676f32")).unwrap();
+    assert_eq!(req.node, "go2");
+}
+
+#[tokio::test]
+async fn get_coordinate_serves_our_own_and_refuses_unknown_nodes_like_go() {
+    // Proves get-coordinate is served: our own coordinate exists from the start (Serf seeds its cache with it), an unknown node gets Go's Ok=false body, and the connection stays usable.
+    let n = node(None).await;
+    let mut c = Raw::ready(n.rpc).await;
+    c.req(p::GET_COORDINATE, 2, Some(&p::CoordinateRequest { node: "m1".into() })).await;
+    assert_eq!(c.header().await, hdr(2, ""));
+    let own: p::CoordinateResponse = c.value().await;
+    assert!(own.ok);
+    assert_eq!((own.coord.vec.as_ref().map(Vec::len), own.coord.error), (Some(8), 1.5));
+    c.req(p::GET_COORDINATE, 3, Some(&p::CoordinateRequest { node: "nobody".into() })).await;
+    assert_eq!(c.header().await, hdr(3, ""));
+    assert_eq!(c.raw_value().await, hex(GO_UNKNOWN_COORDINATE));
+    let mut client = RpcClient::connect(n.rpc, None, WAIT).await.unwrap();
+    assert_eq!(client.get_coordinate("nobody").await.unwrap(), None);
+    assert_eq!(client.get_coordinate("m1").await.unwrap(), n.gossip.coordinate("m1"));
+    let stats = client.stats().await.unwrap();
+    assert_eq!(stats["serf"]["coordinate_resets"], "0");
+}
