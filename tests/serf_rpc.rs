@@ -1,6 +1,6 @@
 //! The real `serf` CLI against a muster node's Serf RPC port (`--rpc-addr`), side by side with
-//! a real `serf agent`: members, event, join, leave, info, auth, streams, and `muster event`
-//! against both. Every process runs on 127.0.0.1 and is killed when its guard drops.
+//! a real `serf agent`: members, event, join, leave, info, auth, streams, rtt and
+//! get-coordinate, and `muster event` against both. Every process runs on 127.0.0.1 and is killed when its guard drops.
 // Helpers outside #[test] functions (here and in `common`) may panic: a failed helper is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use common::*;
 use muster::serf_rpc::client::RpcClient;
-use muster::serf_rpc::proto::StreamRecord;
+use muster::serf_rpc::frame::FrameReader;
+use muster::serf_rpc::proto::{self as p, StreamRecord};
 use serde_json::Value;
 
 const CONVERGE: Duration = Duration::from_secs(30);
@@ -284,4 +285,104 @@ fn streams_from_muster_and_the_go_agent_carry_the_same_records() {
             }
         }
     });
+}
+
+/// `serf rtt` against `rpc`: the estimate in ms when it printed `Estimated <a> <-> <b> rtt: X ms`.
+fn serf_rtt(rpc: SocketAddr, nodes: &[&str], a: &str, b: &str) -> Option<f64> {
+    let mut args = vec!["rtt"];
+    args.extend_from_slice(nodes);
+    let out = serf_cli(rpc, &args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let prefix = format!("Estimated {a} <-> {b} rtt: ");
+    let ms = stdout.trim().strip_prefix(&prefix)?.strip_suffix(" ms")?.parse().ok()?;
+    out.status.success().then_some(ms)
+}
+
+#[test]
+fn serf_rtt_works_against_muster_and_the_go_agent() {
+    // Proves Vivaldi coordinates interoperate: each side caches the other's coordinate from probe acks, so `serf rtt` answers a sane loopback estimate (0 < rtt < 100 ms) from both agents' RPC, for two nodes and for one node against the local one.
+    let (go, m) = pair(&[], &[]);
+    // Probes run every second (Go's LAN config and muster's `local` profile); the first
+    // completed probe each way caches the peer's coordinate.
+    let cross = wait_for(CONVERGE, "both agents to estimate go1 <-> m1", || {
+        Some((serf_rtt(m.rpc, &["go1", "m1"], "go1", "m1")?, serf_rtt(go.rpc, &["go1", "m1"], "go1", "m1")?))
+    });
+    // One node name: the other end is the agent's own node. An estimate to oneself is twice
+    // the height plus adjustments: small, maybe 0.000 ms once rounded, never negative.
+    let one_arg = [
+        ("muster", m.rpc, "go1", "go1", "m1"),
+        ("muster", m.rpc, "m1", "m1", "m1"),
+        ("go", go.rpc, "m1", "m1", "go1"),
+        ("go", go.rpc, "go1", "go1", "go1"),
+    ];
+    let mut printed = vec![
+        format!("via muster: Estimated go1 <-> m1 rtt: {:.3} ms", cross.0),
+        format!("via go: Estimated go1 <-> m1 rtt: {:.3} ms", cross.1),
+    ];
+    for (who, rpc, node, a, b) in one_arg {
+        let ms = serf_rtt(rpc, &[node], a, b)
+            .unwrap_or_else(|| panic!("serf rtt {node} via {who}: {}", text(&serf_cli(rpc, &["rtt", node]))));
+        assert!((0.0..100.0).contains(&ms), "{a} <-> {b} via {who}: {ms} ms");
+        assert!(a == b || ms > 0.0, "{a} <-> {b} via {who}: {ms} ms");
+        printed.push(format!("via {who}: Estimated {a} <-> {b} rtt: {ms:.3} ms"));
+    }
+    for (who, ms) in [("muster", cross.0), ("go", cross.1)] {
+        assert!(ms > 0.0 && ms < 100.0, "go1 <-> m1 via {who}: {ms} ms");
+    }
+    println!("{}", printed.join("\n"));
+
+    // muster's own coordinate moved off the origin (its error drops below Serf's 1.5 start),
+    // and the Go agent holds a coordinate for m1 that it could only have read from our acks.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut from_m = RpcClient::connect(m.rpc, None, Duration::from_secs(10)).await.unwrap();
+        let mut from_go = RpcClient::connect(go.rpc, None, Duration::from_secs(10)).await.unwrap();
+        let own = from_m.get_coordinate("m1").await.unwrap().expect("m1's own coordinate");
+        assert!(own.error < 1.5, "m1 never updated its coordinate: {own:?}");
+        let seen_by_go = from_go.get_coordinate("m1").await.unwrap().expect("go1's coordinate for m1");
+        assert_eq!(seen_by_go.vec.len(), 8);
+        let go_seen_by_m = from_m.get_coordinate("go1").await.unwrap().expect("m1's coordinate for go1");
+        assert_eq!(go_seen_by_m.vec.len(), 8);
+    });
+    let info = serf_cli(m.rpc, &["info", "-format=json"]);
+    let v: Value = serde_json::from_slice(&info.stdout).unwrap_or_else(|_| panic!("{}", text(&info)));
+    assert_eq!(v["serf"]["coordinate_resets"], "0", "{v}");
+}
+
+/// The next whole msgpack value the agent sent.
+async fn next_raw(rd: &mut FrameReader<tokio::net::tcp::OwnedReadHalf>) -> Vec<u8> {
+    let v = tokio::time::timeout(Duration::from_secs(10), rd.next_value()).await.expect("no answer in time");
+    v.unwrap().expect("the agent closed the connection")
+}
+
+/// Handshake, then one raw `get-coordinate` request: the answer's header and body bytes.
+async fn raw_get_coordinate(rpc: SocketAddr, node: &str) -> (p::ResponseHeader, Vec<u8>) {
+    use tokio::io::AsyncWriteExt;
+    let (rd, mut wr) = tokio::net::TcpStream::connect(rpc).await.unwrap().into_split();
+    let mut rd = FrameReader::new(rd, 1 << 20, Duration::from_secs(10));
+    let hs = p::HandshakeRequest { version: p::IPC_VERSION };
+    wr.write_all(&muster::serf_rpc::encode_request(p::HANDSHAKE, 0, Some(&hs)).unwrap()).await.unwrap();
+    let h: p::ResponseHeader = rmp_serde::from_slice(&next_raw(&mut rd).await).unwrap();
+    assert_eq!(h.error, "", "handshake with {rpc}");
+    let req = p::CoordinateRequest { node: node.to_string() };
+    wr.write_all(&muster::serf_rpc::encode_request(p::GET_COORDINATE, 1, Some(&req)).unwrap()).await.unwrap();
+    let header = rmp_serde::from_slice(&next_raw(&mut rd).await).unwrap();
+    (header, next_raw(&mut rd).await)
+}
+
+#[test]
+fn get_coordinate_for_an_unknown_node_answers_alike_from_both_agents() {
+    // Proves the raw get-coordinate exchange for an unknown node: both agents answer header {Error: "", Seq: 1} and the same body bytes, Ok false with a zero coordinate.
+    let go = SerfAgent::start("go1", &[]);
+    let m = Muster::start("m1", &["--profile", "local"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (from_go, from_m) = rt.block_on(async {
+        (raw_get_coordinate(go.rpc, "nobody").await, raw_get_coordinate(m.rpc, "nobody").await)
+    });
+    let want_header = p::ResponseHeader { error: String::new(), seq: 1 };
+    assert_eq!((&from_go.0, &from_m.0), (&want_header, &want_header));
+    assert_eq!(from_m.1, from_go.1, "muster's body must be the Go agent's bytes");
+    let body: p::CoordinateResponse = rmp_serde::from_slice(&from_m.1).unwrap();
+    assert_eq!(body, p::CoordinateResponse::default());
+    assert!(!body.ok);
 }
