@@ -445,3 +445,40 @@ fn a_key_rotation_across_muster_nodes_and_go_agents_keeps_gossip_flowing() {
     wait_for(CONVERGE, "the restarted m1 alive on go2 with the new key", || alive_on(go2.rpc, "m1"));
     assert!(m1.log_text().contains("the --encrypt key is not in the keyring file"), "{}", m1.log_text());
 }
+
+#[test]
+fn a_stream_client_answers_queries_with_respond_on_muster_as_on_the_go_agent() {
+    // Proves the RPC `respond`: a client streaming `query:greet` from muster and one from the
+    // Go agent each answer the query a `serf query` sent; a second answer and an unknown id
+    // are refused by both.
+    use muster::serf_rpc::client::RpcClient;
+    use muster::serf_rpc::proto::RespondRequest;
+    let (go, m, _) = cluster(&[], &[], &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let wait = Duration::from_secs(10);
+    let mut clients = rt.block_on(async {
+        let mut cm = RpcClient::connect(m.rpc, None, wait).await.unwrap();
+        let mut cg = RpcClient::connect(go.rpc, None, wait).await.unwrap();
+        cm.stream("query:greet").await.unwrap();
+        cg.stream("query:greet").await.unwrap();
+        [("m1", cm), ("go1", cg)]
+    });
+    let go_rpc = go.rpc;
+    let asker = std::thread::spawn(move || query_json(go_rpc, &["-timeout=6s", "greet", "hi"]));
+    rt.block_on(async {
+        for (who, c) in clients.iter_mut() {
+            let r = c.next_record(CONVERGE).await.unwrap().unwrap_or_else(|| panic!("{who}: no query record"));
+            assert_eq!((r.event.as_str(), r.name.as_str(), r.payload.as_slice()), ("query", "greet", &b"hi"[..]), "{who}");
+            let answer = RespondRequest { id: r.id, payload: Some(format!("hello from {who}").into_bytes().into()) };
+            c.call::<_, ()>("respond", Some(&answer), false).await.unwrap_or_else(|e| panic!("{who}: {e}"));
+            let again = c.call::<_, ()>("respond", Some(&answer), false).await;
+            assert!(again.unwrap_err().to_string().contains("response already sent"), "{who}");
+            let unknown = RespondRequest { id: 999, payload: None };
+            let e = c.call::<_, ()>("respond", Some(&unknown), false).await.unwrap_err();
+            assert!(e.to_string().contains("No pending queries matching ID"), "{who}: {e}");
+        }
+    });
+    let (_, resp) = asker.join().unwrap();
+    assert_eq!(resp.get("m1").map(String::as_str), Some("hello from m1"), "{resp:?}");
+    assert_eq!(resp.get("go1").map(String::as_str), Some("hello from go1"), "{resp:?}");
+}
