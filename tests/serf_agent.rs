@@ -467,9 +467,15 @@ fn a_stream_client_answers_queries_with_respond_on_muster_as_on_the_go_agent() {
     let asker = std::thread::spawn(move || query_json(go_rpc, &["-timeout=6s", "greet", "hi"]));
     rt.block_on(async {
         for (who, c) in clients.iter_mut() {
-            let r = c.next_record(CONVERGE).await.unwrap().unwrap_or_else(|| panic!("{who}: no query record"));
-            assert_eq!((r.event.as_str(), r.name.as_str(), r.payload.as_slice()), ("query", "greet", &b"hi"[..]), "{who}");
-            let answer = RespondRequest { id: r.id, payload: Some(format!("hello from {who}").into_bytes().into()) };
+            let r =
+                c.next_record(CONVERGE).await.unwrap().unwrap_or_else(|| panic!("{who}: no query record"));
+            assert_eq!(
+                (r.event.as_str(), r.name.as_str(), r.payload.as_slice()),
+                ("query", "greet", &b"hi"[..]),
+                "{who}"
+            );
+            let answer =
+                RespondRequest { id: r.id, payload: Some(format!("hello from {who}").into_bytes().into()) };
             c.call::<_, ()>("respond", Some(&answer), false).await.unwrap_or_else(|e| panic!("{who}: {e}"));
             let again = c.call::<_, ()>("respond", Some(&answer), false).await;
             assert!(again.unwrap_err().to_string().contains("response already sent"), "{who}");
@@ -481,4 +487,37 @@ fn a_stream_client_answers_queries_with_respond_on_muster_as_on_the_go_agent() {
     let (_, resp) = asker.join().unwrap();
     assert_eq!(resp.get("m1").map(String::as_str), Some("hello from m1"), "{resp:?}");
     assert_eq!(resp.get("go1").map(String::as_str), Some("hello from go1"), "{resp:?}");
+}
+
+#[test]
+fn a_second_node_with_a_taken_name_loses_serfs_conflict_vote_and_stops() {
+    // Proves name-conflict resolution: a muster node started under a name the cluster already
+    // knows at another address asks the cluster (`_serf_conflict`), finds itself in the
+    // minority and exits with an error, while the first holder stays alive on every member.
+    let (go, m, _) = cluster(&[], &[], &["go2"]);
+    let bind = go.bind.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let (g, h, r) = (common::free_port(), common::free_port(), common::free_port());
+    let mut cmd = Command::new(common::muster_bin());
+    cmd.args(["agent", "--node", "m1", "--profile", "local", "--discovery", "serf", "--join", &bind])
+        .args(["--bind", &format!("127.0.0.1:{g}"), "--http-addr", &format!("127.0.0.1:{h}")])
+        .args(["--rpc-addr", &format!("127.0.0.1:{r}"), "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("LOG_FORMAT", "text")
+        .env("LOG_NO_COLOR", "1")
+        .env_remove("SERF_JOIN");
+    let mut twin = common::Proc::spawn(&mut cmd, dir.path().join("twin.log"));
+    let status = twin.wait_exit(Duration::from_secs(60));
+    let log = twin.log_text();
+    assert!(!status.success(), "the twin must fail: {log}");
+    assert!(log.contains("minority in the name conflict"), "{log}");
+    assert!(log.contains("start this node with a unique --node"), "{log}");
+    for rpc in [go.rpc, m.rpc] {
+        let members = serf_members(rpc).unwrap();
+        let m1 = members.iter().find(|x| x["name"] == "m1").unwrap();
+        assert_eq!(
+            (m1["addr"].as_str(), m1["status"].as_str()),
+            (Some(m.gossip.to_string().as_str()), Some("alive"))
+        );
+    }
 }

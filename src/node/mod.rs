@@ -84,6 +84,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let known_cluster = cluster::load_cluster_id(&config.data_dir);
     let tags = cluster::tags_for(&cluster_cfg, known_cluster.as_ref());
 
+    let name_lost = CancellationToken::new();
     let gossip_cfg = GossipConfig {
         node: config.node.clone(),
         bind: config.bind,
@@ -97,6 +98,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         rejoin_after_leave: config.rejoin_after_leave,
         keyring_path: Some(keyring_path),
         tags_path: Some(serf_dir.join(LOCAL_TAGS)),
+        name_lost: Some(name_lost.clone()),
         seed: rand::random(),
     };
     let (gossip, gossip_task) = gossip::start(gossip_cfg, shutdown.clone()).await?;
@@ -238,6 +240,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let reason = tokio::select! {
         s = wait_for_signal() => s,
         _ = left_by_rpc.cancelled() => "left the cluster (serf leave)".to_string(),
+        _ = name_lost.cancelled() => "another member holds this node's name (name conflict)".to_string(),
         _ = shutdown.cancelled() => "fatal error".to_string(),
     };
     tracing::info!(reason = %reason, "node: shutting down");
@@ -249,10 +252,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         supervisor.drained().await;
     }
     api_shutdown.cancel();
-    match tokio::time::timeout(LEAVE_TIMEOUT, gossip.leave()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "node: leave failed"),
-        Err(_) => tracing::warn!("node: leave timed out"),
+    // A node that lost a name conflict says nothing more: a leave under the contested name
+    // would be taken as the other holder's.
+    if !name_lost.is_cancelled() {
+        match tokio::time::timeout(LEAVE_TIMEOUT, gossip.leave()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "node: leave failed"),
+            Err(_) => tracing::warn!("node: leave timed out"),
+        }
     }
     shutdown.cancel();
     consensus.shutdown().await;
@@ -266,6 +273,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!("node: stopped");
     if reason == "fatal error" {
         bail!("node stopped after a fatal error (see the log above)");
+    }
+    if name_lost.is_cancelled() {
+        bail!(
+            "another member of the cluster holds the name {:?}; start this node with a unique --node",
+            config.node
+        );
     }
     Ok(())
 }

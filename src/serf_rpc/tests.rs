@@ -51,6 +51,7 @@ async fn node(auth_key: Option<&str>) -> Node {
         rejoin_after_leave: false,
         keyring_path: None,
         tags_path: None,
+        name_lost: None,
         seed: 7,
     };
     let (gossip, _task) = start(cfg, stop.clone()).await.unwrap();

@@ -63,6 +63,9 @@ pub struct GossipConfig {
     pub keyring_path: Option<PathBuf>,
     /// Where tags set or deleted over Serf RPC are kept across restarts (`None`: not kept).
     pub tags_path: Option<PathBuf>,
+    /// Cancelled when another member holds this node's name by majority (Serf's name-conflict
+    /// resolution): the node must stop, as a Go agent does.
+    pub name_lost: Option<CancellationToken>,
     /// Seed for the cores' randomness.
     pub seed: u64,
 }
@@ -127,6 +130,10 @@ enum Internal {
     TcpPing {
         seq: u32,
         ok: bool,
+    },
+    ConflictVerdict {
+        responses: usize,
+        matching: usize,
     },
     User {
         from: SocketAddr,
@@ -343,6 +350,8 @@ pub async fn start(
         tags_path: cfg.tags_path.clone(),
         keyring_path: cfg.keyring_path.clone(),
         queries: HashMap::new(),
+        name_lost: cfg.name_lost.clone(),
+        conflict_checked: None,
         coords,
     };
     driver.pump(now);
@@ -435,6 +444,9 @@ struct Driver {
     keyring_path: Option<PathBuf>,
     /// Our running queries by query time: where their answers go.
     queries: HashMap<u64, mpsc::Sender<QueryReply>>,
+    name_lost: Option<CancellationToken>,
+    /// When we last asked the cluster about a conflict over our name.
+    conflict_checked: Option<Instant>,
     coords: Coordinates,
 }
 
@@ -624,6 +636,7 @@ impl Driver {
                 }
             }
             Internal::TcpPing { seq, ok } => self.swim.tcp_ping_result(seq, ok, now),
+            Internal::ConflictVerdict { responses, matching } => self.conflict_verdict(responses, matching),
             Internal::User { from, payload } => {
                 self.swim.handle_message(from, crate::gossip::wire::Message::User(payload), now)
             }
@@ -742,6 +755,7 @@ impl Driver {
                     self.swim.set_ack_payload(ack_payload);
                 }
             }
+            Effect::NameConflict { other } => self.name_conflict(other, now),
         }
     }
 

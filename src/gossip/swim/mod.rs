@@ -70,6 +70,9 @@ pub enum Effect {
     /// the ping to handling the ack, `payload` is what the ack carried (memberlist's
     /// `NotifyPingComplete`; Serf puts its network coordinate there).
     PingComplete { node: String, rtt: Duration, payload: Vec<u8> },
+    /// Another member at `other` claims this node's name (memberlist's `NotifyConflict`; Serf
+    /// then asks the cluster which of the two it knows).
+    NameConflict { other: SocketAddr },
 }
 
 /// Member changes for the layer above.

@@ -80,11 +80,15 @@ impl Swim {
             }
             Some(n) => {
                 let moved = n.addr != addr || n.port != a.port;
-                if moved && !n.state.dead_or_left() && !is_local {
+                if moved && !n.state.dead_or_left() {
+                    let other = std::net::SocketAddr::new(addr, a.port);
                     tracing::warn!(
-                        member = %a.node, old = %n.socket(), new = %std::net::SocketAddr::new(addr, a.port),
+                        member = %a.node, ours = %n.socket(), theirs = %other,
                         "gossip: conflicting address for a member name; ignoring the newcomer"
                     );
+                    if is_local {
+                        self.effects.push(Effect::NameConflict { other });
+                    }
                     return;
                 }
                 let updates = moved && n.state.dead_or_left();

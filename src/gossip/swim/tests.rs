@@ -403,3 +403,26 @@ fn only_a_direct_ack_within_the_probe_timeout_completes_a_ping_with_its_rtt() {
     s.handle_message(from(), Message::Ack(Ack { seq_no: seq, payload: vec![1] }), at_timeout);
     assert!(ping_completes(&s.take_effects()).is_empty(), "ack at the timeout");
 }
+
+#[test]
+fn an_alive_for_our_name_from_another_address_is_a_name_conflict_not_a_refutation() {
+    // Proves memberlist's conflict rule: another address claiming our name (or a known
+    // member's) is ignored; for our own name the layer above is told, and we do not start an
+    // incarnation war by refuting it.
+    let t0 = Instant::now();
+    let mut s = core_with(&[("a", 2)], Timing::lan(), t0);
+    let inc = s.node("me").unwrap().incarnation;
+    s.handle_message(from(), alive("me", 3, 9), t0);
+    let effects = s.take_effects();
+    let other: SocketAddr = "127.0.0.3:7946".parse().unwrap();
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::NameConflict { other: o } if *o == other)),
+        "{effects:?}"
+    );
+    assert_eq!(s.node("me").unwrap().incarnation, inc, "no refutation");
+    assert_eq!(s.node("me").unwrap().addr, IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)));
+    s.handle_message(from(), alive("a", 4, 9), t0);
+    let effects = s.take_effects();
+    assert!(!effects.iter().any(|e| matches!(e, Effect::NameConflict { .. })), "not ours: {effects:?}");
+    assert_eq!(s.node("a").unwrap().addr, IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), "the newcomer is ignored");
+}

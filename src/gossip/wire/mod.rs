@@ -37,10 +37,10 @@ pub use memberlist::{
     Suspect, UserMsgHeader, HAS_LABEL,
 };
 pub use serf::{
-    decode_ping_payload, decode_raw, encode_ping_payload, serf_type, SerfCoordinate, SerfFilter, SerfJoin,
-    SerfKeyRequest, SerfKeyResponse, SerfLeave, SerfMessage, SerfPushPull, SerfQuery, SerfQueryResponse,
-    SerfRelayHeader, SerfUdpAddr, SerfUserEvent, SerfUserEventEntry, SerfUserEvents, PING_VERSION,
-    QUERY_FLAG_ACK, QUERY_FLAG_NO_BROADCAST,
+    decode_ping_payload, decode_raw, encode_ping_payload, serf_type, SerfConflictMember, SerfCoordinate,
+    SerfFilter, SerfJoin, SerfKeyRequest, SerfKeyResponse, SerfLeave, SerfMessage, SerfPushPull, SerfQuery,
+    SerfQueryResponse, SerfRelayHeader, SerfUdpAddr, SerfUserEvent, SerfUserEventEntry, SerfUserEvents,
+    PING_VERSION, QUERY_FLAG_ACK, QUERY_FLAG_NO_BROADCAST,
 };
 pub use stream::{MAX_PUSH_STATE_BYTES, MAX_PUSH_STATE_NODES};
 pub use tags::{decode_tags, encode_tags, META_MAX_BYTES, TAG_MAGIC_BYTE};

@@ -242,6 +242,28 @@ pub struct SerfKeyResponse {
     pub primary_key: String,
 }
 
+/// Go's `serf.Member` as a `_serf_conflict` answer carries it (raw of
+/// [`SerfMessage::ConflictResponse`]; nil when the member is unknown). `status` is Serf's
+/// `MemberStatus` number: none 0, alive 1, leaving 2, left 3, failed 4.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct SerfConflictMember {
+    #[serde(deserialize_with = "string")]
+    pub name: String,
+    #[serde(with = "bytes")]
+    pub addr: Vec<u8>,
+    pub port: u16,
+    #[serde(deserialize_with = "string_map")]
+    pub tags: HashMap<String, String>,
+    pub status: i32,
+    pub protocol_min: u8,
+    pub protocol_max: u8,
+    pub protocol_cur: u8,
+    pub delegate_min: u8,
+    pub delegate_max: u8,
+    pub delegate_cur: u8,
+}
+
 /// Decodes the msgpack body of a raw Serf message (e.g. [`SerfKeyRequest`] from `KeyRequest`).
 pub fn decode_raw<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, WireError> {
     msgpack::decode(raw, "serf message body")

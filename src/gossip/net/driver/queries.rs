@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Instant;
 
-use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::{Driver, GossipHandle, Sec};
@@ -19,7 +18,7 @@ use crate::gossip::net::GossipError;
 use crate::gossip::serf::{QueryEvent, QueryKey, QueryParams, QueryReply, INTERNAL_QUERY_PREFIX};
 use crate::gossip::wire::{
     decode_key, decode_raw, encode_packets, encode_tags, serf_type, Keyring, Message, PacketOptions,
-    SerfKeyRequest, SerfKeyResponse,
+    SerfConflictMember, SerfKeyRequest, SerfKeyResponse,
 };
 use crate::membership::MemberStatus;
 
@@ -27,6 +26,8 @@ use crate::membership::MemberStatus;
 const QUERY_TIMEOUT_MULT: u32 = 16;
 /// Answers buffered per running query at most (beyond it they are dropped with a warning).
 const QUERY_REPLIES_MAX: usize = 4096;
+/// How often a conflict over our name is put to the cluster at most.
+const CONFLICT_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 /// The shortest base64 key (16 bytes), for sizing a truncated key list.
 const MIN_ENCODED_KEY_LEN: usize = 25;
 
@@ -230,14 +231,14 @@ impl Driver {
             return None;
         }
         tracing::debug!(member = %node, "serf: conflict resolution query");
-        let member = self.serf.member(&node).map(|m| ConflictMember {
+        let member = self.serf.member(&node).map(|m| SerfConflictMember {
             name: m.name.clone(),
-            addr: serde_bytes::ByteBuf::from(match m.addr {
+            addr: match m.addr {
                 std::net::IpAddr::V4(a) => a.octets().to_vec(),
                 std::net::IpAddr::V6(a) => a.octets().to_vec(),
-            }),
+            },
             port: m.port,
-            tags: m.tags.clone(),
+            tags: m.tags.clone().into_iter().collect(),
             status: match m.status {
                 MemberStatus::None => 0,
                 MemberStatus::Alive => 1,
@@ -312,6 +313,73 @@ impl Driver {
         let label = self.sec.get().label.clone();
         self.sec.set(Sec { label, keyring: Some(ring) });
         Ok(())
+    }
+
+    /// Someone else claims our name: ask the cluster whom it knows by that name (Serf's
+    /// `resolveNodeConflict`), at most once per [`CONFLICT_RECHECK`].
+    pub(super) fn name_conflict(&mut self, other: SocketAddr, now: Instant) {
+        if self.conflict_checked.is_some_and(|t| now.duration_since(t) < CONFLICT_RECHECK) {
+            return;
+        }
+        self.conflict_checked = Some(now);
+        tracing::error!(peer.addr = %other, node.id = %self.node,
+            "gossip: another member claims this node's name; asking the cluster which one it knows (names must be unique)");
+        let name = format!("{INTERNAL_QUERY_PREFIX}conflict");
+        let mut answers =
+            match self.start_query(&name, &self.node.clone().into_bytes(), QueryParams::default(), now) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "gossip: cannot start the name-conflict query");
+                    return;
+                }
+            };
+        let Some(me) = self.swim.node(&self.node).map(|n| (n.addr, n.port)) else { return };
+        let tx = self.int_tx.clone();
+        tokio::spawn(async move {
+            let (mut responses, mut matching) = (0, 0);
+            while let Some(reply) = answers.next().await {
+                let QueryReply::Response { from, payload } = reply else { continue };
+                let member = match payload.split_first() {
+                    Some((&serf_type::CONFLICT_RESPONSE, body)) => {
+                        decode_raw::<Option<SerfConflictMember>>(body)
+                    }
+                    _ => {
+                        tracing::warn!(member = %from, "gossip: a name-conflict answer of the wrong type");
+                        continue;
+                    }
+                };
+                let Ok(Some(m)) = member else { continue };
+                responses += 1;
+                let addr = match m.addr.len() {
+                    4 => <[u8; 4]>::try_from(m.addr.as_slice()).ok().map(std::net::IpAddr::from),
+                    16 => <[u8; 16]>::try_from(m.addr.as_slice()).ok().map(std::net::IpAddr::from),
+                    _ => None,
+                };
+                if addr == Some(me.0) && m.port == me.1 {
+                    matching += 1;
+                }
+            }
+            let _ = tx.send(super::Internal::ConflictVerdict { responses, matching }).await;
+        });
+    }
+
+    /// The cluster's answer: a majority knowing our address keeps us; otherwise we must stop.
+    pub(super) fn conflict_verdict(&mut self, responses: usize, matching: usize) {
+        let majority = responses / 2 + 1;
+        if matching >= majority {
+            tracing::info!(
+                matching,
+                responses,
+                "gossip: the cluster knows this node by its name (majority in the name conflict)"
+            );
+            return;
+        }
+        tracing::error!(matching, responses, node.id = %self.node,
+            "gossip: the cluster knows another member by this node's name (minority in the name conflict); \
+             this node stops: give it a unique --node name");
+        if let Some(t) = &self.name_lost {
+            t.cancel();
+        }
     }
 
     /// Replaces the node's own tags (the Serf RPC overlay stays on top).
@@ -436,21 +504,4 @@ fn encode_key_answer(op: KeyOp, mut resp: SerfKeyResponse) -> Vec<u8> {
         }
         keep -= 1;
     }
-}
-
-/// Go's `serf.Member` as a conflict answer carries it.
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct ConflictMember {
-    name: String,
-    addr: serde_bytes::ByteBuf,
-    port: u16,
-    tags: BTreeMap<String, String>,
-    status: i32,
-    protocol_min: u8,
-    protocol_max: u8,
-    protocol_cur: u8,
-    delegate_min: u8,
-    delegate_max: u8,
-    delegate_cur: u8,
 }
