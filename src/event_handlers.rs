@@ -178,6 +178,11 @@ impl HandlerSpec {
         Ok(HandlerSpec { filters, script: script.to_string() })
     }
 
+    /// `event:name` → script for each filter, as `serf info` lists handlers.
+    pub fn labels(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.filters.iter().map(|f| (f.label(), self.script.clone()))
+    }
+
     fn wants(&self, inv: &Invocation) -> bool {
         match inv {
             Invocation::Event(e) => self.filters.iter().any(|f| f.matches(e)),

@@ -521,3 +521,38 @@ fn a_second_node_with_a_taken_name_loses_serfs_conflict_vote_and_stops() {
         );
     }
 }
+
+#[test]
+fn serf_info_from_muster_has_the_go_agents_sections_and_keys() {
+    // Proves `serf info -format=json` against muster prints the same sections and `serf` keys
+    // as against the Go agent in the same encrypted cluster, with the same clocks after they
+    // settle, `encrypted = true` and the event handlers listed as Serf lists them.
+    let key = String::from_utf8(Command::new("serf").arg("keygen").output().unwrap().stdout).unwrap();
+    let key = key.trim().to_string();
+    let (go, m, _) = cluster(
+        &[&format!("-encrypt={key}"), "-event-handler=query:uptime=/bin/true"],
+        &["--encrypt", &key, "--event-handler", "query:uptime=/bin/true"],
+        &[],
+    );
+    let info = |rpc| {
+        let out = serf_cli(rpc, &["info", "-format=json"]);
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
+    };
+    let keys =
+        |v: &Value| v.as_object().map(|o| o.keys().cloned().collect::<BTreeSet<_>>()).unwrap_or_default();
+    let out = serf_cli(go.rpc, &["event", "settle", "x"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (g, mu) = wait_for(CONVERGE, "both agents to report the same event clock", || {
+        let (g, mu) = (info(go.rpc), info(m.rpc));
+        (g["serf"]["event_time"] == mu["serf"]["event_time"]).then_some((g, mu))
+    });
+    assert_eq!(keys(&g), keys(&mu), "sections");
+    assert_eq!(keys(&g["serf"]), keys(&mu["serf"]), "serf keys");
+    assert_eq!(
+        (g["serf"]["encrypted"].as_str(), mu["serf"]["encrypted"].as_str()),
+        (Some("true"), Some("true"))
+    );
+    assert_eq!(g["event_handlers"], mu["event_handlers"]);
+    assert_eq!(mu["event_handlers"]["query:uptime"], "/bin/true");
+}

@@ -179,14 +179,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on --rpc-addr {}", config.rpc_addr))?;
     let left_by_rpc = CancellationToken::new();
-    let rpc_cfg = RpcConfig {
-        addr: config.rpc_addr,
-        auth_key: config.rpc_auth.clone(),
-        node_name: config.node.clone(),
-        on_leave: left_by_rpc.clone(),
-        managed_tags: managed_tags(),
-    };
-    tracker.spawn(serf_rpc::serve(rpc_listener, rpc_cfg, gossip.clone(), api_shutdown.clone()));
     let handlers = config
         .event_handlers
         .iter()
@@ -194,6 +186,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             event_handlers::HandlerSpec::parse(s).map_err(|e| anyhow::anyhow!("--event-handler {s:?}: {e}"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let rpc_cfg = RpcConfig {
+        addr: config.rpc_addr,
+        auth_key: config.rpc_auth.clone(),
+        node_name: config.node.clone(),
+        on_leave: left_by_rpc.clone(),
+        managed_tags: managed_tags(),
+        event_handlers: handlers.iter().flat_map(|h| h.labels()).collect(),
+    };
+    tracker.spawn(serf_rpc::serve(rpc_listener, rpc_cfg, gossip.clone(), api_shutdown.clone()));
     tracker.spawn(event_handlers::run(handlers, gossip.clone(), config.node.clone(), api_shutdown.clone()));
 
     let port = crate::config::defaults::GOSSIP_PORT;

@@ -209,8 +209,9 @@ impl Conn {
             Command::Leave => self.leave(seq).await?,
             Command::Stats => {
                 let members = self.shared.gossip.members().borrow().clone();
-                let resets = self.shared.gossip.coordinate_resets();
-                let s = stats::build(&self.shared.cfg.node_name, &members, &self.shared.clocks, resets);
+                let g = self.shared.gossip.stats().await.unwrap_or_default();
+                let s =
+                    stats::build(&self.shared.cfg.node_name, &members, &g, &self.shared.cfg.event_handlers);
                 self.send(p::encode_response(seq, "", Some(&s))?).await?;
             }
             Command::ForceLeave => self.force_leave(seq).await?,

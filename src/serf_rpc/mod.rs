@@ -22,6 +22,7 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +55,8 @@ pub struct RpcConfig {
     pub on_leave: CancellationToken,
     /// Tags the node manages itself; `tags` refuses to set or delete them.
     pub managed_tags: Vec<String>,
+    /// The event handlers, `event:name` → script, for `stats`.
+    pub event_handlers: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for RpcConfig {
@@ -70,7 +73,6 @@ impl std::fmt::Debug for RpcConfig {
 struct Shared {
     cfg: RpcConfig,
     gossip: GossipHandle,
-    clocks: Arc<stats::Clocks>,
 }
 
 /// Accepts RPC clients on `listener` until `shutdown`, one task per connection.
@@ -82,10 +84,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, auth = cfg.auth_key.is_some(), "serf-rpc: listening");
-    let clocks = Arc::new(stats::Clocks::default());
     let tracker = TaskTracker::new();
-    tracker.spawn(stats::follow(clocks.clone(), gossip.subscribe(), shutdown.clone()));
-    let shared = Arc::new(Shared { cfg, gossip, clocks });
+    let shared = Arc::new(Shared { cfg, gossip });
     let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     loop {
         let accepted = tokio::select! {

@@ -1,88 +1,35 @@
 //! The `stats` answer (what `serf info` prints): the `agent`, `runtime`, `serf`, `tags` and
-//! `event_handlers` sections, with the keys the Go agent uses where muster knows the value.
-//!
-//! The gossip handle does not expose Serf's Lamport clocks, so [`Clocks`] follows them from
-//! the event stream: the highest member/event/query time seen since the RPC server started,
-//! plus one (as Serf's clocks stand after witnessing a time). They are lower bounds.
-//! Keys whose value muster cannot know from here (`health_score`, the broadcast queue depths,
-//! `encrypted`) are left out rather than invented.
+//! `event_handlers` sections, with the keys the Go agent uses. The `serf` section comes from
+//! the gossip driver ([`GossipStats`]): the three Lamport clocks, Lifeguard's health score, the
+//! broadcast queues by kind, whether gossip is encrypted, and coordinate resets.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
 
 use super::proto::StatsResponse;
-use crate::gossip::serf::SerfEvent;
+use crate::gossip::net::GossipStats;
 use crate::membership::{MemberInfo, MemberStatus};
 
-/// Serf's three Lamport clocks as seen from the event stream.
-#[derive(Debug, Default)]
-pub struct Clocks {
-    member: AtomicU64,
-    event: AtomicU64,
-    query: AtomicU64,
-}
-
-impl Clocks {
-    pub fn observe(&self, e: &SerfEvent) {
-        let (clock, t) = match e {
-            SerfEvent::MemberJoin(m)
-            | SerfEvent::MemberLeave(m)
-            | SerfEvent::MemberFailed(m)
-            | SerfEvent::MemberUpdate(m)
-            | SerfEvent::MemberReap(m) => (&self.member, m.status_ltime),
-            SerfEvent::User { ltime, .. } => (&self.event, *ltime),
-            SerfEvent::Query(q) => (&self.query, q.key.ltime),
-        };
-        clock.fetch_max(t.saturating_add(1), Ordering::Relaxed);
-    }
-
-    /// Member, event and query time; at least 1, where Serf's clocks start.
-    pub fn times(&self) -> (u64, u64, u64) {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed).max(1);
-        (get(&self.member), get(&self.event), get(&self.query))
-    }
-}
-
-/// Feeds `clocks` from the gossip events until shutdown.
-pub async fn follow(
-    clocks: std::sync::Arc<Clocks>,
-    mut events: broadcast::Receiver<SerfEvent>,
-    stop: CancellationToken,
-) {
-    loop {
-        let e = tokio::select! {
-            _ = stop.cancelled() => return,
-            e = events.recv() => e,
-        };
-        match e {
-            Ok(e) => clocks.observe(&e),
-            // Missing some events only makes the clocks lag; keep following.
-            Err(broadcast::error::RecvError::Lagged(_)) => {}
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
-    }
-}
-
-/// Builds the `stats` answer.
+/// Builds the `stats` answer; `handlers` is `event[:name]` → script, as Serf lists them.
 pub fn build(
     node_name: &str,
     members: &[MemberInfo],
-    clocks: &Clocks,
-    coordinate_resets: u64,
+    g: &GossipStats,
+    handlers: &BTreeMap<String, String>,
 ) -> StatsResponse {
     let count = |s: MemberStatus| members.iter().filter(|m| m.status == s).count().to_string();
-    let (member_time, event_time, query_time) = clocks.times();
     let serf = BTreeMap::from([
         ("members".to_string(), members.len().to_string()),
         ("failed".to_string(), count(MemberStatus::Failed)),
         ("left".to_string(), count(MemberStatus::Left)),
-        ("member_time".to_string(), member_time.to_string()),
-        ("event_time".to_string(), event_time.to_string()),
-        ("query_time".to_string(), query_time.to_string()),
-        ("coordinate_resets".to_string(), coordinate_resets.to_string()),
+        ("health_score".to_string(), g.health_score.to_string()),
+        ("member_time".to_string(), g.member_time.to_string()),
+        ("event_time".to_string(), g.event_time.to_string()),
+        ("query_time".to_string(), g.query_time.to_string()),
+        ("intent_queue".to_string(), g.intent_queue.to_string()),
+        ("event_queue".to_string(), g.event_queue.to_string()),
+        ("query_queue".to_string(), g.query_queue.to_string()),
+        ("encrypted".to_string(), g.encrypted.to_string()),
+        ("coordinate_resets".to_string(), g.coordinate_resets.to_string()),
     ]);
     let tags = members.iter().find(|m| m.name == node_name).map(|m| m.tags.clone()).unwrap_or_default();
     BTreeMap::from([
@@ -90,7 +37,7 @@ pub fn build(
         ("runtime".to_string(), runtime()),
         ("serf".to_string(), serf),
         ("tags".to_string(), tags),
-        ("event_handlers".to_string(), BTreeMap::new()),
+        ("event_handlers".to_string(), handlers.clone()),
     ])
 }
 
@@ -147,23 +94,34 @@ mod tests {
 
     #[test]
     fn stats_carry_the_sections_and_keys_serf_info_prints() {
-        // Proves the shape `serf info` reads: agent name, member counts, clocks, local tags.
-        let clocks = Clocks::default();
-        clocks.observe(&SerfEvent::User { ltime: 41, name: "x".into(), payload: vec![], coalesce: false });
+        // Proves the shape `serf info` reads: agent name, member counts, Serf's numbers from
+        // the gossip driver, local tags, the event handlers.
+        let g = GossipStats {
+            event_time: 42,
+            member_time: 1,
+            health_score: 2,
+            encrypted: true,
+            coordinate_resets: 2,
+            event_queue: 3,
+            ..Default::default()
+        };
         let members =
             [info("m1", MemberStatus::Alive), info("a", MemberStatus::Failed), info("b", MemberStatus::Left)];
-        let s = build("m1", &members, &clocks, 2);
+        let handlers = BTreeMap::from([("query:uptime".to_string(), "/bin/up.sh".to_string())]);
+        let s = build("m1", &members, &g, &handlers);
         assert_eq!(s["agent"]["name"], "m1");
         assert_eq!(
             (s["serf"]["members"].as_str(), s["serf"]["failed"].as_str(), s["serf"]["left"].as_str()),
             ("3", "1", "1")
         );
         assert_eq!((s["serf"]["event_time"].as_str(), s["serf"]["member_time"].as_str()), ("42", "1"));
+        assert_eq!((s["serf"]["health_score"].as_str(), s["serf"]["encrypted"].as_str()), ("2", "true"));
+        assert_eq!((s["serf"]["event_queue"].as_str(), s["serf"]["query_queue"].as_str()), ("3", "0"));
         assert_eq!(s["tags"]["role"], "m1");
         assert_eq!(s["serf"]["coordinate_resets"], "2");
         for k in ["os", "arch", "version", "max_procs", "goroutines", "cpu_count"] {
             assert!(s["runtime"].contains_key(k), "runtime.{k}");
         }
-        assert!(s["event_handlers"].is_empty());
+        assert_eq!(s["event_handlers"]["query:uptime"], "/bin/up.sh");
     }
 }

@@ -84,6 +84,11 @@ pub fn parse_filters(spec: &str) -> Result<Vec<EventFilter>, String> {
 }
 
 impl EventFilter {
+    /// Serf's label for the filter in `serf info`: `event:name` (`member-join:`, `user:deploy`).
+    pub fn label(&self) -> String {
+        format!("{}:{}", self.event, self.name.as_deref().unwrap_or(""))
+    }
+
     pub fn matches(&self, e: &SerfEvent) -> bool {
         if self.event == "*" {
             return true;

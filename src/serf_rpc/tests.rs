@@ -63,6 +63,7 @@ async fn node(auth_key: Option<&str>) -> Node {
         node_name: "m1".into(),
         on_leave: CancellationToken::new(),
         managed_tags: vec!["raft_id".into()],
+        event_handlers: BTreeMap::new(),
     };
     tokio::spawn(serve(listener, cfg, gossip.clone(), stop.clone()));
     let mut members = gossip.members();

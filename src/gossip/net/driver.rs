@@ -109,6 +109,25 @@ enum Command {
         prune: bool,
         reply: oneshot::Sender<Result<(), SerfError>>,
     },
+    Stats {
+        reply: oneshot::Sender<GossipStats>,
+    },
+}
+
+/// Serf's own numbers for `serf info` (the `serf` section of the Go agent's `stats`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GossipStats {
+    pub member_time: u64,
+    pub event_time: u64,
+    pub query_time: u64,
+    /// Lifeguard's local health (0 is healthy).
+    pub health_score: u32,
+    /// Serf messages waiting to be gossiped: join/leave intents, user events, queries.
+    pub intent_queue: usize,
+    pub event_queue: usize,
+    pub query_queue: usize,
+    pub encrypted: bool,
+    pub coordinate_resets: u64,
 }
 
 enum Internal {
@@ -214,6 +233,13 @@ impl GossipHandle {
             .await
             .map_err(|_| GossipError::Closed)?;
         Ok(rx.await.map_err(|_| GossipError::Closed)??)
+    }
+
+    /// Serf's clocks, queues and health for `serf info`.
+    pub async fn stats(&self) -> Result<GossipStats, GossipError> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd.send(Command::Stats { reply }).await.map_err(|_| GossipError::Closed)?;
+        rx.await.map_err(|_| GossipError::Closed)
     }
 
     /// Serf's force-leave: a failed member becomes left; `prune` erases it everywhere.
@@ -554,6 +580,9 @@ impl Driver {
             Command::ForceLeave { node, prune, reply } => {
                 let _ = reply.send(self.serf.force_leave(&node, prune, now));
             }
+            Command::Stats { reply } => {
+                let _ = reply.send(self.stats());
+            }
             Command::Leave { reply } => {
                 if self.left {
                     let _ = reply.send(());
@@ -788,6 +817,28 @@ impl Driver {
                 self.start_join(vec![addr], None);
             }
         }
+    }
+
+    fn stats(&self) -> GossipStats {
+        use crate::gossip::wire::serf_type;
+        let (member_time, event_time, query_time) = self.serf.clocks();
+        let mut s = GossipStats {
+            member_time,
+            event_time,
+            query_time,
+            health_score: self.swim.awareness(),
+            encrypted: self.sec.get().keyring.is_some(),
+            coordinate_resets: self.coords.view().resets(),
+            ..GossipStats::default()
+        };
+        for m in self.swim.user_broadcasts() {
+            match m.first() {
+                Some(&serf_type::USER_EVENT) => s.event_queue += 1,
+                Some(&serf_type::QUERY) => s.query_queue += 1,
+                _ => s.intent_queue += 1,
+            }
+        }
+        s
     }
 
     fn publish(&self, now: Instant) {

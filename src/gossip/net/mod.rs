@@ -8,7 +8,9 @@ mod coords;
 mod driver;
 mod stream;
 
-pub use driver::{start, write_keyring, GossipConfig, GossipHandle, KeyOp, KeyOpResult, QueryStream};
+pub use driver::{
+    start, write_keyring, GossipConfig, GossipHandle, GossipStats, KeyOp, KeyOpResult, QueryStream,
+};
 
 use std::net::SocketAddr;
 

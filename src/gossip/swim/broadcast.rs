@@ -81,6 +81,11 @@ impl BroadcastQueue {
         self.items.len()
     }
 
+    /// The queued messages, in no particular order.
+    pub fn messages(&self) -> impl Iterator<Item = &[u8]> {
+        self.items.iter().map(|it| it.msg.as_slice())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }

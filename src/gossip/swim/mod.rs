@@ -247,6 +247,11 @@ impl Swim {
         self.user_broadcasts.queue(key, payload);
     }
 
+    /// Serf's payloads waiting in the broadcast queue.
+    pub fn user_broadcasts(&self) -> impl Iterator<Item = &[u8]> {
+        self.user_broadcasts.messages()
+    }
+
     /// True while broadcasts (ours or Serf's) still wait to be sent.
     pub fn broadcasts_pending(&self) -> bool {
         !self.broadcasts.is_empty() || !self.user_broadcasts.is_empty()
