@@ -2,17 +2,26 @@
 //! JSON or text, caller, UTC timestamps, colours. Also owns how muster writes user-visible
 //! timestamps ([`format_rfc3339`]), so logs and API answers agree.
 //!
+//! Besides stderr, every subscriber feeds the [`tee::LogTee`] that `serf monitor` reads
+//! (`serf_line` renders Serf's line format). Each of the two has its own per-layer filter, so a
+//! monitor may see DEBUG lines while stderr stays at INFO.
+//!
 //! Imports only `config`; must not import the node's parts.
+
+pub mod serf_line;
+pub mod tee;
 
 use std::io::IsTerminal;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tracing::Subscriber;
+use tracing::{Level, Subscriber};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::format::{DefaultFields, Format, Full};
 use tracing_subscriber::fmt::time::FormatTime;
-use tracing_subscriber::fmt::{format::Writer, MakeWriter, SubscriberBuilder};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::{format::Writer, MakeWriter};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{LogCaller, LogConfig, LogFormat, LogTime};
 
@@ -24,12 +33,15 @@ pub enum LoggingError {
     Install { reason: String },
 }
 
-/// Installs the global subscriber writing to stderr. Call once, before anything logs.
-pub fn init(cfg: &LogConfig) -> Result<(), LoggingError> {
+/// Installs the global subscriber writing to stderr and feeding the returned tee (for
+/// `serf monitor`). Call once, before anything logs.
+pub fn init(cfg: &LogConfig) -> Result<tee::LogTee, LoggingError> {
     let tty = std::io::stderr().is_terminal();
-    let subscriber = build(cfg, std::io::stderr, tty);
+    let tee = tee::LogTee::new(LevelFilter::from_level(cfg.level));
+    let subscriber = build(cfg, std::io::stderr, tty, &tee);
     tracing::subscriber::set_global_default(subscriber)
-        .map_err(|e| LoggingError::Install { reason: e.to_string() })
+        .map_err(|e| LoggingError::Install { reason: e.to_string() })?;
+    Ok(tee)
 }
 
 /// The encoding actually used: `auto` is text on a terminal, JSON otherwise.
@@ -41,16 +53,51 @@ pub fn effective_format(format: LogFormat, tty: bool) -> LogFormat {
     }
 }
 
-/// The level for muster's own logs. openraft's internals log one step quieter (its info is
-/// per election step, its debug per message), except under `trace`; our own `raft:` lines
-/// report what matters at info.
-fn filter(level: tracing::Level) -> EnvFilter {
-    let ours = LevelFilter::from_level(level);
-    let raft = match level {
-        tracing::Level::TRACE => LevelFilter::TRACE,
-        tracing::Level::DEBUG => LevelFilter::INFO,
+/// Where an event comes from, for the level rule ([`shows`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// openraft's internals: one step quieter.
+    Raft,
+    Other,
+}
+
+impl Origin {
+    pub fn of(target: &str) -> Origin {
+        let raft =
+            target.strip_prefix("openraft").is_some_and(|rest| rest.is_empty() || rest.starts_with("::"));
+        if raft {
+            Origin::Raft
+        } else {
+            Origin::Other
+        }
+    }
+}
+
+/// The level openraft logs at when muster logs at `ours`. openraft's internals log one step
+/// quieter (its info is per election step, its debug per message), except under `trace`; our
+/// own `raft:` lines report what matters at info.
+fn raft_level(ours: LevelFilter) -> LevelFilter {
+    match ours.into_level() {
+        Some(Level::TRACE) => LevelFilter::TRACE,
+        Some(Level::DEBUG) => LevelFilter::INFO,
         _ => ours.min(LevelFilter::WARN),
+    }
+}
+
+/// Whether an event at `level` from `origin` shows when muster logs at `wanted`: the rule of
+/// [`filter`], for the tee and its monitors.
+pub fn shows(wanted: LevelFilter, level: Level, origin: Origin) -> bool {
+    let limit = match origin {
+        Origin::Raft => raft_level(wanted),
+        Origin::Other => wanted,
     };
+    level <= limit
+}
+
+/// stderr's filter for muster logging at `level` (openraft per [`raft_level`]).
+fn filter(level: Level) -> EnvFilter {
+    let ours = LevelFilter::from_level(level);
+    let raft = raft_level(ours);
     EnvFilter::default().add_directive(ours.into()).add_directive(
         format!("openraft={raft}")
             .parse()
@@ -63,9 +110,20 @@ pub fn colors_enabled(no_color: bool, tty: bool) -> bool {
     tty && !no_color
 }
 
-/// Builds the subscriber; `tty` says whether `writer` is a terminal.
-fn build<W>(cfg: &LogConfig, writer: W, tty: bool) -> Box<dyn Subscriber + Send + Sync>
+/// Builds the subscriber: stderr-style output to `writer` (a terminal when `tty`) with its
+/// own level filter, and `tee`'s layer with its own.
+fn build<W>(cfg: &LogConfig, writer: W, tty: bool, tee: &tee::LogTee) -> Box<dyn Subscriber + Send + Sync>
 where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let output = output_layer(cfg, writer, tty).with_filter(filter(cfg.level));
+    Box::new(tracing_subscriber::registry().with(output).with(tee.layer()))
+}
+
+/// The formatting layer for `cfg`: text or JSON, caller, time, colours.
+fn output_layer<S, W>(cfg: &LogConfig, writer: W, tty: bool) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
     let (target, file_line) = match cfg.caller {
@@ -73,31 +131,31 @@ where
         LogCaller::Short => (false, true),
         LogCaller::Full => (true, true),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter(cfg.level))
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_target(target)
         .with_file(file_line)
         .with_line_number(file_line);
     match cfg.time {
-        LogTime::Off => finish(builder.without_time(), cfg, tty),
-        LogTime::Rfc3339 => finish(builder.with_timer(UtcTimer(Precision::Seconds)), cfg, tty),
-        LogTime::Rfc3339Ms => finish(builder.with_timer(UtcTimer(Precision::Millis)), cfg, tty),
+        LogTime::Off => finish(layer.without_time(), cfg, tty),
+        LogTime::Rfc3339 => finish(layer.with_timer(UtcTimer(Precision::Seconds)), cfg, tty),
+        LogTime::Rfc3339Ms => finish(layer.with_timer(UtcTimer(Precision::Millis)), cfg, tty),
     }
 }
 
-fn finish<T, W>(
-    builder: SubscriberBuilder<DefaultFields, Format<Full, T>, EnvFilter, W>,
+fn finish<S, T, W>(
+    layer: tracing_subscriber::fmt::Layer<S, DefaultFields, Format<Full, T>, W>,
     cfg: &LogConfig,
     tty: bool,
-) -> Box<dyn Subscriber + Send + Sync>
+) -> Box<dyn Layer<S> + Send + Sync>
 where
+    S: Subscriber + for<'a> LookupSpan<'a>,
     T: FormatTime + Send + Sync + 'static,
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
     match effective_format(cfg.format, tty) {
-        LogFormat::Json => Box::new(builder.json().flatten_event(true).with_ansi(false).finish()),
-        _ => Box::new(builder.with_ansi(colors_enabled(cfg.no_color, tty)).finish()),
+        LogFormat::Json => Box::new(layer.json().flatten_event(true).with_ansi(false)),
+        _ => Box::new(layer.with_ansi(colors_enabled(cfg.no_color, tty))),
     }
 }
 
@@ -230,7 +288,8 @@ mod tests {
 
     fn capture(cfg: &LogConfig, tty: bool) -> String {
         let out = Capture::default();
-        let subscriber = build(cfg, out.clone(), tty);
+        let tee = tee::LogTee::new(LevelFilter::from_level(cfg.level));
+        let subscriber = build(cfg, out.clone(), tty, &tee);
         tracing::subscriber::with_default(subscriber, || {
             tracing::debug!("hidden below info");
             tracing::info!(node.id = "a", "hello");
