@@ -138,9 +138,9 @@ async fn idle() -> anyhow::Result<()> {
 
 async fn agent(args: &AgentArgs) -> anyhow::Result<()> {
     let config = Config::load(args, |name| std::env::var(name).ok())?;
-    muster::logging::init(&config.log).context("cannot start logging")?;
+    let logs = muster::logging::init(&config.log).context("cannot start logging")?;
     tracing::info!(version = VERSION, config = %config.redacted(), "muster: starting");
-    muster::node::run(config).await
+    muster::node::run(config, logs).await
 }
 
 /// Prints the error chain on stderr; configuration errors exit 2, others 1.

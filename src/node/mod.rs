@@ -25,6 +25,7 @@ use crate::gossip::net::{self as gossip, GossipConfig};
 use crate::gossip::serf::SerfConfig;
 use crate::gossip::swim::Timing;
 use crate::gossip::wire::{decode_key, Keyring};
+use crate::logging::tee::LogTee;
 use crate::registry::{Registry, Revision, HISTORY_MAX_DEFAULT};
 use crate::replicated::forward::ForwardService;
 use crate::replicated::registrar::{run_lease_keeper, LeaseConfig, Registrar, SystemClock};
@@ -43,8 +44,9 @@ const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a graceful leave may take before we stop anyway.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Runs a node until a signal asks it to stop.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Runs a node until a signal asks it to stop. `logs` is the log tee `logging::init` returned
+/// (what `serf monitor` reads).
+pub async fn run(config: Config, logs: LogTee) -> anyhow::Result<()> {
     config.validate()?;
     // An unusable stack file stops the node before it joins anything.
     supervisor::check(&config)?;
@@ -193,6 +195,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         on_leave: left_by_rpc.clone(),
         managed_tags: managed_tags(),
         event_handlers: handlers.iter().flat_map(|h| h.labels()).collect(),
+        logs,
     };
     tracker.spawn(serf_rpc::serve(rpc_listener, rpc_cfg, gossip.clone(), api_shutdown.clone()));
     tracker.spawn(event_handlers::run(handlers, gossip.clone(), config.node.clone(), api_shutdown.clone()));

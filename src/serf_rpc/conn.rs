@@ -5,10 +5,11 @@
 //! Deliberate differences from the Go agent, each one kinder to clients and invisible to the
 //! `serf` CLI: a command refused for want of auth has its body read (Go leaves it in the stream
 //! and then reads it as the next header); a bad `members-filtered` regexp gets an error answer
-//! (Go closes the connection without one); Serf commands muster does not serve get
-//! "Unsupported command" but keep the connection open.
+//! (Go closes the connection without one); `force-leave` of a name nobody knows is an error
+//! (Go accepts it silently); a query tag filter that is not a valid regexp is refused before
+//! the query goes out (Go sends it, and no member answers).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,7 @@ mod commands;
 
 use super::frame::{FrameReader, ReadError};
 use super::members::{self, MemberFilter};
+use super::monitor::MonitorSlot;
 use super::proto::{self as p, Command, RequestHeader};
 use super::stream::PendingQueries;
 use super::{stats, stream, Shared};
@@ -88,6 +90,7 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shutd
         authed: false,
         streams: HashMap::new(),
         pending: PendingQueries::default(),
+        monitor: MonitorSlot::default(),
         left: false,
     };
     tracing::debug!(peer.addr = %peer, "serf-rpc: client connected");
@@ -157,6 +160,8 @@ struct Conn {
     streams: HashMap<u64, CancellationToken>,
     /// Queries this connection's streams showed, by the id `respond` names them with.
     pending: PendingQueries,
+    /// The `monitor` log stream, at most one (as in Go).
+    monitor: MonitorSlot,
     /// A `leave` succeeded: the connection closes once the answer is written, then the node
     /// is told to stop (as a Go agent does).
     left: bool,
@@ -205,6 +210,7 @@ impl Conn {
                 self.members(seq, Some(req)).await?;
             }
             Command::Stream => self.stream(seq).await?,
+            Command::Monitor => self.monitor(seq).await?,
             Command::Stop => self.stop(seq).await?,
             Command::Leave => self.leave(seq).await?,
             Command::Stats => {
@@ -226,14 +232,6 @@ impl Conn {
                 let req: p::CoordinateRequest = self.body(p::GET_COORDINATE).await?;
                 let resp = p::CoordinateResponse::new(self.shared.gossip.coordinate(&req.node));
                 self.send(p::encode_response(seq, "", Some(&resp))?).await?;
-            }
-            Command::NotServed { has_body, answer_body } => {
-                if has_body {
-                    self.body_bytes(&header.command).await?;
-                }
-                tracing::info!(peer.addr = %self.peer, command = %header.command, "serf-rpc: command not served by muster");
-                let empty = answer_body.then(BTreeMap::<String, ()>::new);
-                self.send(p::encode_response(seq, p::UNSUPPORTED_COMMAND, empty.as_ref())?).await?;
             }
             Command::Unknown => {
                 self.reply(seq, p::UNSUPPORTED_COMMAND).await?;
@@ -354,8 +352,24 @@ impl Conn {
         Ok(())
     }
 
+    /// `monitor`: the checks and the forwarding task are `monitor.rs`'s; the tee subscription
+    /// (with the replayed lines) is taken before the answer, the task started after it.
+    async fn monitor(&mut self, seq: u64) -> Result<(), ConnError> {
+        let req: p::MonitorRequest = self.body(p::MONITOR).await?;
+        match self.monitor.open(&req.log_level, &self.shared.cfg.logs) {
+            Err(error) => self.reply(seq, &error).await,
+            Ok(sub) => {
+                self.reply(seq, "").await?;
+                self.monitor.start(self.peer, seq, sub, self.out.clone(), self.cancel.child_token());
+                tracing::debug!(peer.addr = %self.peer, seq, level = %req.log_level, "serf-rpc: monitor started");
+                Ok(())
+            }
+        }
+    }
+
     async fn stop(&mut self, seq: u64) -> Result<(), ConnError> {
         let req: p::StopRequest = self.body(p::STOP).await?;
+        self.monitor.stop(req.stop);
         if let Some(stop) = self.streams.remove(&req.stop) {
             stop.cancel();
         }
@@ -376,6 +390,7 @@ impl Conn {
     }
 
     fn stop_streams(&mut self) {
+        self.monitor.close();
         for (_, stop) in self.streams.drain() {
             stop.cancel();
         }

@@ -4,17 +4,20 @@
 //!
 //! Layout: `frame` finds whole msgpack values in a byte stream; `proto` holds the messages;
 //! `conn` serves one connection; `members` and `regex` answer `members-filtered`; `stream`
-//! serves `stream`; `stats` answers `stats`; `client` is a small client for `muster event` and
-//! tests. Imports the gossip handle and `membership`; never the gossip cores or the node.
+//! serves `stream`; `monitor` serves `monitor` from the log tee; `stats` answers `stats`;
+//! `client` is a small client for `muster event` and tests. Imports the gossip handle,
+//! `membership` and the log tee (`logging::tee`); never the gossip cores or the node.
 //!
-//! Served: handshake, auth, event, join, members, members-filtered, stream, stop, leave,
-//! stats, get-coordinate. Other Serf commands (force-leave, monitor, tags, query, respond, the
-//! key commands) answer "Unsupported command".
+//! Served: every Serf RPC command — handshake, auth, event, force-leave, join, members,
+//! members-filtered, tags, stream, monitor, stop, leave, query, respond, install-key, use-key,
+//! remove-key, list-keys, stats, get-coordinate. Unknown commands answer "Unsupported command"
+//! and close the connection, as in Go.
 
 pub mod client;
 mod conn;
 pub mod frame;
 mod members;
+mod monitor;
 pub mod proto;
 mod stats;
 mod stream;
@@ -33,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::gossip::net::GossipHandle;
+use crate::logging::tee::LogTee;
 
 pub use conn::encode_request;
 pub use stream::{parse_filters, EventFilter};
@@ -57,6 +61,8 @@ pub struct RpcConfig {
     pub managed_tags: Vec<String>,
     /// The event handlers, `event:name` → script, for `stats`.
     pub event_handlers: BTreeMap<String, String>,
+    /// The process's log tee, which `monitor` streams from.
+    pub logs: LogTee,
 }
 
 impl std::fmt::Debug for RpcConfig {

@@ -44,6 +44,7 @@ pub const QUERY_RECORD_ACK: &str = "ack";
 pub const QUERY_RECORD_RESPONSE: &str = "response";
 pub const QUERY_RECORD_DONE: &str = "done";
 pub const GET_COORDINATE: &str = "get-coordinate";
+pub const MONITOR: &str = "monitor";
 
 /// Error strings, exactly as the Go agent sends them (clients compare some of them).
 pub const UNSUPPORTED_COMMAND: &str = "Unsupported command";
@@ -55,6 +56,7 @@ pub const STREAM_EXISTS: &str = "Stream with given sequence exists";
 pub const AUTH_REQUIRED: &str = "Authentication required";
 pub const INVALID_AUTH_TOKEN: &str = "Invalid authentication token";
 pub const INVALID_QUERY_ID: &str = "No pending queries matching ID";
+pub const MONITOR_EXISTS: &str = "Monitor already exists";
 
 /// What the agent does with a command name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,13 +80,7 @@ pub enum Command {
     RemoveKey,
     ListKeys,
     GetCoordinate,
-    /// A Serf command muster does not serve (yet). `has_body`: a request body follows;
-    /// `answer_body`: Go clients read a body after the header even when it carries an error,
-    /// so an empty one must follow or they hang.
-    NotServed {
-        has_body: bool,
-        answer_body: bool,
-    },
+    Monitor,
     /// Not a Serf command at all.
     Unknown,
 }
@@ -110,8 +106,8 @@ impl Command {
             USE_KEY => Command::UseKey,
             REMOVE_KEY => Command::RemoveKey,
             LIST_KEYS => Command::ListKeys,
-            "monitor" => Command::NotServed { has_body: true, answer_body: false },
             GET_COORDINATE => Command::GetCoordinate,
+            MONITOR => Command::Monitor,
             _ => Command::Unknown,
         }
     }
@@ -122,7 +118,6 @@ impl Command {
             Command::Members | Command::Leave | Command::Stats | Command::ListKeys | Command::Unknown => {
                 false
             }
-            Command::NotServed { has_body, .. } => has_body,
             _ => true,
         }
     }
@@ -315,6 +310,20 @@ impl CoordinateResponse {
             None => CoordinateResponse::default(),
         }
     }
+}
+
+/// `monitor`: the lowest level to stream (`TRACE` … `ERR`, any case).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct MonitorRequest {
+    pub log_level: String,
+}
+
+/// `{Log}`: one log line on a monitor.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct LogRecord {
+    pub log: String,
 }
 
 /// `stats`: section → key → value, all strings (what `serf info` prints).

@@ -20,6 +20,10 @@ use super::*;
 use crate::gossip::net::{start, GossipConfig};
 use crate::gossip::serf::SerfConfig;
 use crate::gossip::swim::Timing;
+use crate::logging::tee::LogTee;
+
+#[path = "monitor_tests.rs"]
+mod monitor;
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -27,6 +31,8 @@ struct Node {
     rpc: SocketAddr,
     gossip: GossipHandle,
     stop: CancellationToken,
+    /// The tee `monitor` reads; no subscriber feeds it, tests publish into it.
+    logs: LogTee,
 }
 
 impl Drop for Node {
@@ -57,6 +63,7 @@ async fn node(auth_key: Option<&str>) -> Node {
     let (gossip, _task) = start(cfg, stop.clone()).await.unwrap();
     let listener = tokio::net::TcpListener::bind(any).await.unwrap();
     let rpc = listener.local_addr().unwrap();
+    let logs = LogTee::new(tracing_subscriber::filter::LevelFilter::INFO);
     let cfg = RpcConfig {
         addr: rpc,
         auth_key: auth_key.map(String::from),
@@ -64,6 +71,7 @@ async fn node(auth_key: Option<&str>) -> Node {
         on_leave: CancellationToken::new(),
         managed_tags: vec!["raft_id".into()],
         event_handlers: BTreeMap::new(),
+        logs: logs.clone(),
     };
     tokio::spawn(serve(listener, cfg, gossip.clone(), stop.clone()));
     let mut members = gossip.members();
@@ -71,7 +79,7 @@ async fn node(auth_key: Option<&str>) -> Node {
         .await
         .unwrap()
         .unwrap();
-    Node { rpc, gossip, stop }
+    Node { rpc, gossip, stop, logs }
 }
 
 /// A client that sends exactly what the test says.
