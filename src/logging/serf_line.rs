@@ -108,7 +108,8 @@ impl Visit for LineFields {
 }
 
 /// Appends ` name=value`, quoting (with Rust's escapes) a value that is empty or holds
-/// whitespace, control characters or a quote, unless it is already one quoted string.
+/// whitespace or control characters, unless it is already one quoted string. Quotes alone do
+/// not need it (`addrs=["10.0.0.1:7946"]` stays readable).
 pub fn push_field(out: &mut String, name: &str, value: &str) {
     // Fields the `log` bridge adds describe the call site, not the event.
     if name.starts_with("log.") {
@@ -121,7 +122,7 @@ pub fn push_field(out: &mut String, name: &str, value: &str) {
         && value.starts_with('"')
         && value.ends_with('"')
         && !value.chars().any(char::is_control);
-    let plain = !value.is_empty() && !value.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"');
+    let plain = !value.is_empty() && !value.chars().any(|c| c.is_whitespace() || c.is_control());
     if plain || already_quoted {
         out.push_str(value);
     } else {
@@ -273,7 +274,7 @@ mod tests {
 
     #[test]
     fn values_are_quoted_only_when_they_must_be() {
-        // Proves plain values stay bare, Debug-quoted strings are not quoted twice, and spaces, quotes, newlines or emptiness get quoted.
+        // Proves plain values (quotes alone included) stay bare, Debug-quoted strings are not quoted twice, and spaces, newlines or emptiness get quoted.
         let f = fields(
             "m",
             &[("a", "x"), ("b", "\"already\""), ("c", "two words"), ("d", ""), ("e", "say \"hi\"")],
@@ -281,6 +282,8 @@ mod tests {
         assert_eq!(f.fields, " a=x b=\"already\" c=\"two words\" d=\"\" e=\"say \\\"hi\\\"\"");
         let f = fields("m", &[("log.target", "x"), ("evil", "a\n2024/01/01 00:00:00 [ERR] forged")]);
         assert_eq!(f.fields, " evil=\"a\\n2024/01/01 00:00:00 [ERR] forged\"");
+        let f = fields("m", &[("addrs", "[\"127.0.0.1:7946\"]"), ("q", "\"a\"\n")]);
+        assert_eq!(f.fields, " addrs=[\"127.0.0.1:7946\"] q=\"\\\"a\\\"\\n\"");
     }
 
     #[test]
