@@ -386,3 +386,105 @@ fn get_coordinate_for_an_unknown_node_answers_alike_from_both_agents() {
     assert_eq!(body, p::CoordinateResponse::default());
     assert!(!body.ok);
 }
+
+/// `serf monitor -rpc-addr=<rpc> -log-level=<level>`, printing into `log`; killed on drop.
+fn serf_monitor(rpc: SocketAddr, level: &str, log: std::path::PathBuf) -> Proc {
+    let mut cmd = Command::new("serf");
+    cmd.arg("monitor").arg(format!("-rpc-addr={rpc}")).arg(format!("-log-level={level}"));
+    Proc::spawn(&mut cmd, log)
+}
+
+/// The log lines a `serf monitor` printed (it also prints the events of its stream).
+fn log_lines(printed: &str) -> Vec<String> {
+    printed.lines().filter(|l| l.starts_with(|c: char| c.is_ascii_digit())).map(String::from).collect()
+}
+
+/// Whether `line` has Go's logger shape: `YYYY/MM/DD HH:MM:SS [LEVEL] `, LEVEL one of Serf's.
+fn serf_shaped(line: &str) -> bool {
+    let b = line.as_bytes();
+    let digits = |r: std::ops::Range<usize>| r.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
+    let date_time = line.len() > 21
+        && digits(0..4)
+        && b[4] == b'/'
+        && digits(5..7)
+        && b[7] == b'/'
+        && digits(8..10)
+        && b[10] == b' '
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && b[19] == b' ';
+    date_time
+        && ["TRACE", "DEBUG", "INFO", "WARN", "ERR"]
+            .iter()
+            .any(|l| line[20..].starts_with(&format!("[{l}] ")))
+}
+
+#[test]
+fn serf_monitor_streams_an_info_nodes_debug_lines_shaped_like_the_go_agents() {
+    // Proves `serf monitor -log-level=debug` against a muster node logging at INFO replays its recent lines, then shows the DEBUG and INFO lines of a later `serf event` while stderr stays at INFO, every line in the Go agent's shape, as the same monitor against the Go agent shows its own.
+    let (go, m) = pair(&["--log-level", "info"], &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut from_m = serf_monitor(m.rpc, "debug", tmp.path().join("m1.monitor"));
+    let mut from_go = serf_monitor(go.rpc, "debug", tmp.path().join("go1.monitor"));
+    wait_for(CONVERGE, "muster's monitor to replay its start-up lines", || {
+        from_m.log_text().contains("[INFO] serf-rpc: listening").then_some(())
+    });
+    wait_for(CONVERGE, "the Go agent's monitor to attach", || {
+        from_go.log_text().contains("[INFO] agent.ipc: Accepted client").then_some(())
+    });
+
+    let sent = serf_cli(m.rpc, &["event", "monitor-probe", "p1"]);
+    assert!(sent.status.success(), "{}", text(&sent));
+    let find = |p: &Proc, parts: &[&str]| {
+        log_lines(&p.log_text()).into_iter().find(|l| parts.iter().all(|part| l.contains(part)))
+    };
+    let debug_m = wait_for(CONVERGE, "muster's monitor to show the DEBUG line of the event request", || {
+        find(&from_m, &["[DEBUG] serf-rpc: request", "command=event"])
+    });
+    let info_m = wait_for(CONVERGE, "muster's monitor to show the event it sent", || {
+        find(&from_m, &["[INFO] serf: sent user event", "event=monitor-probe"])
+    });
+    let debug_go = wait_for(CONVERGE, "the Go agent's monitor to show the gossiped event", || {
+        find(&from_go, &["[DEBUG] serf: messageUserEventType: monitor-probe"])
+    });
+    let info_go = wait_for(CONVERGE, "the Go agent's monitor to show the event it handled", || {
+        find(&from_go, &["[INFO] agent: Received event: user-event: monitor-probe"])
+    });
+    println!("muster:\n  {debug_m}\n  {info_m}\nGo agent:\n  {debug_go}\n  {info_go}");
+
+    for (who, p) in [("muster", &from_m), ("the Go agent", &from_go)] {
+        let lines = log_lines(&p.log_text());
+        let odd: Vec<&String> = lines.iter().filter(|l| !serf_shaped(l)).collect();
+        assert!(odd.is_empty(), "lines from {who}'s monitor not in Serf's shape: {odd:#?}");
+    }
+    assert!(
+        !m.log_text().contains("command=event"),
+        "muster's own log is at INFO, yet it has the DEBUG line:\n{}",
+        m.log_text()
+    );
+    for p in [&mut from_m, &mut from_go] {
+        let running = p.child.as_mut().unwrap().try_wait().unwrap().is_none();
+        assert!(running, "the monitor ended early:\n{}", p.log_text());
+        p.kill9();
+    }
+}
+
+#[test]
+fn serf_monitor_with_an_unknown_level_fails_alike_against_both() {
+    // Proves `serf monitor -log-level=bogus` exits 1 with the same output against muster as against the Go agent ("Unknown log level: BOGUS").
+    let go = SerfAgent::start("go1", &[]);
+    let m = Muster::start("m1", &["--profile", "local"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut outs = Vec::new();
+    for (name, rpc) in [("m1", m.rpc), ("go1", go.rpc)] {
+        let mut p = serf_monitor(rpc, "bogus", tmp.path().join(name));
+        let st = p.wait_exit(Duration::from_secs(20));
+        outs.push((st.code(), p.log_text()));
+    }
+    assert_eq!(outs[0], outs[1], "muster, then the Go agent");
+    assert_eq!(outs[0].0, Some(1));
+    assert_eq!(outs[0].1.trim(), "Error starting monitor: Unknown log level: BOGUS");
+}
