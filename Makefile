@@ -65,12 +65,14 @@ unit:
 
 ## bench: whole-cluster timings of muster vs. serf agents on 127.0.0.1 (see scripts/bench.sh),
 ## then the in-process 3-node raft cluster: commits/s, failover, the disk's fsync floor
-## (see benches/raft.rs), then muster against a 3-member etcd cluster (see benches/vs_etcd.rs)
+## (see benches/raft.rs), then muster against a 3-member etcd cluster (see benches/vs_etcd.rs),
+## then the log tee's cost per event (see benches/log_tee.rs)
 bench: deps release
 	MUSTER_BIN=$(CARGO_TARGET_DIR)/release/muster scripts/bench.sh
 	$(CARGO) bench --bench raft
 	BENCH_ETCD=1 scripts/deps.sh
 	$(CARGO) bench --bench vs_etcd
+	$(CARGO) bench --bench log_tee
 
 ## lint: formatting and clippy with warnings as errors
 lint:
