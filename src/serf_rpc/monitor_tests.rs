@@ -112,3 +112,31 @@ async fn a_monitor_that_cannot_keep_up_loses_lines_and_says_so() {
     let dropped: u64 = note.split("dropped ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
     assert!(dropped > 0 && dropped < 12_000, "{note}");
 }
+
+#[tokio::test]
+async fn monitor_answers_and_records_have_the_go_agents_bytes() {
+    // Proves, byte for byte against Serf 0.8.2 (captured): the CLI's monitor request is understood, and the answer, a {Log} record, "Unknown log level" and "Monitor already exists" are what the Go agent sends.
+    let n = node(None).await;
+    let line = "2026/11/30 22:46:41 [INFO] agent: Serf agent starting";
+    n.logs.publish(Level::INFO, line.into());
+    let mut c = Raw::connect(n.rpc).await;
+    // The Go CLI's handshake, then its `monitor -log-level=debug` (Seq 3; its stream was Seq 2).
+    c.send(&hex("82a7436f6d6d616e64a968616e647368616b65a35365710181a756657273696f6e01")).await;
+    assert_eq!(c.raw_value().await, hex("82a54572726f72a0a353657101"));
+    c.send(&hex("82a7436f6d6d616e64a76d6f6e69746f72a35365710381a84c6f674c6576656ca56465627567")).await;
+    assert_eq!(c.raw_value().await, hex("82a54572726f72a0a353657103"), "the answer");
+    assert_eq!(c.raw_value().await, hex("82a54572726f72a0a353657103"), "a record's header");
+    let record = "81a34c6f67d935323032362f31312f33302032323a34363a3431205b494e464f5d206167656e743a2053657266206167656e74207374617274696e67";
+    assert_eq!(c.raw_value().await, hex(record), "a record: the Go agent's first line");
+    // `monitor` with LogLevel "bog" (Seq 4), then "info" again (Seq 5).
+    c.send(&hex("82a7436f6d6d616e64a76d6f6e69746f72a35365710481a84c6f674c6576656ca3626f67")).await;
+    assert_eq!(
+        c.raw_value().await,
+        hex("82a54572726f72b6556e6b6e6f776e206c6f67206c6576656c3a20424f47a353657104")
+    );
+    c.send(&hex("82a7436f6d6d616e64a76d6f6e69746f72a35365710581a84c6f674c6576656ca4696e666f")).await;
+    assert_eq!(
+        c.raw_value().await,
+        hex("82a54572726f72b64d6f6e69746f7220616c726561647920657869737473a353657105")
+    );
+}
