@@ -110,6 +110,8 @@ struct Inner {
     level: AtomicU8,
     /// The level the callsite interest cache was last rebuilt for.
     built_for: AtomicU8,
+    /// One rebuild at a time, so the last one reads the last level.
+    rebuilding: Mutex<()>,
     state: Mutex<State>,
 }
 
@@ -137,6 +139,7 @@ impl LogTee {
             floor,
             level: AtomicU8::new(code),
             built_for: AtomicU8::new(code),
+            rebuilding: Mutex::new(()),
             state: Mutex::new(state),
         };
         LogTee { inner: Arc::new(inner) }
@@ -217,8 +220,10 @@ impl Inner {
 
     /// Tells tracing to ask the filters again, so callsites that became (un)interesting are
     /// (not) called. Costs a walk over the callsites seen so far: once per monitor start and
-    /// stop, and only when the level changed.
+    /// stop, and only when the level changed. Called after every `retune`, so whichever call
+    /// comes last reads the level in force.
     fn rebuild_if_changed(&self) {
+        let _one_at_a_time = self.rebuilding.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let now = self.level.load(Ordering::Relaxed);
         if self.built_for.swap(now, Ordering::Relaxed) != now {
             tracing::callsite::rebuild_interest_cache();
