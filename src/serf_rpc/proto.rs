@@ -114,12 +114,10 @@ impl Command {
 
     /// Whether a request body follows the header (unknown commands: we cannot tell).
     pub fn has_body(self) -> bool {
-        match self {
-            Command::Members | Command::Leave | Command::Stats | Command::ListKeys | Command::Unknown => {
-                false
-            }
-            _ => true,
-        }
+        !matches!(
+            self,
+            Command::Members | Command::Leave | Command::Stats | Command::ListKeys | Command::Unknown
+        )
     }
 }
 
