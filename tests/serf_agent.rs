@@ -117,6 +117,9 @@ fn serf_query_is_answered_by_muster_and_go_handlers_whichever_agent_asks() {
         assert_eq!(resp.keys().collect::<Vec<_>>(), vec!["go1"], "tag filter via {asker}");
         let (acks, _) = query_json(rpc, &["-no-ack", "uptime"]);
         assert!(acks.is_empty(), "no acks were asked for via {asker}");
+        // Relayed copies of each answer arrive too; each member still counts once.
+        let (acks, resp) = query_json(rpc, &["-relay-factor=1", "uptime", "r"]);
+        assert_eq!((acks.len(), resp.len()), (2, 2), "relay factor via {asker}: {resp:?}");
     }
     // Serf's own query names are refused, as the Go agent refuses them.
     for rpc in [m.rpc, go.rpc] {
