@@ -88,16 +88,12 @@ pub struct Coalescer {
 impl Coalescer {
     /// Takes a member event or a coalescable user event (true), or leaves it to run now.
     pub fn push(&mut self, e: &SerfEvent, now: Instant) -> bool {
+        if let Some(m) = e.member() {
+            self.members.insert(m.name.clone(), (crate::serf_rpc::proto::event_type(e), m.clone()));
+            self.member_window.touch(now);
+            return true;
+        }
         match e {
-            SerfEvent::MemberJoin(m)
-            | SerfEvent::MemberLeave(m)
-            | SerfEvent::MemberFailed(m)
-            | SerfEvent::MemberUpdate(m)
-            | SerfEvent::MemberReap(m) => {
-                self.members.insert(m.name.clone(), (crate::serf_rpc::proto::event_type(e), m.clone()));
-                self.member_window.touch(now);
-                true
-            }
             SerfEvent::User { ltime, name, coalesce: true, .. } => {
                 let latest = self.users.entry(name.clone()).or_insert((*ltime, Vec::new()));
                 if *ltime > latest.0 {
@@ -312,14 +308,7 @@ pub fn stdin_for(inv: &Invocation) -> Vec<u8> {
         }
         Invocation::Event(SerfEvent::User { payload: p, .. }) => payload(p),
         Invocation::Event(SerfEvent::Query(q)) => payload(&q.payload),
-        Invocation::Event(e) => match e {
-            SerfEvent::MemberJoin(m)
-            | SerfEvent::MemberLeave(m)
-            | SerfEvent::MemberFailed(m)
-            | SerfEvent::MemberUpdate(m)
-            | SerfEvent::MemberReap(m) => member_line(m).into_bytes(),
-            _ => Vec::new(),
-        },
+        Invocation::Event(e) => e.member().map(|m| member_line(m).into_bytes()).unwrap_or_default(),
     }
 }
 

@@ -1,8 +1,6 @@
 //! The tee on its own (ring, fan-out, drops, level changes) and inside the real subscriber
 //! (`logging::build`), where a monitor must see what stderr's filter hides.
 
-use std::sync::Mutex;
-
 use super::*;
 use crate::config::{LogConfig, LogFormat, LogTime};
 
@@ -88,25 +86,7 @@ fn monitors_are_bounded() {
     assert!(tee.subscribe(SerfLevel::Info).is_ok());
 }
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
+use crate::logging::Capture;
 
 #[test]
 fn a_debug_monitor_on_an_info_node_sees_debug_lines_that_stderr_does_not() {

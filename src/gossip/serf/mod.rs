@@ -148,6 +148,20 @@ pub enum SerfEvent {
     Query(QueryEvent),
 }
 
+impl SerfEvent {
+    /// The member a member event is about (`None` for user events and queries).
+    pub fn member(&self) -> Option<&Member> {
+        match self {
+            SerfEvent::MemberJoin(m)
+            | SerfEvent::MemberLeave(m)
+            | SerfEvent::MemberFailed(m)
+            | SerfEvent::MemberUpdate(m)
+            | SerfEvent::MemberReap(m) => Some(m),
+            SerfEvent::User { .. } | SerfEvent::Query(_) => None,
+        }
+    }
+}
+
 /// Something the driver must do for the Serf core.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SerfEffect {

@@ -30,6 +30,34 @@ fn from() -> SocketAddr {
     "127.0.0.9:7946".parse().unwrap()
 }
 
+/// Member b asks us (seq 42, nacks wanted) to ping member a at 127.0.0.2.
+fn relay_request() -> crate::gossip::wire::IndirectPing {
+    crate::gossip::wire::IndirectPing {
+        seq_no: 42,
+        target: vec![127, 0, 0, 2],
+        port: 7946,
+        node: "a".into(),
+        nack: true,
+        source_addr: vec![127, 0, 0, 3],
+        source_port: 7946,
+        source_node: "b".into(),
+    }
+}
+
+/// The sequence number of the first ping among `effects`.
+fn first_ping_seq(effects: &[Effect]) -> u32 {
+    effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Send { msgs, .. } => match Message::decode(&msgs[0]) {
+                Ok(Message::Ping(p)) => Some(p.seq_no),
+                _ => None,
+            },
+            _ => None,
+        })
+        .expect("a ping was sent")
+}
+
 /// A core that knows `others` as alive members.
 fn core_with(others: &[(&str, u8)], timing: Timing, now: Instant) -> Swim {
     let mut s = Swim::new(local("me", 1), timing, 7, now);
@@ -191,28 +219,9 @@ fn indirect_ping_is_relayed_and_answered_with_ack_or_nack() {
     // Proves the relay: we ping the target for the requester, forward its ack, or nack on timeout.
     let t0 = Instant::now();
     let mut s = core_with(&[("a", 2)], Timing::lan(), t0);
-    let req = crate::gossip::wire::IndirectPing {
-        seq_no: 42,
-        target: vec![127, 0, 0, 2],
-        port: 7946,
-        node: "a".into(),
-        nack: true,
-        source_addr: vec![127, 0, 0, 3],
-        source_port: 7946,
-        source_node: "b".into(),
-    };
+    let req = relay_request();
     s.handle_message(from(), Message::IndirectPing(req.clone()), t0);
-    let eff = s.take_effects();
-    let ping_seq = eff
-        .iter()
-        .find_map(|e| match e {
-            Effect::Send { msgs, .. } => match Message::decode(&msgs[0]) {
-                Ok(Message::Ping(p)) => Some(p.seq_no),
-                _ => None,
-            },
-            _ => None,
-        })
-        .unwrap();
+    let ping_seq = first_ping_seq(&s.take_effects());
     s.handle_message(from(), Message::Ack(Ack { seq_no: ping_seq, payload: vec![] }), t0);
     let eff = s.take_effects();
     assert!(eff.iter().any(|e| matches!(e, Effect::Send { to, msgs, .. }
@@ -335,28 +344,9 @@ fn pings_we_answer_carry_the_ack_payload_but_relayed_acks_do_not() {
     assert_eq!(acks(s.take_effects()), [Ack { seq_no: 7, payload: vec![] }], "oversized payload refused");
 
     s.set_ack_payload(vec![1, 2, 3]);
-    let req = crate::gossip::wire::IndirectPing {
-        seq_no: 42,
-        target: vec![127, 0, 0, 2],
-        port: 7946,
-        node: "a".into(),
-        nack: true,
-        source_addr: vec![127, 0, 0, 3],
-        source_port: 7946,
-        source_node: "b".into(),
-    };
+    let req = relay_request();
     s.handle_message(from(), Message::IndirectPing(req), t0);
-    let relay_seq = s
-        .take_effects()
-        .iter()
-        .find_map(|e| match e {
-            Effect::Send { msgs, .. } => match Message::decode(&msgs[0]) {
-                Ok(Message::Ping(p)) => Some(p.seq_no),
-                _ => None,
-            },
-            _ => None,
-        })
-        .unwrap();
+    let relay_seq = first_ping_seq(&s.take_effects());
     s.handle_message(from(), Message::Ack(Ack { seq_no: relay_seq, payload: vec![9, 9] }), t0);
     let effects = s.take_effects();
     assert!(ping_completes(&effects).is_empty(), "a relayed ack is not our probe");
