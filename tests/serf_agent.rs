@@ -211,11 +211,23 @@ fn serf_force_leave_through_muster_marks_a_failed_member_left_and_prune_erases_i
     }
     let out = serf_cli(m.rpc, &["force-leave", "-prune", "go3"]);
     assert!(out.status.success(), "{}", text(&out));
-    for rpc in [m.rpc, go.rpc] {
-        wait_for(CONVERGE, "go3 gone from every member list", || {
-            let ms = serf_members(rpc).ok()?;
-            (!ms.iter().any(|x| x["name"] == "go3")).then_some(())
-        });
+    let gone = |rpc| serf_members(rpc).ok().filter(|ms| !ms.iter().any(|x| x["name"] == "go3"));
+    let end = Instant::now() + CONVERGE;
+    while (gone(m.rpc).is_none() || gone(go.rpc).is_none()) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if gone(m.rpc).is_none() || gone(go.rpc).is_none() {
+        let go3 = |rpc| serf_members(rpc).ok().and_then(|ms| ms.into_iter().find(|x| x["name"] == "go3"));
+        let lines = |t: String| {
+            t.lines().filter(|l| l.contains("go3")).map(String::from).collect::<Vec<_>>().join("\n")
+        };
+        panic!(
+            "go3 not gone from every member list:\nm1 sees {:?}\ngo1 sees {:?}\nm1 log:\n{}\ngo1 log:\n{}",
+            go3(m.rpc),
+            go3(go.rpc),
+            lines(m.log_text()),
+            lines(go.log_text())
+        );
     }
     let out = serf_cli(m.rpc, &["force-leave", "nobody"]);
     assert!(!out.status.success() && text(&out).contains("no member named \"nobody\""), "{}", text(&out));

@@ -383,6 +383,11 @@ impl Swim {
                     NodeState::Left => false,
                 }
         });
+        // Live members first: each send spends one of a broadcast's few transmits, and spent
+        // on recently dead members alone it could reach no live one (memberlist's order is
+        // random, so a small cluster with dead members can lose an intent that way).
+        let mut targets = targets;
+        targets.sort_by_key(|n| n.state == NodeState::Dead);
         let budget = self.timing.udp_buffer_bytes.saturating_sub(PACKET_OVERHEAD);
         for t in targets {
             let msgs = self.take_broadcasts(budget);
