@@ -285,3 +285,53 @@ async fn reconciler_drives_server_and_proxy_stacks_on_real_docker() {
     println!("final status: {}", serde_json::to_string(&status).unwrap());
     drop(cleanup);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_stack_is_not_started_while_the_serve_gate_is_shut() {
+    // Proves the reconcile loop asks the node's quorum lease at the moment it would create or
+    // start a server container: with the gate shut (a node thawed from a freeze, its desired
+    // server stack stale) nothing starts; once it opens, the stack converges. Regression: a
+    // frozen server, thawed, started its server stack for 81 ms beside the new server's.
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let engine = DockerEngine::connect(Path::new(SOCKET)).await.unwrap_or_else(|e| {
+        panic!("this test needs the Docker engine at {SOCKET} to answer (start dockerd): {e}")
+    });
+    build_image();
+    let node = unique_node("sgt");
+    let _cleanup = Cleanup::new(&node);
+    let open = Arc::new(AtomicBool::new(false));
+    let gate: muster::supervisor::ServeGate = {
+        let open = open.clone();
+        Arc::new(move || open.load(Ordering::SeqCst))
+    };
+    let server = Desired::from_stack(&stacks(COMPOSE, &node, "server", "server-a.test", 1).server, 1);
+    let (_desired_tx, desired_rx) = watch::channel(server);
+    let (status_tx, mut status_rx) = watch::channel(StackStatus::new(&node));
+    let shutdown = CancellationToken::new();
+    let options = muster::supervisor::ReconcileOptions { tick_interval_ms: 200, ..Default::default() };
+    let reconciler = tokio::spawn(muster::supervisor::run_reconciler_gated(
+        engine.clone(),
+        node.clone(),
+        desired_rx,
+        status_tx,
+        shutdown.clone(),
+        options,
+        Some(gate),
+    ));
+    // Ten ticks with the gate shut: no container of the server stack exists.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let observed = engine.observe(&node).await.unwrap();
+    assert!(observed.is_empty(), "nothing may start while the gate is shut: {observed:?}");
+    open.store(true, Ordering::SeqCst);
+    supervisor_support::wait_status(&mut status_rx, "server@1 running once the gate opens", |s| {
+        s.converged && s.containers.iter().filter(|c| c.state == "running").count() == 2
+    })
+    .await;
+    let observed = engine.observe(&node).await.unwrap();
+    let want: BTreeSet<_> =
+        [(StackKind::Server, 1, "app".into()), (StackKind::Server, 1, "db".into())].into();
+    assert_eq!(running(&observed), want);
+    shutdown.cancel();
+    let _ = tokio::time::timeout(WAIT, reconciler).await;
+}

@@ -207,6 +207,13 @@ impl<M: Machine> Consensus<M> {
         self.quorum.holds(Instant::now())
     }
 
+    /// [`Consensus::holds_quorum_lease`] as a cheap closure others can keep and ask at the
+    /// moment they act.
+    pub fn quorum_lease_check(&self) -> Arc<dyn Fn() -> bool + Send + Sync> {
+        let quorum = self.quorum.clone();
+        Arc::new(move || quorum.holds(Instant::now()))
+    }
+
     /// The raft cluster this member belongs to or is joining; raft messages from any other
     /// cluster are refused.
     pub fn set_cluster(&self, cluster: Option<String>) {

@@ -17,7 +17,9 @@ use crate::supervisor::plan::Desired;
 use crate::supervisor::supervise::{self, Channels, SupervisorConfig, SupervisorStatus};
 use crate::supervisor::transition::{LeaderView, ServerRef, ViewRole};
 use crate::supervisor::watchdog::{Fence, FENCE_RENEW, FENCE_WINDOW};
-use crate::supervisor::{run_reconciler, DockerEngine, EngineOptions, StackKind, StackStatus};
+use crate::supervisor::{
+    run_reconciler_gated, DockerEngine, EngineOptions, ReconcileOptions, StackKind, StackStatus,
+};
 
 /// Beyond the stop timeout, what a new server's stack waits for a previous server's stop to
 /// be seen through (the reconcile loop's wake-up and docker's own latency).
@@ -123,7 +125,16 @@ pub(super) async fn start<M: crate::consensus::Machine>(
                 }
                 let (tx, rx) = watch::channel(StackStatus::new(&config.node));
                 // The loop stops with the node, after the drain.
-                tracker.spawn(run_reconciler(engine, config.node.clone(), desired_rx, tx, shutdown.clone()));
+                let gate = Some(consensus.quorum_lease_check());
+                tracker.spawn(run_reconciler_gated(
+                    engine,
+                    config.node.clone(),
+                    desired_rx,
+                    tx,
+                    shutdown.clone(),
+                    ReconcileOptions::DEFAULT,
+                    gate,
+                ));
                 observed = Some(rx);
             }
             Err(e) => {

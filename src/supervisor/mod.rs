@@ -58,7 +58,7 @@ pub use naming::LabelError;
 pub use plan::{
     plan, Action, ContainerState, Desired, DesiredService, Health, ObservedContainer, PlanLimits,
 };
-pub use reconcile::{run_reconciler, run_reconciler_with, ReconcileOptions};
+pub use reconcile::{run_reconciler, run_reconciler_gated, run_reconciler_with, ReconcileOptions, ServeGate};
 pub use spec::{
     Condition, Dependency, HealthcheckSpec, MountKind, MountSpec, NetworkSpec, PortSpec, Protocol,
     RestartPolicy, ServiceSpec, StackKind, StackSpec, VolumeSpec,

@@ -26,7 +26,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::docker::{DockerEngine, DockerError, EventStream, ExecuteContext};
 use super::naming::network_name;
-use super::plan::{plan, Desired, PlanLimits};
+use super::plan::{plan, Action, Desired, PlanLimits};
+use super::spec::StackKind;
+
+/// Asked right before the loop creates or starts a server-stack container: whether this node
+/// may serve at this instant (the node's quorum lease). A desired server stack can be stale —
+/// a node frozen while it served wakes with its old `Desired` before its leadership catches
+/// up — so the gate is asked at the moment of acting, not when `Desired` was published.
+pub type ServeGate = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
 use super::status::StackStatus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +123,7 @@ struct Loop {
     events_retry_at: Instant,
     /// A transition acted: once converged, remove the networks it left unused.
     prune_pending: bool,
+    gate: Option<ServeGate>,
 }
 
 /// Runs the loop with `options` until `shutdown` is cancelled or the desired sender is dropped.
@@ -123,10 +131,24 @@ struct Loop {
 pub async fn run_reconciler_with(
     engine: DockerEngine,
     node: String,
+    desired_rx: watch::Receiver<Desired>,
+    status_tx: watch::Sender<StackStatus>,
+    shutdown: CancellationToken,
+    options: ReconcileOptions,
+) {
+    run_reconciler_gated(engine, node, desired_rx, status_tx, shutdown, options, None).await;
+}
+
+/// [`run_reconciler_with`] that asks `gate` before it creates or starts any server-stack
+/// container (stopping and removing never wait for it).
+pub async fn run_reconciler_gated(
+    engine: DockerEngine,
+    node: String,
     mut desired_rx: watch::Receiver<Desired>,
     status_tx: watch::Sender<StackStatus>,
     shutdown: CancellationToken,
     options: ReconcileOptions,
+    gate: Option<ServeGate>,
 ) {
     let status = StackStatus::new(&node);
     let mut lp = Loop {
@@ -140,6 +162,7 @@ pub async fn run_reconciler_with(
         events: None,
         events_retry_at: Instant::now(),
         prune_pending: false,
+        gate,
     };
     tracing::info!(node = %lp.node, api = %lp.engine.api_version(), "supervisor: reconcile loop started");
     let tick_interval = Duration::from_millis(options.tick_interval_ms);
@@ -236,7 +259,15 @@ impl Loop {
         }
         let observed = self.engine.observe(&self.node).await?;
         let now_ms = unix_now_ms();
-        let actions = plan(desired, &observed, now_ms, &self.options.limits);
+        let mut actions = plan(desired, &observed, now_ms, &self.options.limits);
+        let starts = |a: &Action| matches!(a, Action::Create { .. } | Action::Start { .. });
+        let serving = desired.stack == Some(StackKind::Server);
+        if serving && actions.iter().any(starts) && self.gate.as_ref().is_some_and(|g| !g()) {
+            tracing::warn!(node = %self.node,
+                "supervisor: not starting server containers: this node does not hold its quorum lease right now \
+                 (its view of leadership is stale); stops and removals go ahead");
+            actions.retain(|a| !starts(a));
+        }
         self.status.record_tick(desired, &observed, &actions, now_ms);
         if actions.is_empty() {
             return Ok(false);
