@@ -21,3 +21,4 @@ pub mod registry;
 pub mod replicated;
 pub mod serf_rpc;
 pub mod supervisor;
+pub mod tls;

@@ -1,5 +1,6 @@
 //! The `muster` binary: parses the command line and hands each subcommand to the library
-//! (`agent` → `node::run`, `members` → `cli::members`, `keygen`, `version`, the hidden `idle`).
+//! (`agent` → `node::run`, `members` → `cli::members`, `keygen`, `tls` → `cli::tls`, `version`,
+//! the hidden `idle`).
 //! Owns exit codes and the printing of error chains; nothing else.
 
 use std::process::ExitCode;
@@ -13,6 +14,7 @@ use muster::cli::members::{self, MembersArgs};
 use muster::cli::services::{self, ServicesArgs};
 use muster::cli::stack::{self, StackArgs};
 use muster::cli::status::{self, LeaderArgs, StatusArgs};
+use muster::cli::tls::{self as tls_cli, TlsArgs};
 use muster::config::{self, AgentArgs, Config, ConfigError};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -45,6 +47,8 @@ enum Command {
     Drill(DrillArgs),
     /// Print a new random gossip encryption key for --encrypt.
     Keygen,
+    /// Create the cluster's CA and the certificates it signs, like `consul tls`.
+    Tls(TlsArgs),
     /// Print the version.
     Version,
     /// Print a line, then wait for SIGTERM or SIGINT and exit 0: a long-lived process built
@@ -97,6 +101,7 @@ async fn main() -> ExitCode {
             println!("{}", muster::gossip::wire::generate_key());
             ExitCode::SUCCESS
         }
+        Command::Tls(args) => report(tls_cli::run(&args).map_err(Into::into)),
         Command::Version => {
             println!("muster {VERSION}");
             ExitCode::SUCCESS

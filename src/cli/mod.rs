@@ -9,6 +9,7 @@ pub mod members;
 pub mod services;
 pub mod stack;
 pub mod status;
+pub mod tls;
 
 use crate::api::FilterError;
 
