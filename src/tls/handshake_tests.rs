@@ -41,8 +41,13 @@ struct Cluster {
 }
 
 fn cluster() -> Cluster {
+    cluster_with(&[], "n1")
+}
+
+fn cluster_with(permitted_dns: &[&str], node: &str) -> Cluster {
     let now = time::OffsetDateTime::now_utc();
-    let spec = CaSpec { common_name: "Muster Agent CA test".into(), days: 1, permitted_dns: Vec::new() };
+    let permitted_dns = permitted_dns.iter().map(|d| d.to_string()).collect();
+    let spec = CaSpec { common_name: "Muster Agent CA test".into(), days: 1, permitted_dns };
     let ca = certs::create_ca(&spec, now).unwrap();
     let loaded = certs::load_ca(&ca.cert_pem, &ca.key_pem).unwrap();
     let leaf = |kind, node: Option<&str>| {
@@ -55,7 +60,7 @@ fn cluster() -> Cluster {
         };
         certs::create_leaf(&spec, &loaded, now).unwrap()
     };
-    let (server, client) = (leaf(LeafKind::Server, Some("n1")), leaf(LeafKind::Client, None));
+    let (server, client) = (leaf(LeafKind::Server, Some(node)), leaf(LeafKind::Client, None));
     Cluster { ca, server, client }
 }
 
@@ -149,4 +154,16 @@ async fn client_refuses_a_server_name_the_certificate_lacks() {
     let (accepted, got) = handshake(&c, Some(&c.client), "server.other.muster").await;
     assert!(accepted.is_err());
     assert!(got.is_empty());
+}
+
+#[tokio::test]
+async fn name_constrained_ca_certs_pass_webpki() {
+    // Proves certificates of a --name-constraint CA satisfy rustls' name-constraint checks:
+    // DNS names under `muster` and the unconstrained 127.0.0.1 both verify, in both directions.
+    let c = cluster_with(&certs::NAME_CONSTRAINTS_DEFAULT, "n1.muster");
+    for name in ["server.muster.muster", "n1.muster", "127.0.0.1", "localhost"] {
+        let (accepted, got) = handshake(&c, Some(&c.client), name).await;
+        assert_eq!(accepted, Ok(()), "{name}");
+        assert_eq!(got, GREETING, "{name}");
+    }
 }
