@@ -329,6 +329,42 @@ impl Config {
         Ok(config)
     }
 
+    /// What this node exposes without protection, one sentence each, for loud warnings at
+    /// start: gossip without a key, the API port, and the Serf RPC port off loopback.
+    /// `gossip_encrypted` says whether a keyring is in use (from `--encrypt`, the keyring file
+    /// or the data dir).
+    pub fn exposure_warnings(&self, gossip_encrypted: bool) -> Vec<String> {
+        let open = |ip: std::net::IpAddr| !ip.is_loopback();
+        let mut out = Vec::new();
+        if open(self.bind.ip()) && !gossip_encrypted {
+            out.push(format!(
+                "gossip on {} is not encrypted: anyone who reaches it can join, claim member names and \
+                 send events and queries; start every node with --encrypt (make a key with `muster keygen`)",
+                self.bind
+            ));
+        }
+        if open(self.http_addr.ip()) {
+            out.push(format!(
+                "the API on {} has no TLS or tokens yet: anyone who reaches it can read and change the registry, \
+                 move leadership and send raft messages; firewall it to the fleet's hosts",
+                self.http_addr
+            ));
+        }
+        if open(self.rpc_addr.ip()) {
+            let auth = if self.rpc_auth.is_some() {
+                "its --rpc-auth token travels in clear text"
+            } else {
+                "it has no --rpc-auth token"
+            };
+            out.push(format!(
+                "Serf RPC on {} is off loopback and {auth}: whoever reaches it can force members out, read the log \
+                 and rotate the gossip keys; keep --rpc-addr on 127.0.0.1",
+                self.rpc_addr
+            ));
+        }
+        out
+    }
+
     /// A view for the start-up log line: every setting, the encryption key as `<redacted>`.
     pub fn redacted(&self) -> Redacted<'_> {
         Redacted(self)

@@ -262,3 +262,31 @@ fn supervisor_settings_come_from_flags_env_or_file_and_bad_ones_name_the_flag() 
     let err = merged(&[], &[], Some(r#"{"stack_file":""}"#)).unwrap_err().to_string();
     assert!(err.contains("--stack-file") && err.contains("the path is empty"), "{err}");
 }
+
+#[test]
+fn exposure_warnings_name_each_unprotected_listener_off_loopback() {
+    // Proves the start-up warnings: the defaults (gossip and API on every interface, RPC on
+    // loopback) warn about unencrypted gossip and the open API; a key silences the first, an
+    // all-loopback node hears nothing, and RPC off loopback warns with or without a token.
+    let c = Config::default();
+    let w = c.exposure_warnings(false);
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w[0].starts_with("gossip on 0.0.0.0:7946 is not encrypted") && w[0].contains("--encrypt"),
+        "{w:?}"
+    );
+    assert!(w[1].starts_with("the API on 0.0.0.0:9999 has no TLS"), "{w:?}");
+    assert_eq!(c.exposure_warnings(true).len(), 1);
+    let local = Config {
+        bind: "127.0.0.1:7946".parse().unwrap(),
+        http_addr: "127.0.0.1:9999".parse().unwrap(),
+        ..Config::default()
+    };
+    assert!(local.exposure_warnings(false).is_empty());
+    let rpc = Config { rpc_addr: "10.0.0.5:7373".parse().unwrap(), ..local.clone() };
+    let w = rpc.exposure_warnings(false);
+    assert!(w.len() == 1 && w[0].contains("it has no --rpc-auth token"), "{w:?}");
+    let rpc = Config { rpc_auth: Some("t".into()), ..rpc };
+    let w = rpc.exposure_warnings(false);
+    assert!(w.len() == 1 && w[0].contains("travels in clear text") && !w[0].contains("\"t\""), "{w:?}");
+}

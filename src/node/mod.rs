@@ -60,6 +60,9 @@ pub async fn run(config: Config, logs: LogTee) -> anyhow::Result<()> {
     let tracker = TaskTracker::new();
     let keyring_path = config.keyring_file.clone().unwrap_or_else(|| serf_dir.join(LOCAL_KEYRING));
     let keyring = load_keyring(&config, &keyring_path)?;
+    for warning in config.exposure_warnings(keyring.is_some()) {
+        tracing::warn!("SECURITY: {warning}");
+    }
     let advertise = advertise_addr(&config);
     let node_id = load_or_create_node_id(&config.data_dir)?;
 
