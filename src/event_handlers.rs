@@ -182,16 +182,7 @@ impl HandlerSpec {
     fn wants(&self, inv: &Invocation) -> bool {
         match inv {
             Invocation::Event(e) => self.filters.iter().any(|f| f.matches(e)),
-            Invocation::Members { members, .. } => members.first().is_some_and(|m| {
-                let probe = match inv.kind() {
-                    "member-join" => SerfEvent::MemberJoin(m.clone()),
-                    "member-leave" => SerfEvent::MemberLeave(m.clone()),
-                    "member-failed" => SerfEvent::MemberFailed(m.clone()),
-                    "member-update" => SerfEvent::MemberUpdate(m.clone()),
-                    _ => SerfEvent::MemberReap(m.clone()),
-                };
-                self.filters.iter().any(|f| f.matches(&probe))
-            }),
+            Invocation::Members { kind, .. } => self.filters.iter().any(|f| f.matches_type(kind)),
         }
     }
 }

@@ -84,16 +84,18 @@ pub fn parse_filters(spec: &str) -> Result<Vec<EventFilter>, String> {
 }
 
 impl EventFilter {
+    /// Whether events of this type (`member-join`, `user`, ...) pass, names aside.
+    pub fn matches_type(&self, kind: &str) -> bool {
+        self.event == "*" || self.event == kind
+    }
+
     /// Serf's label for the filter in `serf info`: `event:name` (`member-join:`, `user:deploy`).
     pub fn label(&self) -> String {
         format!("{}:{}", self.event, self.name.as_deref().unwrap_or(""))
     }
 
     pub fn matches(&self, e: &SerfEvent) -> bool {
-        if self.event == "*" {
-            return true;
-        }
-        if self.event != proto::event_type(e) {
+        if !self.matches_type(proto::event_type(e)) {
             return false;
         }
         match (e, &self.name) {

@@ -8,13 +8,14 @@
 //! out as [`SerfEffect::SendTo`]: a memberlist user message straight to an address.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 
 use super::{Serf, SerfEffect, SerfError, SerfEvent};
 use crate::go_regexp::Regex;
+use crate::gossip::swim::{ip_from_bytes, ip_to_bytes};
 use crate::gossip::wire::{
     SerfFilter, SerfMessage, SerfQuery, SerfQueryResponse, SerfRelayHeader, SerfUdpAddr, QUERY_FLAG_ACK,
     QUERY_FLAG_NO_BROADCAST,
@@ -117,7 +118,7 @@ impl Serf {
         let q = SerfQuery {
             l_time: self.query_clock.time(),
             id: self.rng.random::<u32>() & 0x7fff_ffff,
-            addr: ip_bytes(addr),
+            addr: ip_to_bytes(addr),
             port,
             source_node: self.name.clone(),
             filters,
@@ -268,7 +269,7 @@ impl Serf {
             return;
         }
         let header = SerfRelayHeader {
-            dest_addr: SerfUdpAddr { ip: ip_bytes(to.ip()), port: to.port(), zone: String::new() },
+            dest_addr: SerfUdpAddr { ip: ip_to_bytes(to.ip()), port: to.port(), zone: String::new() },
             dest_name: dest_name.to_string(),
         };
         let relay = header.encode_relay(&inner);
@@ -355,29 +356,5 @@ impl Serf {
     /// The earliest deadline of a query we sent.
     pub(super) fn next_query_deadline(&self) -> Option<Instant> {
         self.outgoing.values().map(|q| q.deadline).min()
-    }
-
-    /// Members that count for a query's expected answers (alive or suspect, as memberlist's
-    /// `NumMembers`).
-    pub fn live_members(&self) -> usize {
-        self.members
-            .values()
-            .filter(|m| matches!(m.status, MemberStatus::Alive | MemberStatus::Leaving))
-            .count()
-    }
-}
-
-fn ip_bytes(ip: IpAddr) -> Vec<u8> {
-    match ip {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
-    }
-}
-
-fn ip_from_bytes(b: &[u8]) -> Option<IpAddr> {
-    match b.len() {
-        4 => <[u8; 4]>::try_from(b).ok().map(IpAddr::from),
-        16 => <[u8; 16]>::try_from(b).ok().map(IpAddr::from),
-        _ => None,
     }
 }

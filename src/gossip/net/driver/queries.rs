@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use super::{Driver, GossipHandle, Sec};
 use crate::gossip::net::GossipError;
 use crate::gossip::serf::{QueryEvent, QueryKey, QueryParams, QueryReply, INTERNAL_QUERY_PREFIX};
+use crate::gossip::swim::{ip_from_bytes, ip_to_bytes};
 use crate::gossip::wire::{
     decode_key, decode_raw, encode_packets, encode_tags, serf_type, Keyring, Message, PacketOptions,
     SerfConflictMember, SerfKeyRequest, SerfKeyResponse,
@@ -233,10 +234,7 @@ impl Driver {
         tracing::debug!(member = %node, "serf: conflict resolution query");
         let member = self.serf.member(&node).map(|m| SerfConflictMember {
             name: m.name.clone(),
-            addr: match m.addr {
-                std::net::IpAddr::V4(a) => a.octets().to_vec(),
-                std::net::IpAddr::V6(a) => a.octets().to_vec(),
-            },
+            addr: ip_to_bytes(m.addr),
             port: m.port,
             tags: m.tags.clone().into_iter().collect(),
             status: match m.status {
@@ -350,12 +348,7 @@ impl Driver {
                 };
                 let Ok(Some(m)) = member else { continue };
                 responses += 1;
-                let addr = match m.addr.len() {
-                    4 => <[u8; 4]>::try_from(m.addr.as_slice()).ok().map(std::net::IpAddr::from),
-                    16 => <[u8; 16]>::try_from(m.addr.as_slice()).ok().map(std::net::IpAddr::from),
-                    _ => None,
-                };
-                if addr == Some(me.0) && m.port == me.1 {
+                if ip_from_bytes(&m.addr) == Some(me.0) && m.port == me.1 {
                     matching += 1;
                 }
             }
