@@ -348,7 +348,7 @@ for r in st.stream('user:py-ev').body:
 /// `serf keys -list` as key → "[n/total]".
 fn key_list(rpc: std::net::SocketAddr) -> BTreeMap<String, String> {
     let out = serf_cli(rpc, &["keys", "-list"]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "keys -list via {rpc}: {}", text(&out));
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_once(" ["))

@@ -27,6 +27,10 @@ use crate::membership::MemberStatus;
 const QUERY_TIMEOUT_MULT: u32 = 16;
 /// Answers buffered per running query at most (beyond it they are dropped with a warning).
 const QUERY_REPLIES_MAX: usize = 4096;
+/// A key query waits at least this long for every member (it ends as soon as all answered):
+/// the default of a small cluster on a fast profile (1.6 s) reported a loaded member's late
+/// answer as a failed rotation step.
+const KEY_QUERY_TIMEOUT_MIN: std::time::Duration = std::time::Duration::from_secs(5);
 /// How often a conflict over our name is put to the cluster at most.
 const CONFLICT_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 /// The shortest base64 key (16 bytes), for sizing a truncated key list.
@@ -172,6 +176,10 @@ impl Driver {
         if params.timeout.is_zero() {
             let log = ((expected + 1) as f64).log10().ceil().max(1.0) as u32;
             params.timeout = self.timing.gossip_interval * QUERY_TIMEOUT_MULT * log;
+            let key_query = name.strip_prefix(INTERNAL_QUERY_PREFIX).and_then(KeyOp::parse).is_some();
+            if key_query {
+                params.timeout = params.timeout.max(KEY_QUERY_TIMEOUT_MIN);
+            }
         }
         let deadline = now + params.timeout;
         let (tx, rx) = mpsc::channel((expected * 2).clamp(16, QUERY_REPLIES_MAX));
