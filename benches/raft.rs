@@ -576,6 +576,7 @@ impl Member {
             data_dir: dir,
             timing,
             faults: Faults::default(),
+            tls: None,
         };
         let machine = RegistryMachine::new(Registry::new(HISTORY_MAX_DEFAULT));
         let c = Arc::new(Consensus::start(cfg, machine).await.expect("raft start"));

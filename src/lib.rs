@@ -22,3 +22,4 @@ pub mod replicated;
 pub mod serf_rpc;
 pub mod supervisor;
 pub mod tls;
+pub mod tokens;

@@ -61,6 +61,7 @@ async fn start_member(
         data_dir: dir.clone(),
         timing: RaftTiming::local(),
         faults,
+        tls: None,
     };
     let c = Consensus::start(cfg, Applied::default()).await.unwrap();
     let stop = CancellationToken::new();

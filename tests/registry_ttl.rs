@@ -64,6 +64,7 @@ async fn start(
         data_dir: dir,
         timing: RaftTiming::local(),
         faults,
+        tls: None,
     };
     let applied = Arc::new(tokio::sync::watch::channel(Revision(0)).0);
     let machine = RegistryMachine::announcing(Registry::new(10_000), applied.clone());

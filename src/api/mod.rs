@@ -6,9 +6,11 @@
 //! The public gRPC API lives in [`grpc`], Beacon's REST API under `/api/v1` in [`rest`]; both
 //! call the registrar (their own module docs list what they may import).
 
+pub mod access;
 mod filter;
 pub mod grpc;
 mod handlers;
+pub mod listen;
 pub mod rest;
 
 #[cfg(test)]
@@ -22,7 +24,6 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -76,33 +77,43 @@ pub fn router(state: ApiState) -> Router {
 
 /// Serves [`router`] on `listener` until `shutdown` is cancelled, then stops accepting and
 /// waits for in-flight requests (the node bounds that wait with its own grace period). The
-/// caller logs the listening address.
+/// caller logs the listening address. Plain HTTP, no tokens.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    serve_with(listener, state, Router::new(), shutdown).await
+    serve_with(listener, state, Router::new(), ServeOptions::default(), shutdown).await
 }
 
-/// Like [`serve`], with more routes on the same listener: the gRPC services (HTTP/2) ride
-/// next to REST and the dashboard (HTTP/1.1).
+/// How the API port is protected.
+#[derive(Clone)]
+pub struct ServeOptions {
+    pub listen: listen::ListenOptions,
+    pub access: Arc<access::Access>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions { listen: listen::ListenOptions::default(), access: Arc::new(access::Access::open()) }
+    }
+}
+
+/// Like [`serve`], with more routes on the same listener (the gRPC services, HTTP/2, ride next
+/// to REST and the dashboard, HTTP/1.1), TLS and access checks from `opts`.
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     state: ApiState,
     grpc: Router,
+    opts: ServeOptions,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     // Upgraded WebSockets outlive the graceful shutdown; they watch the token themselves.
-    let app = grpc.merge(router(state)).layer(axum::Extension(rest::WsShutdown(shutdown.clone())));
-    // Small answers (raft acknowledgements, unary gRPC replies) go out at once instead of
-    // waiting for Nagle's algorithm to coalesce them with the peer's delayed ACK.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "api: cannot set TCP_NODELAY on a connection");
-        }
-    });
-    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+    let app = grpc
+        .merge(router(state))
+        .layer(middleware::from_fn_with_state(opts.access, access::authorize))
+        .layer(axum::Extension(rest::WsShutdown(shutdown.clone())));
+    listen::serve(listener, app, opts.listen, shutdown).await?;
     tracing::info!("api: stopped");
     Ok(())
 }

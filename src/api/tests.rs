@@ -195,6 +195,7 @@ async fn members_cli_reads_the_api() {
         status: Some("alive".into()),
         tag: vec!["role=web".into()],
         detailed: false,
+        secure: Default::default(),
     };
     let members = fetch(&args).await.unwrap();
     let text = render(&members, Output::Table);

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::http;
 use super::members::target;
+use super::secure::Secure;
 use super::services::{call, connect, print_json, print_table, request, Conn};
 use crate::api::grpc::pb::cluster as pb;
 use crate::api::grpc::pb::cluster::cluster_client::ClusterClient;
@@ -51,7 +52,7 @@ struct Step {
 pub async fn run(args: &DrillArgs) -> anyhow::Result<()> {
     let DrillCommand::Failover { timeout, kill_leader } = args.command;
     let deadline = Instant::now() + Duration::from_secs(timeout);
-    let status = status_of(&args.conn.addr).await?;
+    let status = status_of(&args.conn.addr, &args.conn.secure).await?;
     let old =
         status.leader.clone().ok_or_else(|| anyhow!("the node at {} knows no leader", args.conn.addr))?;
     if status.voters.len() < 2 {
@@ -60,7 +61,7 @@ pub async fn run(args: &DrillArgs) -> anyhow::Result<()> {
     let nodes: Vec<pb::RaftMember> = status.voters.iter().chain(status.learners.iter()).cloned().collect();
     let start = Instant::now();
     let mut steps = Vec::new();
-    let mut leader_client = ClusterClient::new(connect(&old.address).await?);
+    let mut leader_client = ClusterClient::new(connect(&old.address, &args.conn.secure).await?);
     if kill_leader {
         let crashed = call(leader_client.crash(request(pb::CrashRequest {})))
             .await
@@ -83,7 +84,7 @@ pub async fn run(args: &DrillArgs) -> anyhow::Result<()> {
 
     let (new, term) = wait(deadline, "a new leader", || async {
         for n in &live {
-            if let Ok(s) = status_of(&n.address).await {
+            if let Ok(s) = status_of(&n.address, &args.conn.secure).await {
                 if let Some(l) = s.leader.filter(|l| l.id != old.id) {
                     return Some((l, s.term));
                 }
@@ -95,7 +96,7 @@ pub async fn run(args: &DrillArgs) -> anyhow::Result<()> {
     steps.push(Step { what: format!("{} leads (term {term})", new.name), after: start.elapsed() });
 
     wait(deadline, "the new server's stack", || async {
-        let s = stack_of(&new.address).await.ok()?;
+        let s = stack_of(&new.address, &args.conn.secure).await.ok()?;
         let serving = s.pointer("/want/stack")?.as_str()? == "server";
         let converged = s.pointer("/observed/converged").and_then(Value::as_bool).unwrap_or(true);
         (serving && converged).then_some(())
@@ -105,7 +106,7 @@ pub async fn run(args: &DrillArgs) -> anyhow::Result<()> {
 
     for node in live.iter().filter(|n| n.id != new.id) {
         wait(deadline, &format!("{}'s proxy stack pointed at {}", node.name, new.name), || async {
-            let s = stack_of(&node.address).await.ok()?;
+            let s = stack_of(&node.address, &args.conn.secure).await.ok()?;
             let pointed = s.pointer("/want/stack")?.as_str()? == "proxy"
                 && s.pointer("/want/server/node")?.as_str()? == new.name;
             let converged = s.pointer("/observed/converged").and_then(Value::as_bool).unwrap_or(true);
@@ -130,14 +131,14 @@ pub async fn run(args: &DrillArgs) -> anyhow::Result<()> {
     print_table(&rows)
 }
 
-async fn status_of(addr: &str) -> anyhow::Result<pb::StatusResponse> {
-    let mut client = ClusterClient::new(connect(addr).await?);
+async fn status_of(addr: &str, secure: &Secure) -> anyhow::Result<pb::StatusResponse> {
+    let mut client = ClusterClient::new(connect(addr, secure).await?);
     call(client.status(request(pb::StatusRequest {}))).await
 }
 
-async fn stack_of(addr: &str) -> anyhow::Result<Value> {
+async fn stack_of(addr: &str, secure: &Secure) -> anyhow::Result<Value> {
     let addr = target(addr);
-    let r = http::get(&addr, "/v1/stack", Duration::from_millis(http::DEADLINE_MS)).await?;
+    let r = http::get_with(&addr, "/v1/stack", Duration::from_millis(http::DEADLINE_MS), secure).await?;
     if r.status != 200 {
         bail!("{addr} answered {} to /v1/stack", r.status);
     }

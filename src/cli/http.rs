@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::secure::Secure;
 use tokio::net::TcpStream;
 
 /// The whole request (connect, send, receive) must finish within this.
@@ -47,26 +49,64 @@ pub enum HttpError {
         #[source]
         cause: std::io::Error,
     },
+    #[error("TLS to muster node at {addr} failed: {reason}")]
+    Tls { addr: String, reason: String },
     #[error("muster node at {addr} sent a malformed HTTP response: {reason}")]
     Malformed { addr: String, reason: String },
 }
 
-/// GETs `path_and_query` from `addr` (`host:port`) within `deadline`.
+/// GETs `path_and_query` from `addr` (`host:port`) within `deadline`, in plain HTTP.
 pub async fn get(addr: &str, path_and_query: &str, deadline: Duration) -> Result<Response, HttpError> {
-    tokio::time::timeout(deadline, exchange(addr, path_and_query))
+    get_with(addr, path_and_query, deadline, &Secure::default()).await
+}
+
+/// Like [`get`], over TLS with `--ca-cert` and with `--token`.
+pub async fn get_with(
+    addr: &str,
+    path_and_query: &str,
+    deadline: Duration,
+    secure: &Secure,
+) -> Result<Response, HttpError> {
+    let tls = secure
+        .tls(addr, &[b"http/1.1"])
+        .map_err(|e| HttpError::Tls { addr: addr.to_string(), reason: format!("{e:#}") })?;
+    let auth = match secure.authorization() {
+        Ok(Some(value)) => format!("Authorization: {}\r\n", value.to_str().unwrap_or_default()),
+        Ok(None) => String::new(),
+        Err(e) => return Err(HttpError::Tls { addr: addr.to_string(), reason: e.to_string() }),
+    };
+    let run = async {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|cause| HttpError::NoNode { addr: addr.to_string(), cause })?;
+        match tls {
+            None => exchange(tcp, addr, path_and_query, &auth).await,
+            Some(tls) => {
+                let connector = tokio_rustls::TlsConnector::from(tls.config);
+                let stream = connector
+                    .connect(tls.server_name, tcp)
+                    .await
+                    .map_err(|e| HttpError::Tls { addr: addr.to_string(), reason: e.to_string() })?;
+                exchange(stream, addr, path_and_query, &auth).await
+            }
+        }
+    };
+    tokio::time::timeout(deadline, run)
         .await
         .map_err(|_| HttpError::Timeout { addr: addr.to_string(), deadline_ms: deadline.as_millis() })?
 }
 
-async fn exchange(addr: &str, path_and_query: &str) -> Result<Response, HttpError> {
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .map_err(|cause| HttpError::NoNode { addr: addr.to_string(), cause })?;
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    addr: &str,
+    path_and_query: &str,
+    auth: &str,
+) -> Result<Response, HttpError> {
     let io = |cause| HttpError::Io { addr: addr.to_string(), cause };
     let malformed = |reason: String| HttpError::Malformed { addr: addr.to_string(), reason };
     let request = format!(
         "GET {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: muster/{}\r\n\
-         Accept: application/json\r\nConnection: close\r\n\r\n",
+         Accept: application/json\r\n{auth}Connection: close\r\n\r\n",
         env!("CARGO_PKG_VERSION")
     );
     stream.write_all(request.as_bytes()).await.map_err(io)?;
@@ -108,7 +148,7 @@ async fn exchange(addr: &str, path_and_query: &str) -> Result<Response, HttpErro
     Ok(Response { status, reason, headers, body })
 }
 
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+async fn read_more<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     let mut chunk = [0u8; 8 * 1024];
     let n = stream.read(&mut chunk).await?;
     buf.extend_from_slice(&chunk[..n]);

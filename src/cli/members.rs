@@ -29,6 +29,8 @@ pub struct MembersArgs {
     /// Add protocol versions and incarnation to the table.
     #[arg(long)]
     pub detailed: bool,
+    #[command(flatten)]
+    pub secure: super::secure::Secure,
 }
 
 /// How the members are printed.
@@ -78,7 +80,8 @@ pub async fn fetch(args: &MembersArgs) -> Result<Vec<MemberInfo>, CliError> {
     let addr = target(&args.http_addr);
     let query = filter.to_query();
     let path = if query.is_empty() { "/v1/members".to_string() } else { format!("/v1/members?{query}") };
-    let response = http::get(&addr, &path, Duration::from_millis(http::DEADLINE_MS)).await?;
+    let response =
+        http::get_with(&addr, &path, Duration::from_millis(http::DEADLINE_MS), &args.secure).await?;
     if response.status != 200 {
         let message = serde_json::from_slice::<serde_json::Value>(&response.body)
             .ok()
@@ -243,6 +246,7 @@ mod tests {
             status: status.map(str::to_string),
             tag: tag.iter().map(|t| t.to_string()).collect(),
             detailed: false,
+            secure: Default::default(),
         };
         let err = fetch(&args(Some("dead"), &[])).await.unwrap_err().to_string();
         assert_eq!(

@@ -6,6 +6,7 @@ pub mod drill;
 pub mod event;
 pub mod http;
 pub mod members;
+pub mod secure;
 pub mod services;
 pub mod stack;
 pub mod status;

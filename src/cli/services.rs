@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use serde_json::{json, Value};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use super::members::{columns, target};
 use crate::api::grpc::pb::registry as pb;
@@ -36,6 +36,8 @@ pub struct Conn {
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    #[command(flatten)]
+    pub secure: super::secure::Secure,
 }
 
 /// `muster services` flags.
@@ -276,7 +278,7 @@ fn key_value(text: &str) -> Result<(String, String), String> {
 /// Runs a `muster services` subcommand.
 pub async fn run(args: &ServicesArgs) -> anyhow::Result<()> {
     let conn = &args.conn;
-    let mut client = RegistryClient::new(connect(&conn.addr).await?);
+    let mut client = RegistryClient::new(connect(&conn.addr, &conn.secure).await?);
     match &args.command {
         ServicesCommand::List(l) => {
             let status = match &l.status {
@@ -410,7 +412,7 @@ fn counts(
 
 /// Follows a watch until Ctrl-C, the stream's end, or an error.
 async fn watch(
-    client: &mut RegistryClient<Channel>,
+    client: &mut RegistryClient<super::secure::Chan>,
     req: pb::WatchRequest,
     json: bool,
 ) -> anyhow::Result<()> {
@@ -565,13 +567,11 @@ fn service_json(s: &pb::Service) -> Value {
     })
 }
 
-/// Opens an h2c channel to the node's API address.
-pub async fn connect(addr: &str) -> anyhow::Result<Channel> {
+/// Opens a channel to the node's API address: h2c, or TLS with `--ca-cert`; every call
+/// carries `--token`.
+pub async fn connect(addr: &str, secure: &super::secure::Secure) -> anyhow::Result<super::secure::Chan> {
     let target = target(addr);
-    let endpoint = Endpoint::from_shared(format!("http://{target}"))
-        .map_err(|e| anyhow!("invalid --addr {addr:?}: {e}"))?
-        .connect_timeout(CONNECT_TIMEOUT);
-    endpoint.connect().await.map_err(|e| {
+    let failed = |e: tonic::transport::Error| {
         let mut causes = Vec::new();
         let mut source = std::error::Error::source(&e);
         while let Some(s) = source {
@@ -580,7 +580,20 @@ pub async fn connect(addr: &str) -> anyhow::Result<Channel> {
         }
         let cause = if causes.is_empty() { e.to_string() } else { causes.join(": ") };
         anyhow!("UNAVAILABLE: cannot connect to muster node at {target}: {cause}")
-    })
+    };
+    let channel = match secure.tls(&target, &[b"h2"])? {
+        Some(tls) => crate::tls::dial::TlsDial::fixed(tls.config, tls.server_name, CONNECT_TIMEOUT)
+            .connect(&target)
+            .await
+            .map_err(failed)?,
+        None => Endpoint::from_shared(format!("http://{target}"))
+            .map_err(|e| anyhow!("invalid --addr {addr:?}: {e}"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .connect()
+            .await
+            .map_err(failed)?,
+    };
+    super::secure::with_auth(channel, secure)
 }
 
 /// A request carrying the unary deadline (sent to the node as `grpc-timeout`).

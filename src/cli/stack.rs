@@ -30,9 +30,10 @@ pub enum StackCommand {
 pub async fn run(args: &StackArgs) -> anyhow::Result<()> {
     let StackCommand::Status = args.command;
     let addr = target(&args.conn.addr);
-    let response = http::get(&addr, "/v1/stack", Duration::from_millis(http::DEADLINE_MS))
-        .await
-        .with_context(|| format!("cannot reach the node at {addr}"))?;
+    let response =
+        http::get_with(&addr, "/v1/stack", Duration::from_millis(http::DEADLINE_MS), &args.conn.secure)
+            .await
+            .with_context(|| format!("cannot reach the node at {addr}"))?;
     if response.status != 200 {
         let text = String::from_utf8_lossy(&response.body).trim().to_string();
         return Err(anyhow!("the node at {addr} answered {}: {text}", response.status));

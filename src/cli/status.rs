@@ -39,7 +39,7 @@ pub enum LeaderCommand {
 
 /// Prints the node's raft view.
 pub async fn run_status(args: &StatusArgs) -> anyhow::Result<()> {
-    let mut client = ClusterClient::new(connect(&args.conn.addr).await?);
+    let mut client = ClusterClient::new(connect(&args.conn.addr, &args.conn.secure).await?);
     let s = call(client.status(request(pb::StatusRequest {}))).await?;
     if args.conn.json {
         return print_json(&json!({
@@ -77,7 +77,7 @@ pub async fn run_status(args: &StatusArgs) -> anyhow::Result<()> {
 pub async fn run_leader(args: &LeaderArgs) -> anyhow::Result<()> {
     let LeaderCommand::Transfer { to } = &args.command;
     let target_id = to.as_deref().map(parse_raft_id).transpose()?;
-    let mut client = ClusterClient::new(connect(&args.conn.addr).await?);
+    let mut client = ClusterClient::new(connect(&args.conn.addr, &args.conn.secure).await?);
     let resp = call(client.transfer_leadership(request(pb::TransferLeadershipRequest { target_id }))).await?;
     if args.conn.json {
         return print_json(&json!({ "leader": resp.leader.as_ref().map(member_json) }));

@@ -57,6 +57,25 @@ pub struct AgentArgs {
     /// Shared token Serf RPC clients must send (`serf -rpc-auth`).
     #[arg(long, value_name = "TOKEN")]
     pub rpc_auth: Option<String>,
+    /// This node's certificate (PEM, `muster tls cert create --server`): the API port then
+    /// speaks TLS only, and raft calls need a certificate of this cluster.
+    #[arg(long, value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+    /// The cluster CA's certificate (PEM, `muster tls ca create`): peers and clients are
+    /// checked against it.
+    #[arg(long, value_name = "PATH")]
+    pub tls_ca: Option<PathBuf>,
+    /// Every API client must show a certificate signed by --tls-ca (grpcurl -cert/-key,
+    /// curl --cert/--key, the CLI's --client-cert/--client-key).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub verify_incoming: Option<String>,
+    /// Tokens file: one `NAME SCOPE SECRET` per line (scope read, write or operator); with it,
+    /// API and Serf RPC calls need `authorization: Bearer SECRET` of a sufficient scope.
+    #[arg(long, value_name = "PATH")]
+    pub tokens_file: Option<PathBuf>,
     /// Whether this node may become the server (server: preferred; agent: never).
     #[arg(long, value_name = "ROLE")]
     pub role: Option<String>,
@@ -167,6 +186,11 @@ pub(crate) const SETTINGS: &[Setting] = &[
     Setting { key: "http_addr", env: &["MUSTER_HTTP_ADDR"] },
     Setting { key: "rpc_addr", env: &["MUSTER_RPC_ADDR"] },
     Setting { key: "rpc_auth", env: &["MUSTER_RPC_AUTH"] },
+    Setting { key: "tls_cert", env: &["MUSTER_TLS_CERT"] },
+    Setting { key: "tls_key", env: &["MUSTER_TLS_KEY"] },
+    Setting { key: "tls_ca", env: &["MUSTER_TLS_CA"] },
+    Setting { key: "verify_incoming", env: &["MUSTER_VERIFY_INCOMING"] },
+    Setting { key: "tokens_file", env: &["MUSTER_TOKENS_FILE"] },
     Setting { key: "role", env: &["MUSTER_ROLE", "ROLE"] },
     Setting { key: "discovery", env: &["MUSTER_DISCOVERY", "DISCOVERY_BACKEND"] },
     Setting { key: "cluster", env: &["MUSTER_CLUSTER"] },
@@ -224,6 +248,7 @@ fn default_text(key: &str, d: &Config) -> Option<String> {
         "log_time" => d.log.time.to_string(),
         "log_no_color" => d.log.no_color.to_string(),
         "allow_crash_drill" => d.allow_crash_drill.to_string(),
+        "verify_incoming" => d.verify_incoming.to_string(),
         "rejoin_after_leave" => d.rejoin_after_leave.to_string(),
         _ => return None,
     })

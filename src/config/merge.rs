@@ -206,6 +206,31 @@ pub fn merge(
     if let Some(f) = src.scalar("rpc_auth", args.rpc_auth.as_deref()) {
         c.rpc_auth = Some(f.value.to_string());
     }
+    let tls = [
+        ("tls_cert", src.path("tls_cert", args.tls_cert.as_ref())),
+        ("tls_key", src.path("tls_key", args.tls_key.as_ref())),
+        ("tls_ca", src.path("tls_ca", args.tls_ca.as_ref())),
+    ];
+    c.tls = match tls {
+        [(_, Some(cert)), (_, Some(key)), (_, Some(ca))] => Some(crate::config::TlsFiles { cert, key, ca }),
+        [(_, None), (_, None), (_, None)] => None,
+        _ => {
+            let missing: Vec<String> =
+                tls.iter().filter(|(_, p)| p.is_none()).map(|(k, _)| setting(k).label()).collect();
+            let given = tls.iter().find(|(_, p)| p.is_some()).map_or("", |(k, _)| k);
+            return Err(ConfigError::Invalid {
+                setting: setting(given).label(),
+                reason: format!(
+                    "--tls-cert, --tls-key and --tls-ca go together; missing {}",
+                    missing.join(" and ")
+                ),
+            });
+        }
+    };
+    if let Some(f) = src.scalar("verify_incoming", args.verify_incoming.as_deref()) {
+        c.verify_incoming = f.parse(parse_bool)?;
+    }
+    c.tokens_file = src.path("tokens_file", args.tokens_file.as_ref());
     if let Some(f) = src.scalar("role", args.role.as_deref()) {
         c.role = f.parse(|v| parse_choice(v, Role::parse, Role::CHOICES))?;
     }

@@ -239,6 +239,12 @@ pub struct Config {
     pub rpc_addr: SocketAddr,
     /// Serf RPC auth token. Never log it.
     pub rpc_auth: Option<String>,
+    /// TLS on the API port: this node's certificate, key and the cluster CA (all or none).
+    pub tls: Option<TlsFiles>,
+    /// Whether API clients must show a CA-signed certificate (needs `tls`).
+    pub verify_incoming: bool,
+    /// The tokens file; none: API calls need no token.
+    pub tokens_file: Option<PathBuf>,
     pub role: Role,
     pub discovery: DiscoveryBackend,
     /// Cluster name: `[A-Za-z0-9_-]+`, used in the mDNS service name.
@@ -286,6 +292,9 @@ impl Default for Config {
             http_addr: defaults::HTTP_ADDR,
             rpc_addr: defaults::RPC_ADDR,
             rpc_auth: None,
+            tls: None,
+            verify_incoming: false,
+            tokens_file: None,
             role: Role::Auto,
             discovery: DiscoveryBackend::Auto,
             cluster: defaults::CLUSTER.to_string(),
@@ -303,6 +312,14 @@ impl Default for Config {
             config_file: None,
         }
     }
+}
+
+/// The PEM files of `--tls-cert`, `--tls-key` and `--tls-ca`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
 }
 
 /// This host's name, or [`defaults::NODE_FALLBACK`] when it has none.
@@ -343,10 +360,17 @@ impl Config {
                 self.bind
             ));
         }
-        if open(self.http_addr.ip()) {
+        if open(self.http_addr.ip()) && self.tls.is_none() {
             out.push(format!(
-                "the API on {} has no TLS or tokens yet: anyone who reaches it can read and change the registry, \
-                 move leadership and send raft messages; firewall it to the fleet's hosts",
+                "the API on {} has no TLS (--tls-cert/--tls-key/--tls-ca): calls, tokens and raft messages travel \
+                 in clear text, and anyone who reaches it can send raft messages; firewall it to the fleet's hosts",
+                self.http_addr
+            ));
+        }
+        if open(self.http_addr.ip()) && self.tokens_file.is_none() && !self.verify_incoming {
+            out.push(format!(
+                "the API on {} takes writes from anyone who reaches it: give --tokens-file, or --verify-incoming \
+                 with TLS",
                 self.http_addr
             ));
         }
@@ -408,7 +432,8 @@ impl fmt::Display for Redacted<'_> {
             f,
             "node={} cluster={} role={} profile={} voter_grace={} history_max={} discovery={} bind={} \
              advertise={} join=[{}] retry_join=[{}] retry_interval={} retry_interval_max={} retry_max={} \
-             tags=[{}] encrypt={} keyring_file={} data_dir={} http_addr={} rpc_addr={} rpc_auth={} log.level={} \
+             tags=[{}] encrypt={} keyring_file={} data_dir={} http_addr={} rpc_addr={} rpc_auth={} tls_cert={} \
+             tls_key={} tls_ca={} verify_incoming={} tokens_file={} log.level={} \
              stack_file={} docker_socket={} stack_stop_timeout={} on_promote={} on_demote={} on_server_change={} \
              rejoin_after_leave={} allow_crash_drill={} event_handlers={} log.format={} log.caller={} log.time={} log.no_color={} \
              config_file={}",
@@ -433,6 +458,11 @@ impl fmt::Display for Redacted<'_> {
             c.http_addr,
             c.rpc_addr,
             if c.rpc_auth.is_some() { REDACTED } else { "none" },
+            opt(&c.tls.as_ref().map(|t| t.cert.display())),
+            opt(&c.tls.as_ref().map(|t| t.key.display())),
+            opt(&c.tls.as_ref().map(|t| t.ca.display())),
+            c.verify_incoming,
+            opt(&c.tokens_file.as_ref().map(|p| p.display())),
             c.log.level.as_str().to_ascii_lowercase(),
             opt(&c.stack_file.as_ref().map(|p| p.display())),
             c.docker_socket.display(),
@@ -471,6 +501,9 @@ impl fmt::Debug for Redacted<'_> {
             .field("http_addr", &c.http_addr)
             .field("rpc_addr", &c.rpc_addr)
             .field("rpc_auth", &c.rpc_auth.as_ref().map(|_| REDACTED))
+            .field("tls", &c.tls)
+            .field("verify_incoming", &c.verify_incoming)
+            .field("tokens_file", &c.tokens_file)
             .field("role", &c.role)
             .field("discovery", &c.discovery)
             .field("cluster", &c.cluster)

@@ -75,6 +75,23 @@ impl Config {
         if self.keyring_file.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
             return Err(invalid("keyring_file")("the path is empty".into()));
         }
+        if self.verify_incoming && self.tls.is_none() {
+            return Err(invalid("verify_incoming")(
+                "checks client certificates, so it needs TLS: give --tls-cert, --tls-key and --tls-ca".into(),
+            ));
+        }
+        let tls = self.tls.as_ref();
+        let files = [
+            ("tls_cert", tls.map(|t| &t.cert)),
+            ("tls_key", tls.map(|t| &t.key)),
+            ("tls_ca", tls.map(|t| &t.ca)),
+            ("tokens_file", self.tokens_file.as_ref()),
+        ];
+        for (key, path) in files {
+            if path.is_some_and(|p| p.as_os_str().is_empty()) {
+                return Err(invalid(key)("the path is empty".into()));
+            }
+        }
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir")("the path is empty".into()));
         }

@@ -73,6 +73,8 @@ pub struct RaftConfig {
     pub data_dir: PathBuf,
     pub timing: RaftTiming,
     pub faults: Faults,
+    /// TLS for raft calls to peers (and the registrar's forwarding); none: h2c.
+    pub tls: Option<Arc<crate::tls::live::LiveTls>>,
 }
 
 /// Errors from consensus operations.
@@ -158,6 +160,11 @@ fn write<T>(lock: &RwLock<T>, value: T) {
 }
 
 impl<M: Machine> Consensus<M> {
+    /// The TLS this member dials peers with, if any.
+    pub fn tls(&self) -> Option<Arc<crate::tls::live::LiveTls>> {
+        self.cfg.tls.clone()
+    }
+
     /// Opens the store under `data_dir`, restores the machine and starts raft.
     pub async fn start(cfg: RaftConfig, machine: M) -> Result<Self, ConsensusError> {
         let cluster = ClusterTag::default();
@@ -431,7 +438,7 @@ async fn start_member<M: Machine>(
     }
     .validate()
     .map_err(|e| ConsensusError::Config(e.to_string()))?;
-    let network = NetworkFactory::new(cfg.id, cluster.clone(), cfg.faults.clone());
+    let network = NetworkFactory::new(cfg.id, cluster.clone(), cfg.faults.clone(), cfg.tls.clone());
     let raft = Raft::new(cfg.id, Arc::new(config), network, log, sm)
         .await
         .map_err(|e| ConsensusError::Fatal(e.to_string()))?;

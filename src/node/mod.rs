@@ -32,6 +32,7 @@ use crate::replicated::registrar::{run_lease_keeper, LeaseConfig, Registrar, Sys
 use crate::replicated::{AppliedTx, RegistryMachine};
 use crate::serf_rpc::{self, RpcConfig};
 
+mod protect;
 mod supervisor;
 
 // `config` may not import the registry, so its default is a copy; this keeps the two equal.
@@ -65,6 +66,14 @@ pub async fn run(config: Config, logs: LogTee) -> anyhow::Result<()> {
     }
     let advertise = advertise_addr(&config);
     let node_id = load_or_create_node_id(&config.data_dir)?;
+    let tls = protect::load_tls(&config)?;
+    let tokens = protect::load_tokens(&config)?;
+    let reload = protect::reload_on_sighup(
+        tls.clone(),
+        tokens.clone().zip(config.tokens_file.clone()),
+        shutdown.clone(),
+    )?;
+    tracker.spawn(reload);
 
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
@@ -115,6 +124,7 @@ pub async fn run(config: Config, logs: LogTee) -> anyhow::Result<()> {
         data_dir: config.data_dir.clone(),
         timing: raft_timing_for(config.profile),
         faults: Faults::default(),
+        tls: tls.clone(),
     };
     let applied: AppliedTx = Arc::new(tokio::sync::watch::channel(Revision(0)).0);
     let machine = {
@@ -178,7 +188,14 @@ pub async fn run(config: Config, logs: LogTee) -> anyhow::Result<()> {
         .route_service("/grpc.reflection.v1.ServerReflection/{*rpc}", public.reflection_v1)
         .route_service("/grpc.reflection.v1alpha.ServerReflection/{*rpc}", public.reflection_v1alpha)
         .route_service("/grpc.health.v1.Health/{*rpc}", public.health);
-    let api_task = tracker.spawn(api::serve_with(listener, state, grpc, api_shutdown.clone()));
+    let serve = api::ServeOptions {
+        listen: api::listen::ListenOptions { tls: tls.clone(), ..Default::default() },
+        access: Arc::new(api::access::Access {
+            tokens: tokens.clone(),
+            node_cluster: tls.as_ref().map(|t| t.cluster().to_string()),
+        }),
+    };
+    let api_task = tracker.spawn(api::serve_with(listener, state, grpc, serve, api_shutdown.clone()));
 
     let rpc_listener = tokio::net::TcpListener::bind(config.rpc_addr)
         .await
@@ -194,6 +211,7 @@ pub async fn run(config: Config, logs: LogTee) -> anyhow::Result<()> {
     let rpc_cfg = RpcConfig {
         addr: config.rpc_addr,
         auth_key: config.rpc_auth.clone(),
+        tokens: tokens.clone(),
         node_name: config.node.clone(),
         on_leave: left_by_rpc.clone(),
         managed_tags: managed_tags(),

@@ -107,6 +107,8 @@ fn may_have_arrived(s: &Status) -> bool {
 #[derive(Default)]
 pub struct Forwarder {
     channels: Mutex<HashMap<String, Channel>>,
+    /// TLS to the leader; none: h2c.
+    tls: Option<Arc<crate::tls::live::LiveTls>>,
 }
 
 /// Which forwarded call.
@@ -118,10 +120,21 @@ pub enum Call {
 }
 
 impl Forwarder {
+    pub fn new(tls: Option<Arc<crate::tls::live::LiveTls>>) -> Forwarder {
+        Forwarder { channels: Mutex::new(HashMap::new()), tls }
+    }
+
     fn channel(&self, addr: &str) -> Result<Channel, RegistrarError> {
         let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = map.get(addr) {
             return Ok(c.clone());
+        }
+        if let Some(tls) = &self.tls {
+            let c = crate::tls::dial::TlsDial::node(tls.clone(), Duration::from_secs(2))
+                .channel(addr)
+                .map_err(|e| RegistrarError::Unavailable(format!("bad leader address {addr:?}: {e}")))?;
+            map.insert(addr.to_string(), c.clone());
+            return Ok(c);
         }
         let c = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| RegistrarError::Unavailable(format!("bad leader address {addr:?}: {e}")))?

@@ -160,6 +160,7 @@ impl Registrar {
         cfg: LeaseConfig,
         applied: AppliedTx,
     ) -> Self {
+        let forwarder = Forwarder::new(consensus.tls());
         Registrar {
             consensus,
             keeper: Mutex::new(LeaseKeeper::default()),
@@ -167,7 +168,7 @@ impl Registrar {
             clock,
             cfg,
             applied,
-            forwarder: Forwarder::default(),
+            forwarder,
         }
     }
 

@@ -31,6 +31,7 @@ use super::proto::{self as p, Command, RequestHeader};
 use super::stream::PendingQueries;
 use super::{stats, stream, Shared};
 use crate::gossip::net::{resolve, KeyOp};
+use crate::tokens::Scope;
 
 /// Responses and stream records queued per connection before streams are dropped.
 const WRITE_QUEUE_MAX: usize = 256;
@@ -87,7 +88,7 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shutd
         out,
         cancel: cancel.clone(),
         handshaken: false,
-        authed: false,
+        scope: None,
         streams: HashMap::new(),
         pending: PendingQueries::default(),
         monitor: MonitorSlot::default(),
@@ -155,7 +156,9 @@ struct Conn {
     out: mpsc::Sender<Vec<u8>>,
     cancel: CancellationToken,
     handshaken: bool,
-    authed: bool,
+    /// What an `auth` granted: the `--rpc-auth` key or an operator token everything, another
+    /// token its scope. Without auth configured, everything.
+    scope: Option<Scope>,
     /// Open streams by the Seq of their `stream` request.
     streams: HashMap<u64, CancellationToken>,
     /// Queries this connection's streams showed, by the id `respond` names them with.
@@ -190,14 +193,33 @@ impl Conn {
             self.reply(seq, p::HANDSHAKE_REQUIRED).await?;
             return Ok(Next::Close(ConnError::Refused("command before handshake")));
         }
-        let auth_needed = self.shared.cfg.auth_key.is_some() && !self.authed;
-        if auth_needed && !matches!(command, Command::Handshake | Command::Auth) {
-            tracing::warn!(peer.addr = %self.peer, command = %header.command, "serf-rpc: client sent a command before auth");
-            if command.has_body() {
-                self.body_bytes(&header.command).await?;
+        let cfg = &self.shared.cfg;
+        let auth_configured = cfg.auth_key.is_some() || cfg.tokens.is_some();
+        let granted = if auth_configured { self.scope } else { Some(Scope::Operator) };
+        if !matches!(command, Command::Handshake | Command::Auth) {
+            let refusal = match granted {
+                None => {
+                    tracing::warn!(peer.addr = %self.peer, command = %header.command, "serf-rpc: client sent a command before auth");
+                    Some(p::AUTH_REQUIRED.to_string())
+                }
+                Some(scope) if !scope.covers(command.needs()) => {
+                    tracing::warn!(peer.addr = %self.peer, command = %header.command, scope = %scope,
+                        "serf-rpc: a token's scope does not cover the command");
+                    Some(format!(
+                        "Permission denied: the token's scope is {scope}; {} needs {}",
+                        header.command,
+                        command.needs()
+                    ))
+                }
+                Some(_) => None,
+            };
+            if let Some(error) = refusal {
+                if command.has_body() {
+                    self.body_bytes(&header.command).await?;
+                }
+                self.reply(seq, &error).await?;
+                return Ok(Next::Continue);
             }
-            self.reply(seq, p::AUTH_REQUIRED).await?;
-            return Ok(Next::Continue);
         }
         match command {
             Command::Handshake => self.handshake(seq).await?,
@@ -257,15 +279,20 @@ impl Conn {
     async fn auth(&mut self, seq: u64) -> Result<(), ConnError> {
         let req: p::AuthRequest = self.body(p::AUTH).await?;
         // With no key configured, Go compares against "": only an empty token passes.
-        let ok = match &self.shared.cfg.auth_key {
-            Some(key) => constant_time_eq(key.as_bytes(), req.auth_key.as_bytes()),
-            None => req.auth_key.is_empty(),
+        let cfg = &self.shared.cfg;
+        let by_key = match &cfg.auth_key {
+            Some(key) => constant_time_eq(key.as_bytes(), req.auth_key.as_bytes()).then_some(Scope::Operator),
+            None if cfg.tokens.is_none() && req.auth_key.is_empty() => Some(Scope::Operator),
+            None => None,
         };
-        self.authed |= ok;
-        if !ok {
+        let by_token = cfg.tokens.as_ref().and_then(|t| t.current().find(&req.auth_key).map(|t| t.scope));
+        let granted = by_key.or(by_token);
+        if granted.is_some() {
+            self.scope = granted.max(self.scope);
+        } else {
             tracing::warn!(peer.addr = %self.peer, "serf-rpc: client sent a wrong auth token");
         }
-        self.reply(seq, if ok { "" } else { p::INVALID_AUTH_TOKEN }).await
+        self.reply(seq, if granted.is_some() { "" } else { p::INVALID_AUTH_TOKEN }).await
     }
 
     async fn event(&mut self, seq: u64) -> Result<(), ConnError> {

@@ -53,6 +53,10 @@ pub struct RpcConfig {
     pub addr: SocketAddr,
     /// `--rpc-auth`: when set, clients must send it with `auth` before other commands.
     pub auth_key: Option<String>,
+    /// `--tokens-file`: when set, clients authenticate with `auth` and a token's secret, and
+    /// each command needs the token's scope to cover it (`--rpc-auth`'s key counts as an
+    /// operator token).
+    pub tokens: Option<Arc<crate::tokens::SharedTokens>>,
     /// This node's member name (the `agent` section of `stats`).
     pub node_name: String,
     /// Cancelled after a successful `leave`, so the node stops as a Go agent does.
@@ -89,7 +93,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let local = listener.local_addr()?;
-    tracing::info!(addr = %local, auth = cfg.auth_key.is_some(), "serf-rpc: listening");
+    tracing::info!(addr = %local, auth = cfg.auth_key.is_some() || cfg.tokens.is_some(), "serf-rpc: listening");
     let tracker = TaskTracker::new();
     let shared = Arc::new(Shared { cfg, gossip });
     let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));

@@ -112,6 +112,34 @@ impl Command {
         }
     }
 
+    /// The token scope a command needs when the node has `--tokens-file`: reading the
+    /// cluster is `read`, sending events and queries `write`, changing membership, tags or
+    /// keys (and listing keys) `operator`.
+    pub fn needs(self) -> crate::tokens::Scope {
+        use crate::tokens::Scope;
+        match self {
+            Command::Handshake
+            | Command::Auth
+            | Command::Members
+            | Command::MembersFiltered
+            | Command::Stream
+            | Command::Stop
+            | Command::Stats
+            | Command::GetCoordinate
+            | Command::Monitor
+            | Command::Unknown => Scope::Read,
+            Command::Event | Command::Query | Command::Respond => Scope::Write,
+            Command::Join
+            | Command::Leave
+            | Command::ForceLeave
+            | Command::Tags
+            | Command::InstallKey
+            | Command::UseKey
+            | Command::RemoveKey
+            | Command::ListKeys => Scope::Operator,
+        }
+    }
+
     /// Whether a request body follows the header (unknown commands: we cannot tell).
     pub fn has_body(self) -> bool {
         !matches!(

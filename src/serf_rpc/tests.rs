@@ -67,6 +67,7 @@ async fn node(auth_key: Option<&str>) -> Node {
     let cfg = RpcConfig {
         addr: rpc,
         auth_key: auth_key.map(String::from),
+        tokens: None,
         node_name: "m1".into(),
         on_leave: CancellationToken::new(),
         managed_tags: vec!["raft_id".into()],

@@ -5,6 +5,8 @@
 //! Must not import the node, the API or the CLI.
 
 pub mod certs;
+pub mod dial;
+pub mod live;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write as _;

@@ -63,17 +63,31 @@ pub struct NetworkFactory {
     cluster: ClusterTag,
     faults: Faults,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// TLS for every peer connection; none: h2c.
+    tls: Option<Arc<crate::tls::live::LiveTls>>,
 }
 
 impl NetworkFactory {
-    pub fn new(self_id: u64, cluster: ClusterTag, faults: Faults) -> Self {
-        NetworkFactory { self_id, cluster, faults, channels: Arc::new(Mutex::new(HashMap::new())) }
+    pub fn new(
+        self_id: u64,
+        cluster: ClusterTag,
+        faults: Faults,
+        tls: Option<Arc<crate::tls::live::LiveTls>>,
+    ) -> Self {
+        NetworkFactory { self_id, cluster, faults, channels: Arc::new(Mutex::new(HashMap::new())), tls }
     }
 
     fn channel(&self, addr: &str) -> Result<Channel, String> {
         let mut map = self.channels.lock().map_err(|_| "channel cache poisoned".to_string())?;
         if let Some(c) = map.get(addr) {
             return Ok(c.clone());
+        }
+        if let Some(tls) = &self.tls {
+            let ch = crate::tls::dial::TlsDial::node(tls.clone(), CONNECT_TIMEOUT)
+                .channel(addr)
+                .map_err(|e| format!("bad peer address {addr:?}: {e}"))?;
+            map.insert(addr.to_string(), ch.clone());
+            return Ok(ch);
         }
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| format!("bad peer address {addr:?}: {e}"))?
