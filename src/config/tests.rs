@@ -270,13 +270,22 @@ fn exposure_warnings_name_each_unprotected_listener_off_loopback() {
     // all-loopback node hears nothing, and RPC off loopback warns with or without a token.
     let c = Config::default();
     let w = c.exposure_warnings(false);
-    assert_eq!(w.len(), 2, "{w:?}");
+    assert_eq!(w.len(), 3, "{w:?}");
     assert!(
         w[0].starts_with("gossip on 0.0.0.0:7946 is not encrypted") && w[0].contains("--encrypt"),
         "{w:?}"
     );
     assert!(w[1].starts_with("the API on 0.0.0.0:9999 has no TLS"), "{w:?}");
-    assert_eq!(c.exposure_warnings(true).len(), 1);
+    assert!(w[2].starts_with("the API on 0.0.0.0:9999 takes writes from anyone"), "{w:?}");
+    assert_eq!(c.exposure_warnings(true).len(), 2);
+    // TLS silences the clear-text warning; tokens (or client certificates) the open-writes one.
+    let files = crate::config::TlsFiles { cert: "c".into(), key: "k".into(), ca: "a".into() };
+    let tls = Config { tls: Some(files), ..Config::default() };
+    let w = tls.exposure_warnings(true);
+    assert!(w.len() == 1 && w[0].contains("takes writes from anyone"), "{w:?}");
+    let tokens = Config { tokens_file: Some("t".into()), ..tls.clone() };
+    assert!(tokens.exposure_warnings(true).is_empty());
+    assert!(Config { verify_incoming: true, ..tls }.exposure_warnings(true).is_empty());
     let local = Config {
         bind: "127.0.0.1:7946".parse().unwrap(),
         http_addr: "127.0.0.1:9999".parse().unwrap(),
