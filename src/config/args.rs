@@ -45,6 +45,10 @@ pub struct AgentArgs {
     /// Serf keyring file: a JSON list of base64 keys, the first one primary.
     #[arg(long, value_name = "PATH")]
     pub keyring_file: Option<PathBuf>,
+    /// Let the lan and wan profiles gossip in clear text when no key is given (they refuse to
+    /// start without one); the local profile always may.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub insecure_gossip: Option<String>,
     /// Directory for the node's state (created by the node).
     #[arg(long, value_name = "PATH")]
     pub data_dir: Option<PathBuf>,
@@ -182,6 +186,7 @@ pub(crate) const SETTINGS: &[Setting] = &[
     Setting { key: "tag", env: &["MUSTER_TAGS"] },
     Setting { key: "encrypt", env: &["MUSTER_ENCRYPT", "SERF_ENCRYPT_KEY"] },
     Setting { key: "keyring_file", env: &["MUSTER_KEYRING_FILE"] },
+    Setting { key: "insecure_gossip", env: &["MUSTER_INSECURE_GOSSIP"] },
     Setting { key: "data_dir", env: &["MUSTER_DATA_DIR"] },
     Setting { key: "http_addr", env: &["MUSTER_HTTP_ADDR"] },
     Setting { key: "rpc_addr", env: &["MUSTER_RPC_ADDR"] },
@@ -231,6 +236,7 @@ fn default_text(key: &str, d: &Config) -> Option<String> {
         "retry_interval_max" => format_duration_ms(d.retry_interval_max_ms),
         "retry_max" => d.retry_max.to_string(),
         "tag" if !d.tags.is_empty() => join_tags(&d.tags),
+        "insecure_gossip" => d.insecure_gossip.to_string(),
         "data_dir" => d.data_dir.display().to_string(),
         "http_addr" => d.http_addr.to_string(),
         "rpc_addr" => d.rpc_addr.to_string(),

@@ -177,6 +177,9 @@ pub fn merge(
         c.encrypt_key = Some(f.value.trim().to_string());
     }
     c.keyring_file = src.path("keyring_file", args.keyring_file.as_ref());
+    if let Some(f) = src.scalar("insecure_gossip", args.insecure_gossip.as_deref()) {
+        c.insecure_gossip = f.parse(parse_bool)?;
+    }
     if let Some(p) = src.path("data_dir", args.data_dir.as_ref()) {
         c.data_dir = p;
     }

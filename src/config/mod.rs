@@ -6,10 +6,12 @@
 //! module: everything else reads a finished `Config`.
 //!
 //! Layout: `args` (the `agent` flags and the settings table), `file` (the JSON config file),
-//! `merge` (sources → `Config`), `values` (parsers for humane values), `validate`.
+//! `merge` (sources → `Config`), `values` (parsers for humane values), `validate`,
+//! `gossip_key` (whether a node may start without a gossip key).
 
 mod args;
 mod file;
+mod gossip_key;
 mod merge;
 mod validate;
 mod values;
@@ -24,6 +26,7 @@ use std::path::PathBuf;
 
 pub use args::{annotate_help, AgentArgs};
 pub use file::FileConfig;
+pub use gossip_key::check_gossip_key;
 pub use merge::merge;
 pub use validate::split_join_target;
 pub use values::{format_duration_ms, parse_duration_ms};
@@ -231,6 +234,9 @@ pub struct Config {
     pub encrypt_key: Option<String>,
     /// Serf keyring file (JSON list of base64 keys).
     pub keyring_file: Option<PathBuf>,
+    /// Whether the lan and wan profiles may gossip in clear text when no keyring is in use
+    /// (see [`Config::check_gossip_key`]).
+    pub insecure_gossip: bool,
     /// Where the node keeps its state; the node creates it.
     pub data_dir: PathBuf,
     /// The HTTP/gRPC listener.
@@ -288,6 +294,7 @@ impl Default for Config {
             tags: BTreeMap::new(),
             encrypt_key: None,
             keyring_file: None,
+            insecure_gossip: false,
             data_dir: PathBuf::from(defaults::DATA_DIR),
             http_addr: defaults::HTTP_ADDR,
             rpc_addr: defaults::RPC_ADDR,
@@ -432,8 +439,8 @@ impl fmt::Display for Redacted<'_> {
             f,
             "node={} cluster={} role={} profile={} voter_grace={} history_max={} discovery={} bind={} \
              advertise={} join=[{}] retry_join=[{}] retry_interval={} retry_interval_max={} retry_max={} \
-             tags=[{}] encrypt={} keyring_file={} data_dir={} http_addr={} rpc_addr={} rpc_auth={} tls_cert={} \
-             tls_key={} tls_ca={} verify_incoming={} tokens_file={} log.level={} \
+             tags=[{}] encrypt={} keyring_file={} insecure_gossip={} data_dir={} http_addr={} rpc_addr={} rpc_auth={} \
+             tls_cert={} tls_key={} tls_ca={} verify_incoming={} tokens_file={} log.level={} \
              stack_file={} docker_socket={} stack_stop_timeout={} on_promote={} on_demote={} on_server_change={} \
              rejoin_after_leave={} allow_crash_drill={} event_handlers={} log.format={} log.caller={} log.time={} log.no_color={} \
              config_file={}",
@@ -454,6 +461,7 @@ impl fmt::Display for Redacted<'_> {
             join_tags(&c.tags),
             self.encrypt(),
             opt(&c.keyring_file.as_ref().map(|p| p.display())),
+            c.insecure_gossip,
             c.data_dir.display(),
             c.http_addr,
             c.rpc_addr,
@@ -497,6 +505,7 @@ impl fmt::Debug for Redacted<'_> {
             .field("tags", &c.tags)
             .field("encrypt_key", &c.encrypt_key.as_ref().map(|_| REDACTED))
             .field("keyring_file", &c.keyring_file)
+            .field("insecure_gossip", &c.insecure_gossip)
             .field("data_dir", &c.data_dir)
             .field("http_addr", &c.http_addr)
             .field("rpc_addr", &c.rpc_addr)
@@ -543,4 +552,10 @@ pub enum ConfigError {
     UnknownKey { path: PathBuf, key: String, known: String },
     #[error("config file {path}: key '{key}' {reason}")]
     FileValue { path: PathBuf, key: String, reason: String },
+    /// A lan or wan node with no gossip key (see [`check_gossip_key`]).
+    #[error(
+        "--profile {profile} encrypts gossip, but no key was given: start every node with --encrypt KEY \
+         (make one with `muster keygen`) or --keyring-file FILE; to run in clear text anyway, pass --insecure-gossip"
+    )]
+    GossipKeyMissing { profile: Profile },
 }

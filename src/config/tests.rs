@@ -299,3 +299,22 @@ fn exposure_warnings_name_each_unprotected_listener_off_loopback() {
     let w = rpc.exposure_warnings(false);
     assert!(w.len() == 1 && w[0].contains("travels in clear text") && !w[0].contains("\"t\""), "{w:?}");
 }
+
+#[test]
+fn insecure_gossip_is_a_bool_from_flag_env_or_file() {
+    // Proves --insecure-gossip works like the other bool settings: off by default, the bare
+    // flag means true, MUSTER_INSECURE_GOSSIP and the file key are read, a bad value names the
+    // flag, and the start-up line and --help show it.
+    assert!(!merged(&[], &[], None).unwrap().insecure_gossip);
+    assert!(merged(&["--insecure-gossip"], &[], None).unwrap().insecure_gossip);
+    let off = merged(&["--insecure-gossip=false"], &[("MUSTER_INSECURE_GOSSIP", "1")], None).unwrap();
+    assert!(!off.insecure_gossip, "the flag wins");
+    assert!(merged(&[], &[("MUSTER_INSECURE_GOSSIP", "yes")], None).unwrap().insecure_gossip);
+    assert!(merged(&[], &[], Some(r#"{"insecure_gossip":true}"#)).unwrap().insecure_gossip);
+    let err = merged(&[], &[("MUSTER_INSECURE_GOSSIP", "maybe")], None).unwrap_err().to_string();
+    assert!(err.contains("--insecure-gossip (MUSTER_INSECURE_GOSSIP)"), "{err}");
+    let on = merged(&["--insecure-gossip"], &[], None).unwrap();
+    assert!(on.redacted().to_string().contains(" insecure_gossip=true "));
+    let help = annotate_help(<Cli as clap::CommandFactory>::command()).render_long_help().to_string();
+    assert!(help.contains("[default: false] [env: MUSTER_INSECURE_GOSSIP]"), "{help}");
+}

@@ -61,6 +61,8 @@ pub async fn run(config: Config, logs: LogTee) -> anyhow::Result<()> {
     let tracker = TaskTracker::new();
     let keyring_path = config.keyring_file.clone().unwrap_or_else(|| serf_dir.join(LOCAL_KEYRING));
     let keyring = load_keyring(&config, &keyring_path)?;
+    // After the load, so a keyring persisted in the data dir counts as a key.
+    config.check_gossip_key(keyring.is_some())?;
     for warning in config.exposure_warnings(keyring.is_some()) {
         tracing::warn!("SECURITY: {warning}");
     }
