@@ -12,6 +12,9 @@ use std::time::Duration;
 use common::*;
 
 const CONVERGE: Duration = Duration::from_secs(30);
+/// The Go agents here run without `-encrypt` (Serf's default), so the muster nodes that gossip
+/// with them opt out of the lan profile's gossip key.
+const CLEAR_TEXT: &str = "--insecure-gossip";
 /// LAN failure detection is about 6 s in Serf; leave generous room on a loaded 2-core machine.
 const DETECT: Duration = Duration::from_secs(45);
 
@@ -25,7 +28,7 @@ fn muster_joins_a_serf_agent_and_each_lists_the_other_alive_with_tags() {
     // Proves a muster node joins a Go agent: `serf members` shows it alive with its tags and
     // `muster members` shows the agent alive with its tags.
     let go = SerfAgent::start("go1", &["-tag", "role=web"]);
-    let m = Muster::start("m1", &["--join", &go.bind.to_string(), "--tag", "zone=a"]);
+    let m = Muster::start("m1", &[CLEAR_TEXT, "--join", &go.bind.to_string(), "--tag", "zone=a"]);
     wait_for(CONVERGE, "go1 to list m1 alive with zone=a", || alive_with_tag(go.member("m1"), "zone", "a"));
     wait_for(CONVERGE, "m1 to list go1 alive with role=web", || {
         alive_with_tag(m.member("go1"), "role", "web")
@@ -41,7 +44,7 @@ fn muster_joins_a_serf_agent_and_each_lists_the_other_alive_with_tags() {
 #[test]
 fn a_serf_agent_joins_muster() {
     // Proves the reverse join: a Go agent started with -join=<muster> becomes a member of both.
-    let m = Muster::start("m1", &["--tag", "zone=b"]);
+    let m = Muster::start("m1", &[CLEAR_TEXT, "--tag", "zone=b"]);
     let go = SerfAgent::start("go1", &["-tag", "role=db", &format!("-join={}", m.gossip)]);
     wait_for(CONVERGE, "m1 to list go1 alive with role=db", || alive_with_tag(m.member("go1"), "role", "db"));
     wait_for(CONVERGE, "go1 to list m1 alive with zone=b", || alive_with_tag(go.member("m1"), "zone", "b"));
@@ -55,7 +58,7 @@ fn user_events_cross_both_ways() {
     let out = tmp.path().join("events.txt");
     let script = handler_script(tmp.path(), &out);
     let go = SerfAgent::start("go1", &[&format!("-event-handler=user={}", script.display())]);
-    let m = Muster::start("m1", &["--join", &go.bind.to_string()]);
+    let m = Muster::start("m1", &[CLEAR_TEXT, "--join", &go.bind.to_string()]);
     wait_for(CONVERGE, "go1 to list m1 alive", || (go.status_of("m1")? == "alive").then_some(()));
 
     let sent = go.cli(&["event", "from-go", "payload-1"]);
@@ -81,7 +84,8 @@ fn user_events_cross_both_ways() {
 #[test]
 fn oversized_user_event_is_refused_with_a_clear_error() {
     // Proves the 512-byte limit: name + payload over it is an error that names the limit.
-    let m = Muster::start("m1", &[]);
+    let key = keygen();
+    let m = Muster::start("m1", &["--encrypt", &key]);
     let big = "x".repeat(600);
     let out = Command::new(muster_bin())
         .args(["event", "--rpc-addr", &m.rpc.to_string(), "big", &big])
@@ -98,7 +102,7 @@ fn kill_minus_nine_is_detected_as_failed_both_ways() {
     // it failed; kill -9 of a Go agent → muster marks it failed.
     let go1 = SerfAgent::start("go1", &[]);
     let mut go2 = SerfAgent::start("go2", &[&format!("-join={}", go1.bind)]);
-    let mut m = Muster::start("m1", &["--join", &go1.bind.to_string()]);
+    let mut m = Muster::start("m1", &[CLEAR_TEXT, "--join", &go1.bind.to_string()]);
     wait_for(CONVERGE, "all three alive on m1", || {
         (m.status_of("go1")? == "alive" && m.status_of("go2")? == "alive").then_some(())
     });
@@ -117,7 +121,7 @@ fn graceful_leave_shows_left_both_ways() {
     // the agent → muster shows it `left`.
     let go1 = SerfAgent::start("go1", &[]);
     let mut go2 = SerfAgent::start("go2", &[&format!("-join={}", go1.bind)]);
-    let mut m = Muster::start("m1", &["--join", &go1.bind.to_string()]);
+    let mut m = Muster::start("m1", &[CLEAR_TEXT, "--join", &go1.bind.to_string()]);
     wait_for(CONVERGE, "m1 to list go2 alive", || (m.status_of("go2")? == "alive").then_some(()));
     wait_for(CONVERGE, "go1 to list m1 alive", || (go1.status_of("m1")? == "alive").then_some(()));
 
@@ -157,7 +161,7 @@ fn encryption_same_key_joins_other_key_or_none_does_not() {
 
     let retry = ["--retry-join", &go.bind.to_string(), "--retry-interval", "500ms"];
     let wrong = Muster::start("m2", &[&["--encrypt", other.as_str()], &retry[..]].concat());
-    let none = Muster::start("m3", &retry);
+    let none = Muster::start("m3", &[&[CLEAR_TEXT][..], &retry[..]].concat());
     wait_for(CONVERGE, "m2 and m3 to log failed join attempts", || {
         (wrong.log_text().contains("retry-join: attempt failed")
             && none.log_text().contains("retry-join: attempt failed"))
@@ -181,8 +185,9 @@ fn five_node_mixed_cluster_converges() {
     // all five alive.
     let go1 = SerfAgent::start("go1", &[]);
     let go2 = SerfAgent::start("go2", &[&format!("-join={}", go1.bind)]);
-    let ms: Vec<Muster> =
-        (1..=3).map(|i| Muster::start(&format!("m{i}"), &["--join", &go1.bind.to_string()])).collect();
+    let ms: Vec<Muster> = (1..=3)
+        .map(|i| Muster::start(&format!("m{i}"), &[CLEAR_TEXT, "--join", &go1.bind.to_string()]))
+        .collect();
     let names = ["go1", "go2", "m1", "m2", "m3"];
     let all_alive = |list: Vec<serde_json::Value>| {
         names.iter().all(|n| list.iter().any(|m| m["name"] == *n && m["status"] == "alive")).then_some(())
@@ -201,11 +206,12 @@ fn five_node_mixed_cluster_converges() {
 
 #[test]
 fn ten_muster_nodes_converge_and_detect_a_killed_node() {
-    // Proves a 10-node muster-only cluster converges and every survivor marks a kill -9'd
-    // node failed.
-    let first = Muster::start("n0", &[]);
-    let mut rest: Vec<Muster> =
-        (1..10).map(|i| Muster::start(&format!("n{i}"), &["--join", &first.gossip.to_string()])).collect();
+    // Proves a 10-node muster-only cluster (one gossip key, as lan nodes need) converges and
+    // every survivor marks a kill -9'd node failed.
+    let key = keygen();
+    let first = Muster::start("n0", &["--encrypt", &key]);
+    let join = ["--encrypt", &key, "--join", &first.gossip.to_string()];
+    let mut rest: Vec<Muster> = (1..10).map(|i| Muster::start(&format!("n{i}"), &join)).collect();
     let alive_count =
         |m: &Muster| m.try_members().ok().map(|l| l.iter().filter(|x| x["status"] == "alive").count());
     wait_for(Duration::from_secs(60), "all 10 nodes to list 10 alive", || {
@@ -225,7 +231,7 @@ fn a_restarted_node_rejoins_from_its_snapshot() {
     // Proves the snapshot: a muster node restarted with its data dir and no join flags rejoins
     // the members it knew.
     let go = SerfAgent::start("go1", &[]);
-    let m = Muster::start("m1", &["--join", &go.bind.to_string()]);
+    let m = Muster::start("m1", &[CLEAR_TEXT, "--join", &go.bind.to_string()]);
     wait_for(CONVERGE, "m1 to list go1 alive", || (m.status_of("go1")? == "alive").then_some(()));
     // Give the snapshot writer (once a second) a moment, then crash.
     wait_for(Duration::from_secs(10), "the snapshot to name go1", || {
@@ -235,7 +241,7 @@ fn a_restarted_node_rejoins_from_its_snapshot() {
     let ports = (m.gossip.port(), m.http.port(), m.rpc.port());
     let Muster { dir, mut proc, .. } = m;
     proc.kill9();
-    let m2 = Muster::start_in("m1", &[], dir, Some(ports));
+    let m2 = Muster::start_in("m1", &[CLEAR_TEXT], dir, Some(ports));
     wait_for(CONVERGE, "restarted m1 to list go1 alive", || (m2.status_of("go1")? == "alive").then_some(()));
     wait_for(DETECT, "go1 to list m1 alive again", || (go.status_of("m1")? == "alive").then_some(()));
 }
@@ -247,7 +253,7 @@ fn a_seed_node_restarted_gracefully_rejoins_its_cluster_instead_of_staying_alone
     // restart never leaves it alone); with --rejoin-after-leave=false it stays alone, as Serf
     // does without -rejoin.
     let go = SerfAgent::start("go1", &[]);
-    let m = Muster::start("m1", &["--join", &go.bind.to_string()]);
+    let m = Muster::start("m1", &[CLEAR_TEXT, "--join", &go.bind.to_string()]);
     wait_for(CONVERGE, "m1 to list go1 alive", || (m.status_of("go1")? == "alive").then_some(()));
     let mut m = m;
     for rejoin in [true, false] {
@@ -261,7 +267,7 @@ fn a_seed_node_restarted_gracefully_rejoins_its_cluster_instead_of_staying_alone
         wait_for(DETECT, "go1 to list m1 left", || (go.status_of("m1")? == "left").then_some(()));
         let Muster { dir, .. } = m;
         let flag = if rejoin { "--rejoin-after-leave" } else { "--rejoin-after-leave=false" };
-        m = Muster::start_in("m1", &[flag], dir, Some(ports));
+        m = Muster::start_in("m1", &[CLEAR_TEXT, flag], dir, Some(ports));
         if rejoin {
             wait_for(CONVERGE, "restarted m1 to list go1 alive", || {
                 (m.status_of("go1")? == "alive").then_some(())

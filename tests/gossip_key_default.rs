@@ -41,12 +41,6 @@ fn run_until_exit(extra: &[&str], env: &[(&str, &str)]) -> (std::process::ExitSt
     (status, proc.log_text())
 }
 
-fn keygen() -> String {
-    let out = Command::new(muster_bin()).arg("keygen").output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 #[test]
 fn lan_and_wan_without_a_key_refuse_to_start_naming_what_to_do() {
     // Proves the refusal: the default profile (lan) and wan, with no key and no keyring, exit 2
@@ -99,7 +93,7 @@ fn a_keyring_persisted_in_the_data_dir_or_named_by_keyring_file_is_a_key() {
     // Proves the check sees the keyring the node loads: a lan node started once with --encrypt
     // and restarted with no key flag starts from the data dir's keyring, and a fresh node given
     // only --keyring-file (the first node's file) starts encrypted too.
-    let key = keygen();
+    let key = gossip_key();
     let m = Muster::start("keyed", &["--encrypt", &key]);
     assert!(m.log_text().contains("encrypted=true"), "{}", m.log_text());
     let keyring = m.dir.path().join("data/serf/local.keyring");

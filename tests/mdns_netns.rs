@@ -56,19 +56,27 @@ impl Drop for TestNet {
 #[test]
 fn muster_and_serf_agent_discover_each_other_over_mdns() {
     // Proves mDNS compatibility: `serf agent -discover=mtest` and `muster --discovery mdns
-    // --cluster mtest` on a private link join one cluster without any join address.
+    // --cluster mtest` on a private link join one cluster without any join address, gossiping
+    // with one key (the lan profile's default needs one).
     let net = TestNet::new();
     let tmp = tempfile::tempdir().unwrap();
+    let key = gossip_key();
 
     let mut go_cmd = Command::new("ip");
     go_cmd.args(["netns", "exec", &net.b, "serf", "agent", "-node=go1", "-bind=10.251.7.2:7946"]);
-    go_cmd.args(["-rpc-addr=127.0.0.1:7373", "-discover=mtest", "-log-level=debug"]);
+    go_cmd.args([
+        "-rpc-addr=127.0.0.1:7373",
+        "-discover=mtest",
+        "-log-level=debug",
+        &format!("-encrypt={key}"),
+    ]);
     let go = Proc::spawn(&mut go_cmd, tmp.path().join("go1.log"));
 
     let mut m_cmd = Command::new("ip");
     m_cmd.args(["netns", "exec", &net.a]).arg(muster_bin());
     m_cmd.args(["agent", "--node", "m1", "--bind", "10.251.7.1:7946", "--http-addr", "10.251.7.1:9999"]);
-    m_cmd.args(["--discovery", "mdns", "--cluster", "mtest", "--data-dir"]).arg(tmp.path().join("data"));
+    m_cmd.args(["--discovery", "mdns", "--cluster", "mtest", "--encrypt", &key, "--data-dir"]);
+    m_cmd.arg(tmp.path().join("data"));
     m_cmd.env("LOG_FORMAT", "text").env("LOG_NO_COLOR", "1").env_remove("SERF_JOIN");
     let m = Proc::spawn(&mut m_cmd, tmp.path().join("m1.log"));
 

@@ -174,8 +174,9 @@ impl Ws {
 fn cluster() -> (Vec<Muster>, String) {
     let history = HISTORY_MAX.to_string();
     // The lan profile's lease (450 ms) rides out the flood of large updates below in a debug
-    // build on two cores; the local profile's (180 ms) lapsed under it.
-    let flags = ["--profile", "lan", "--history-max", &history];
+    // build on two cores; the local profile's (180 ms) lapsed under it. lan gossip needs a key.
+    let key = gossip_key();
+    let flags = ["--profile", "lan", "--encrypt", &key, "--history-max", &history];
     let a = Muster::start("wa", &flags);
     let join = a.gossip.to_string();
     let b = Muster::start("wb", &[&flags[..], &["--join", &join]].concat());

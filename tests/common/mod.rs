@@ -16,6 +16,14 @@ pub fn muster_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_muster")))
 }
 
+/// A new gossip key from `muster keygen`, for nodes of the lan and wan profiles (which refuse to
+/// start without one).
+pub fn gossip_key() -> String {
+    let out = Command::new(muster_bin()).arg("keygen").output().unwrap();
+    assert!(out.status.success(), "muster keygen failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 /// A port free for both TCP and UDP on 127.0.0.1 (gossip needs both). Ports come from a
 /// per-process counter below the kernel's ephemeral range, so a port handed out here is not
 /// also handed to a `bind(0)` elsewhere before the node under test binds it.
