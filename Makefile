@@ -23,10 +23,15 @@ RELEASE_BIN = $(CARGO_TARGET_DIR)/release/muster
 MUSTER_DATA_DIR ?= ./data
 # start-* build the release binary first unless MUSTER_BIN names one.
 START_DEPS := $(if $(MUSTER_BIN),,release)
+# Gossip keys made once by `muster keygen` (mode 0600, never committed): `make run`'s node
+# (the lan profile refuses to start without one) and the `make deploy` cluster's.
+RUN_KEY := data/gossip.key
+CLUSTER_KEY := docker/gossip.key
 
-## run: one node with embedded defaults (data in ./data, created on start)
-run: release
-	$(CARGO_TARGET_DIR)/release/muster agent --data-dir ./data
+## run: one node with embedded defaults (data in ./data, created on start); its gossip key is
+## made once by `muster keygen` into ./data/gossip.key (mode 0600) and passed as MUSTER_ENCRYPT
+run: release $(RUN_KEY)
+	MUSTER_ENCRYPT="$$(cat $(RUN_KEY))" $(RELEASE_BIN) agent --data-dir ./data
 
 ## test: everything — unit tests, in-process tests and interop against the real `serf` agent
 ## (debug builds: one profile to compile, and fast enough for every timing the tests use), then
@@ -88,6 +93,13 @@ deps:
 release:
 	$(CARGO) build --release --bin muster
 
+# A gossip key file, made once: written under umask 077 and renamed into place, so it is 0600
+# and never half-written; an existing key is kept.
+$(RUN_KEY) $(CLUSTER_KEY): | release
+	@mkdir -p $(dir $@)
+	@(umask 077 && $(RELEASE_BIN) keygen > $@.tmp) && mv $@.tmp $@
+	@echo "made a gossip key in $@ (keep it secret; every node of the cluster needs it)"
+
 build:
 	$(CARGO) build
 
@@ -100,10 +112,11 @@ install: release
 	@echo "installed $(DESTDIR)$(PREFIX)/bin/muster"
 
 ## deploy: the local 3-node cluster of docker/cluster.yml: release build, the muster:dev image
-## from it, `docker-compose up -d`, then waits (DEPLOY_TIMEOUT=90 s) for node1's /health
-deploy: release
+## from it, the cluster's gossip key (made once into docker/gossip.key), `docker-compose up -d`,
+## then waits (DEPLOY_TIMEOUT=90 s) for node1's /health
+deploy: release $(CLUSTER_KEY)
 	scripts/mkimage.sh $(RELEASE_BIN)
-	$(CLUSTER) up -d
+	MUSTER_DEMO_GOSSIP_KEY="$$(cat $(CLUSTER_KEY))" $(CLUSTER) up -d
 	@echo "waiting up to $(DEPLOY_TIMEOUT)s for http://$(CLUSTER_API)/health"
 	@deadline=$$((SECONDS + $(DEPLOY_TIMEOUT))); \
 	until curl -fsS --max-time 2 -o /dev/null http://$(CLUSTER_API)/health 2>/dev/null; do \
