@@ -1,10 +1,11 @@
 //! A muster cluster as Docker containers on a private bridge network of its own, driven
 //! through the `docker` CLI (every call with a timeout). Owns the containers, the network,
-//! the data volumes and the DOCKER-USER accept rule of one run; [`Cluster`] removes all of
-//! them on drop. Finds containers by the run's label, never by name alone.
+//! the data volumes, the DOCKER-USER accept rule and the host files (gossip key, stack file)
+//! of one run; [`Cluster`] removes all of them on drop. Finds containers by the run's label,
+//! never by name alone.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,9 @@ pub const GOSSIP_PORT: u16 = 7946;
 
 /// Where each node finds the stack file when the run has stacks (bind-mounted, read-only).
 const STACK_FILE_IN_NODE: &str = "/etc/muster/stack.yml";
+/// The run's environment file for `docker run --env-file`: the run's gossip key as
+/// `MUSTER_ENCRYPT`, so the key is in no command line and no error message.
+const GOSSIP_ENV_FILE: &str = "gossip.env";
 /// The Docker socket, mounted into every node of a run with stacks.
 pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 /// The stack file of runs with stacks: one idle server container and one idle proxy container
@@ -106,8 +110,9 @@ pub struct Cluster {
     members: Mutex<BTreeSet<usize>>,
     /// Nodes that left for good ([`Cluster::remove`]).
     removed: Mutex<BTreeSet<usize>>,
-    /// The stack file on the host, when the run has stacks.
-    stack_dir: Option<PathBuf>,
+    /// The run's files on the host: the gossip key's env file, and the stack file when the run
+    /// has stacks.
+    run_dir: Option<PathBuf>,
     docker_user_rule: bool,
 }
 
@@ -122,6 +127,23 @@ pub struct Settled {
 
 fn docker(args: &[&str]) -> Result<String> {
     cmd::run("docker", args, DOCKER_TIMEOUT)
+}
+
+/// Writes a new gossip key as `MUSTER_ENCRYPT=<key>` to `path`, readable by this user only.
+/// The nodes run the `local` profile, which would gossip in clear text, but encrypt as a
+/// production cluster does, with a key of this run.
+fn write_gossip_env(path: &Path) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    writeln!(file, "MUSTER_ENCRYPT={}", muster::gossip::wire::generate_key())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 impl Cluster {
@@ -150,16 +172,17 @@ impl Cluster {
             stacks: opts.stacks,
             members: Mutex::new((0..n).collect()),
             removed: Mutex::new(BTreeSet::new()),
-            stack_dir: None,
+            run_dir: None,
             docker_user_rule: false,
         };
         let third = cluster.create_network(&label)?;
         cluster.allow_forwarding()?;
+        let dir = std::env::temp_dir().join(format!("mct-{run_id}"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        cluster.run_dir = Some(dir.clone());
+        write_gossip_env(&dir.join(GOSSIP_ENV_FILE))?;
         if opts.stacks {
-            let dir = std::env::temp_dir().join(format!("mct-{run_id}"));
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             std::fs::write(dir.join("stack.yml"), STACK_FILE)?;
-            cluster.stack_dir = Some(dir);
         }
         for i in 0..total {
             let name = if opts.stacks { format!("n{}-{run_id}", i + 1) } else { format!("n{}", i + 1) };
@@ -273,10 +296,10 @@ impl Cluster {
         let mount = format!("{}:/data", node.volume);
         let node_label = format!("muster.cluster-test.node={}", node.name);
         let socket_mount = format!("{DOCKER_SOCKET}:{DOCKER_SOCKET}");
-        let stack_mount = self
-            .stack_dir
-            .as_ref()
-            .map(|d| format!("{}:{STACK_FILE_IN_NODE}:ro", d.join("stack.yml").display()));
+        let run_dir = self.run_dir.as_ref().ok_or_else(|| anyhow!("run {} has no files", self.run_id))?;
+        let env_file = run_dir.join(GOSSIP_ENV_FILE).display().to_string();
+        let stack_mount =
+            self.stacks.then(|| format!("{}:{STACK_FILE_IN_NODE}:ro", run_dir.join("stack.yml").display()));
         let mut args = vec![if start { "run" } else { "create" }];
         if start {
             args.push("-d");
@@ -296,6 +319,8 @@ impl Cluster {
             &node_label,
             "--cap-add",
             "NET_ADMIN",
+            "--env-file",
+            &env_file,
             "-v",
             &mount,
         ]);
@@ -561,7 +586,7 @@ impl Cluster {
                 remove("stack networks", &["network", "ls", "-q", "--filter", &by_node], &["network", "rm"]);
             }
         }
-        if let Some(dir) = self.stack_dir.take() {
+        if let Some(dir) = self.run_dir.take() {
             let _ = std::fs::remove_dir_all(dir);
         }
         remove("volumes", &["volume", "ls", "-q", "--filter", &filter], &["volume", "rm", "-f"]);
