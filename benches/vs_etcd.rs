@@ -244,6 +244,8 @@ impl Cluster {
         let mut members = Vec::new();
         match kind {
             Kind::Muster => {
+                // The lan profile gossips encrypted: the three nodes share a key of this run.
+                let key = muster::gossip::wire::generate_key();
                 for i in 0..3 {
                     let (api, gossip, rpc) = (free_port(), free_port(), free_port());
                     let args = vec![
@@ -260,6 +262,8 @@ impl Cluster {
                         "serf".into(),
                         "--profile".into(),
                         "lan".into(),
+                        "--encrypt".into(),
+                        key.clone(),
                         "--data-dir".into(),
                         dir.path().join(format!("m{i}")).display().to_string(),
                     ];

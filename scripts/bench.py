@@ -2,10 +2,10 @@
 """Whole-cluster benchmark of muster against HashiCorp Serf agents, all on 127.0.0.1.
 
 For each cluster size N (BENCH_SIZES), each repeat (BENCH_REPEATS) and each implementation
-(BENCH_IMPLS: `muster agent --profile lan`, `serf agent -profile=lan`), it starts N standalone
-agents on distinct loopback ports, waits until each answers Serf's RPC (msgpack objects back to
-back over TCP, see shared/SERF-WIRE.md "Serf RPC"), opens a `stream` subscription for `user`
-events on every node, and measures:
+(BENCH_IMPLS: `muster agent --profile lan --insecure-gossip`, `serf agent -profile=lan`, both
+gossiping in clear text), it starts N standalone agents on distinct loopback ports, waits until
+each answers Serf's RPC (msgpack objects back to back over TCP, see shared/SERF-WIRE.md "Serf
+RPC"), opens a `stream` subscription for `user` events on every node, and measures:
 
   join    t0: nodes 1..N-1 are asked at once (RPC `join`, pipelined) to join node 0. Done when
           every node's RPC `members` lists N members `alive`; every node is polled each
@@ -152,7 +152,9 @@ class Agent:
             self.cmd = [MUSTER_BIN, "agent", "--node", self.name,
                         "--bind", f"127.0.0.1:{self.gossip}", "--http-addr", f"127.0.0.1:{free_port()}",
                         "--rpc-addr", f"127.0.0.1:{self.rpc}", "--discovery", "serf",
-                        "--data-dir", data_dir, "--profile", "lan"]
+                        "--data-dir", data_dir, "--profile", "lan",
+                        # Like for like with the serf agents below, which gossip in clear text.
+                        "--insecure-gossip"]
         else:
             self.cmd = [SERF_BIN, "agent", f"-node={self.name}", f"-bind=127.0.0.1:{self.gossip}",
                         f"-rpc-addr=127.0.0.1:{self.rpc}", "-profile=lan", "-log-level=warn"]
