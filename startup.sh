@@ -10,9 +10,12 @@
 #                           SIGKILL after STOP_TIMEOUT seconds
 #
 # The node's settings come from the environment, as muster reads them: MUSTER_NODE, SERF_JOIN,
-# ROLE, DISCOVERY_BACKEND, MUSTER_STACK_FILE, MUSTER_BIND, MUSTER_ADVERTISE, MUSTER_HTTP_ADDR,
-# MUSTER_RPC_ADDR, MUSTER_PROFILE, MUSTER_STACK_STOP_TIMEOUT, LOG_LEVEL, LOG_FORMAT, ... (see
-# `muster agent --help`). This script adds:
+# ROLE, DISCOVERY_BACKEND, MUSTER_ENCRYPT, MUSTER_KEYRING_FILE, MUSTER_STACK_FILE, MUSTER_BIND,
+# MUSTER_ADVERTISE, MUSTER_HTTP_ADDR, MUSTER_RPC_ADDR, MUSTER_PROFILE, MUSTER_STACK_STOP_TIMEOUT,
+# LOG_LEVEL, LOG_FORMAT, ... (see `muster agent --help`). The lan and wan profiles (lan is the
+# default) encrypt gossip: give every host of the fleet the same MUSTER_ENCRYPT key (`muster
+# keygen` makes one) the first time; once the node has run, its data dir keeps the keyring.
+# This script adds:
 #   MUSTER_DATA_DIR  the node's data directory (default ./data); the pid file muster.pid, the log
 #                    muster.log and the API address muster.addr are kept there
 #   MUSTER_BIN       the muster binary (default $CARGO_TARGET_DIR/release/muster when built,
