@@ -32,6 +32,8 @@ const CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// At most one hand-over to a preferred voter per this period (no ping-pong when the
 /// preferred node cannot keep leadership).
 const PREFER_EVERY: Duration = Duration::from_secs(30);
+/// A learner whose matched log index is this close to the leader's last may become a voter.
+const PROMOTE_LAG: u64 = 1_000;
 
 /// What the controller needs to know about this node.
 #[derive(Debug, Clone)]
@@ -322,13 +324,22 @@ async fn autopilot<M: Machine>(
     last_transfer: &mut Option<Instant>,
 ) {
     let Some(raft) = consensus.raft() else { return };
-    let (voters, learners, based_on) = {
+    let (voters, learners, based_on, caught_up) = {
         let m = raft.metrics();
         let m = openraft::async_runtime::WatchReceiver::borrow_watched(&m).clone();
         let mem = m.membership_config.membership();
         let voters: BTreeSet<u64> = mem.voter_ids().collect();
         let learners: BTreeSet<u64> = mem.learner_ids().collect();
-        (voters, learners, *m.membership_config.log_id())
+        // Learners whose matched log is within PROMOTE_LAG of ours.
+        let last = m.last_log_index.unwrap_or(0);
+        let caught_up: BTreeSet<u64> = m
+            .replication
+            .iter()
+            .flatten()
+            .filter(|(_, matched)| matched.as_ref().is_some_and(|l| l.index + PROMOTE_LAG >= last))
+            .map(|(id, _)| *id)
+            .collect();
+        (voters, learners, *m.membership_config.log_id(), caught_up)
     };
     let now = Instant::now();
     let members: BTreeSet<u64> = voters.union(&learners).copied().collect();
@@ -343,7 +354,7 @@ async fn autopilot<M: Machine>(
         .filter(|(_, t)| now.duration_since(**t) >= cfg.grace)
         .map(|(id, _)| *id)
         .collect();
-    let step = next_step(cfg.id, &voters, &learners, el, &gone);
+    let step = next_step(cfg.id, &voters, &learners, el, &gone, &caught_up);
     let r = match &step {
         Step::Nothing => {
             prefer(consensus, &voters, el, cfg.id, last_transfer).await;

@@ -138,13 +138,15 @@ pub enum Step {
 /// One step towards: every eligible member in the cluster, `voters_wanted` voters (preferred
 /// first), and voters and learners gone longer than the grace period (`gone`) removed. `me`
 /// (the leader) always stays a voter. Voters come first: a gone voter is replaced before gone
-/// learners are dropped.
+/// learners are dropped. Only learners in `caught_up` (the leader replicates to them) become
+/// voters: one the leader cannot reach would count against the quorum.
 pub fn next_step(
     me: u64,
     voters: &BTreeSet<u64>,
     learners: &BTreeSet<u64>,
     eligible: &BTreeMap<u64, Eligible>,
     gone: &BTreeSet<u64>,
+    caught_up: &BTreeSet<u64>,
 ) -> Step {
     if let Some(e) = eligible.values().find(|e| !voters.contains(&e.id) && !learners.contains(&e.id)) {
         return Step::AddLearner(e.id, e.node.clone());
@@ -153,7 +155,9 @@ pub fn next_step(
     let mut next: BTreeSet<u64> = voters.iter().copied().filter(|v| *v == me || !gone.contains(v)).collect();
     let mut candidates: Vec<&Eligible> = eligible
         .values()
-        .filter(|e| e.can_vote && learners.contains(&e.id) && !next.contains(&e.id))
+        .filter(|e| {
+            e.can_vote && learners.contains(&e.id) && caught_up.contains(&e.id) && !next.contains(&e.id)
+        })
         .collect();
     candidates.sort_by_key(|e| (!e.preferred, e.id));
     for c in candidates {
@@ -185,6 +189,29 @@ pub fn preferred_leader(me: u64, voters: &BTreeSet<u64>, eligible: &BTreeMap<u64
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`next_step`] with every learner caught up.
+    fn step(
+        me: u64,
+        v: &BTreeSet<u64>,
+        l: &BTreeSet<u64>,
+        e: &BTreeMap<u64, Eligible>,
+        g: &BTreeSet<u64>,
+    ) -> Step {
+        next_step(me, v, l, e, g, l)
+    }
+
+    #[test]
+    fn only_caught_up_learners_become_voters() {
+        // Proves a learner the leader cannot replicate to (say, it fails the TLS handshake)
+        // is never promoted, and the one that replicates is.
+        let e = el(&[1, 2, 3, 4]);
+        let (voters, learners) = ([1].into(), [2, 3, 4].into());
+        let got = next_step(1, &voters, &learners, &e, &BTreeSet::new(), &[4].into());
+        assert_eq!(got, Step::SetVoters([1, 4].into()));
+        let got = next_step(1, &voters, &learners, &e, &BTreeSet::new(), &BTreeSet::new());
+        assert_eq!(got, Step::Nothing);
+    }
 
     fn el(ids: &[u64]) -> BTreeMap<u64, Eligible> {
         ids.iter()
@@ -222,18 +249,15 @@ mod tests {
     fn autopilot_grows_one_to_three_to_five_voters_one_step_at_a_time() {
         // Proves growth: learners first, then voters up to 3, then 5; never an even count.
         let e = el(&[1, 2, 3]);
-        assert_eq!(
-            next_step(1, &set(&[1]), &set(&[]), &e, &set(&[])),
-            Step::AddLearner(2, e[&2].node.clone())
-        );
-        assert_eq!(next_step(1, &set(&[1]), &set(&[2]), &el(&[1, 2]), &set(&[])), Step::Nothing);
-        assert_eq!(next_step(1, &set(&[1]), &set(&[2, 3]), &e, &set(&[])), Step::SetVoters(set(&[1, 2, 3])));
+        assert_eq!(step(1, &set(&[1]), &set(&[]), &e, &set(&[])), Step::AddLearner(2, e[&2].node.clone()));
+        assert_eq!(step(1, &set(&[1]), &set(&[2]), &el(&[1, 2]), &set(&[])), Step::Nothing);
+        assert_eq!(step(1, &set(&[1]), &set(&[2, 3]), &e, &set(&[])), Step::SetVoters(set(&[1, 2, 3])));
         let e5 = el(&[1, 2, 3, 4, 5, 6]);
         assert_eq!(
-            next_step(1, &set(&[1, 2, 3]), &set(&[4, 5, 6]), &e5, &set(&[])),
+            step(1, &set(&[1, 2, 3]), &set(&[4, 5, 6]), &e5, &set(&[])),
             Step::SetVoters(set(&[1, 2, 3, 4, 5]))
         );
-        assert_eq!(next_step(1, &set(&[1, 2, 3, 4, 5]), &set(&[6]), &e5, &set(&[])), Step::Nothing);
+        assert_eq!(step(1, &set(&[1, 2, 3, 4, 5]), &set(&[6]), &e5, &set(&[])), Step::Nothing);
     }
 
     #[test]
@@ -242,16 +266,13 @@ mod tests {
         let mut e = el(&[1, 2, 4, 5]);
         e.get_mut(&5).unwrap().preferred = true;
         assert_eq!(
-            next_step(1, &set(&[1, 2, 3]), &set(&[4, 5]), &e, &set(&[3])),
+            step(1, &set(&[1, 2, 3]), &set(&[4, 5]), &e, &set(&[3])),
             Step::SetVoters(set(&[1, 2, 5]))
         );
         // The leader never removes itself.
-        assert_eq!(next_step(1, &set(&[1, 2, 4]), &set(&[5]), &e, &set(&[1])), Step::Nothing);
+        assert_eq!(step(1, &set(&[1, 2, 4]), &set(&[5]), &e, &set(&[1])), Step::Nothing);
         // A learner gone past the grace period leaves once the voters are settled.
-        assert_eq!(
-            next_step(1, &set(&[1, 2, 4]), &set(&[5, 6]), &e, &set(&[6])),
-            Step::RemoveLearners(set(&[6]))
-        );
+        assert_eq!(step(1, &set(&[1, 2, 4]), &set(&[5, 6]), &e, &set(&[6])), Step::RemoveLearners(set(&[6])));
     }
 
     #[test]
@@ -279,7 +300,7 @@ mod tests {
         assert!(e[&10].preferred && e[&10].can_vote);
         assert!(!e[&11].can_vote);
         // An agent learner is never promoted.
-        assert_eq!(next_step(10, &[10].into(), &[11].into(), &e, &BTreeSet::new()), Step::Nothing);
+        assert_eq!(step(10, &[10].into(), &[11].into(), &e, &BTreeSet::new()), Step::Nothing);
     }
 
     fn in_cluster(ids: &[u64], cluster: &str, born: u64) -> BTreeMap<u64, Eligible> {

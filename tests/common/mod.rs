@@ -125,6 +125,8 @@ pub struct Muster {
     pub rpc: SocketAddr,
     pub dir: tempfile::TempDir,
     pub proc: Proc,
+    /// Flags every CLI call to this node adds (`--ca-cert`, `--token`, ...).
+    pub client: Vec<String>,
 }
 
 impl Muster {
@@ -133,12 +135,28 @@ impl Muster {
         Self::start_in(name, extra, dir, None)
     }
 
+    /// Starts a node whose API the CLI reaches with `client` flags (TLS, token).
+    pub fn start_client(name: &str, extra: &[&str], client: Vec<String>) -> Muster {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_full(name, extra, dir, None, client)
+    }
+
     /// Starts in a given data dir; `ports` reuses a previous node's addresses.
     pub fn start_in(
         name: &str,
         extra: &[&str],
         dir: tempfile::TempDir,
         ports: Option<(u16, u16, u16)>,
+    ) -> Muster {
+        Self::start_full(name, extra, dir, ports, Vec::new())
+    }
+
+    fn start_full(
+        name: &str,
+        extra: &[&str],
+        dir: tempfile::TempDir,
+        ports: Option<(u16, u16, u16)>,
+        client: Vec<String>,
     ) -> Muster {
         let (g, h, r) = ports.unwrap_or_else(|| (free_port(), free_port(), free_port()));
         let gossip: SocketAddr = format!("127.0.0.1:{g}").parse().unwrap();
@@ -159,7 +177,7 @@ impl Muster {
             .env_remove("DISCOVERY_BACKEND");
         let log = dir.path().join(format!("{name}.log"));
         let proc = Proc::spawn(&mut cmd, log);
-        let m = Muster { name: name.into(), gossip, http, rpc, dir, proc };
+        let m = Muster { name: name.into(), gossip, http, rpc, dir, proc, client };
         wait_for(Duration::from_secs(20), &format!("muster {name} to serve /health"), || {
             m.try_members().ok().map(|_| ())
         });
@@ -170,6 +188,7 @@ impl Muster {
     pub fn try_members(&self) -> Result<Vec<Value>, String> {
         let out = Command::new(muster_bin())
             .args(["members", "--json", "--http-addr", &self.http.to_string()])
+            .args(&self.client)
             .output()
             .map_err(|e| e.to_string())?;
         if !out.status.success() {
