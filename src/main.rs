@@ -49,6 +49,8 @@ enum Command {
     Keygen,
     /// Create the cluster's CA and the certificates it signs, like `consul tls`.
     Tls(TlsArgs),
+    /// Make API tokens for --tokens-file.
+    Token(muster::cli::token::TokenArgs),
     /// Print the version.
     Version,
     /// Print a line, then wait for SIGTERM or SIGINT and exit 0: a long-lived process built
@@ -102,6 +104,7 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Tls(args) => report(tls_cli::run(&args).map_err(Into::into)),
+        Command::Token(args) => report(muster::cli::token::run(&args)),
         Command::Version => {
             println!("muster {VERSION}");
             ExitCode::SUCCESS

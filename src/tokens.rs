@@ -116,6 +116,15 @@ pub struct Tokens {
     list: Vec<Token>,
 }
 
+/// Checks a token name on its own (for `muster token create`).
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name_ok(name) {
+        Ok(())
+    } else {
+        Err(format!("token name '{name}': use 1 to {NAME_LEN_MAX} of A-Z a-z 0-9 _ - ."))
+    }
+}
+
 fn name_ok(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= NAME_LEN_MAX

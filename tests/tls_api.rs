@@ -432,3 +432,36 @@ fn served_cert(addr: &str, ca: &str, cert: &str, key: &str) -> Vec<u8> {
         tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
     })
 }
+
+#[test]
+fn token_create_prints_or_appends_a_valid_line() {
+    // Proves `muster token create` prints a NAME SCOPE SECRET line, appends to a 0600 file,
+    // refuses a duplicate name and a bad name, and that a node accepts the file it wrote.
+    let tmp = tempfile::tempdir().unwrap();
+    let line = run(tmp.path(), &["token", "create", "--name", "ci", "--scope", "write"]);
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[..2], ["ci", "write"]);
+    assert_eq!(fields[2].len(), 43);
+    let file = tmp.path().join("tokens");
+    let f = file.display().to_string();
+    let out = run(tmp.path(), &["token", "create", "--name", "ci", "--scope", "read", "--file", &f]);
+    assert!(out.starts_with("==> Added token 'ci' (read) to "), "{out}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let again = Command::new(muster_bin())
+        .args(["token", "create", "--name", "ci", "--scope", "write", "--file", &f])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("line 2: token name 'ci' appears twice"));
+    let bad = Command::new(muster_bin())
+        .args(["token", "create", "--name", "b d", "--scope", "read"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--name: token name 'b d': use 1 to 64 of"));
+    assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 1, "nothing written on refusal");
+    let secret = std::fs::read_to_string(&file).unwrap().split_whitespace().nth(2).unwrap().to_string();
+    let client = vec!["--token".to_string(), secret];
+    let m = start("tk", &["--profile".into(), "local".into(), "--tokens-file".into(), f], &client);
+    assert!(m.try_members().is_ok(), "the read token reads");
+}

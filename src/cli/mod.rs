@@ -11,6 +11,7 @@ pub mod services;
 pub mod stack;
 pub mod status;
 pub mod tls;
+pub mod token;
 
 use crate::api::FilterError;
 
