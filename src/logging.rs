@@ -10,6 +10,7 @@
 
 pub mod serf_line;
 pub mod tee;
+pub mod throttle;
 
 use std::io::IsTerminal;
 use std::time::{SystemTime, UNIX_EPOCH};
