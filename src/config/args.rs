@@ -98,6 +98,18 @@ pub struct AgentArgs {
     /// Registry events kept for Watch/WebSocket resume; older start revisions get `compacted`.
     #[arg(long, value_name = "N")]
     pub history_max: Option<String>,
+    /// Open gRPC Watch/KeepAlive and WebSocket streams this node serves at once.
+    #[arg(long, value_name = "N")]
+    pub api_streams_max: Option<String>,
+    /// Open Watch/KeepAlive/WebSocket streams one client IP may hold at once.
+    #[arg(long, value_name = "N")]
+    pub api_streams_per_client_max: Option<String>,
+    /// Registry writes a second one client IP may make through the API; 0 = unlimited.
+    #[arg(long, value_name = "N")]
+    pub write_rate: Option<String>,
+    /// Writes one client may make at once before --write-rate applies.
+    #[arg(long, value_name = "N")]
+    pub write_burst: Option<String>,
     /// The compose file whose `server` and `proxy` profiles are the stacks this node runs.
     #[arg(long, value_name = "PATH")]
     pub stack_file: Option<PathBuf>,
@@ -202,6 +214,10 @@ pub(crate) const SETTINGS: &[Setting] = &[
     Setting { key: "profile", env: &["MUSTER_PROFILE"] },
     Setting { key: "voter_grace", env: &["MUSTER_VOTER_GRACE"] },
     Setting { key: "history_max", env: &["MUSTER_HISTORY_MAX"] },
+    Setting { key: "api_streams_max", env: &["MUSTER_API_STREAMS_MAX"] },
+    Setting { key: "api_streams_per_client_max", env: &["MUSTER_API_STREAMS_PER_CLIENT_MAX"] },
+    Setting { key: "write_rate", env: &["MUSTER_WRITE_RATE"] },
+    Setting { key: "write_burst", env: &["MUSTER_WRITE_BURST"] },
     Setting { key: "stack_file", env: &["MUSTER_STACK_FILE"] },
     Setting { key: "docker_socket", env: &["MUSTER_DOCKER_SOCKET"] },
     Setting { key: "stack_stop_timeout", env: &["MUSTER_STACK_STOP_TIMEOUT"] },
@@ -246,6 +262,10 @@ fn default_text(key: &str, d: &Config) -> Option<String> {
         "profile" => d.profile.to_string(),
         "voter_grace" => format_duration_ms(d.voter_grace_ms),
         "history_max" => d.history_max.to_string(),
+        "api_streams_max" => d.api_streams_max.to_string(),
+        "api_streams_per_client_max" => d.api_streams_per_client_max.to_string(),
+        "write_rate" => d.write_rate_per_s.to_string(),
+        "write_burst" => "2 × --write-rate".to_string(),
         "docker_socket" => d.docker_socket.display().to_string(),
         "stack_stop_timeout" => format_duration_ms(d.stack_stop_timeout_ms),
         "log_level" => d.log.level.to_string().to_lowercase(),

@@ -260,9 +260,38 @@ pub fn merge(
             })
         })?;
     }
+    merge_limits(&src, args, &mut c)?;
     merge_log(&src, args, &mut c)?;
     c.config_file = src.path("config_file", args.config_file.as_ref());
     Ok(c)
+}
+
+/// A parser of whole numbers whose error says what the number counts.
+fn whole<T: std::str::FromStr>(what: &'static str) -> impl Fn(&str) -> Result<T, String> {
+    move |v: &str| v.trim().parse().map_err(|_| format!("expected a whole number of {what}"))
+}
+
+/// The API listener's per-client limits; `--write-burst` defaults to twice the effective
+/// `--write-rate`, wherever that came from.
+fn merge_limits<E: Fn(&str) -> Option<String>>(
+    src: &Sources<'_, E>,
+    args: &AgentArgs,
+    c: &mut Config,
+) -> Result<(), ConfigError> {
+    if let Some(f) = src.scalar("api_streams_max", args.api_streams_max.as_deref()) {
+        c.api_streams_max = f.parse(whole("streams"))?;
+    }
+    if let Some(f) = src.scalar("api_streams_per_client_max", args.api_streams_per_client_max.as_deref()) {
+        c.api_streams_per_client_max = f.parse(whole("streams"))?;
+    }
+    if let Some(f) = src.scalar("write_rate", args.write_rate.as_deref()) {
+        c.write_rate_per_s = f.parse(whole("writes a second (0 = unlimited)"))?;
+    }
+    c.write_burst = match src.scalar("write_burst", args.write_burst.as_deref()) {
+        Some(f) => f.parse(whole("writes"))?,
+        None => c.write_rate_per_s.saturating_mul(2),
+    };
+    Ok(())
 }
 
 fn merge_log<E: Fn(&str) -> Option<String>>(

@@ -61,6 +61,19 @@ pub mod defaults {
     /// more than 10 million holds gigabytes of service records in memory on every node.
     pub const HISTORY_MAX_LOWEST: usize = 10;
     pub const HISTORY_MAX_HIGHEST: usize = 10_000_000;
+    /// Open Watch/KeepAlive/WebSocket streams node-wide: each holds a task and a 64-message
+    /// buffer, so a few thousand stay within tens of megabytes.
+    pub const API_STREAMS_MAX: usize = 4096;
+    /// Open streams per client IP: a fleet's watchers come from many hosts, a runaway client
+    /// from one.
+    pub const API_STREAMS_PER_CLIENT_MAX: usize = 256;
+    /// Upper bound of both stream settings.
+    pub const API_STREAMS_HIGHEST: usize = 1_000_000;
+    /// Registry writes a second per client IP (the burst defaults to twice this): far above a
+    /// fleet's heartbeats, far below what raft can take from one client.
+    pub const WRITE_RATE_PER_S: u32 = 1_000;
+    /// Upper bound of `--write-rate` and `--write-burst`.
+    pub const WRITE_RATE_HIGHEST: u32 = 1_000_000;
     /// Backoff cap for join retries.
     pub const RETRY_INTERVAL_MAX_MS: u64 = 30_000;
     /// 0 retries join forever.
@@ -260,6 +273,14 @@ pub struct Config {
     pub voter_grace_ms: u64,
     /// How many registry events this node keeps for Watch/WebSocket resume.
     pub history_max: usize,
+    /// Open Watch/KeepAlive/WebSocket streams this node serves at once.
+    pub api_streams_max: usize,
+    /// Open streams one client IP may hold at once.
+    pub api_streams_per_client_max: usize,
+    /// API writes a second per client IP; 0 = unlimited.
+    pub write_rate_per_s: u32,
+    /// Writes a client may make at once before the rate applies (default 2 × the rate).
+    pub write_burst: u32,
     /// The compose file with the `server` and `proxy` stacks; none: no stacks, hooks only.
     pub stack_file: Option<PathBuf>,
     /// The Docker engine's unix socket.
@@ -308,6 +329,10 @@ impl Default for Config {
             profile: Profile::Lan,
             voter_grace_ms: defaults::VOTER_GRACE_MS,
             history_max: defaults::HISTORY_MAX,
+            api_streams_max: defaults::API_STREAMS_MAX,
+            api_streams_per_client_max: defaults::API_STREAMS_PER_CLIENT_MAX,
+            write_rate_per_s: defaults::WRITE_RATE_PER_S,
+            write_burst: 2 * defaults::WRITE_RATE_PER_S,
             stack_file: None,
             docker_socket: PathBuf::from(defaults::DOCKER_SOCKET),
             stack_stop_timeout_ms: defaults::STACK_STOP_TIMEOUT_MS,
@@ -437,7 +462,8 @@ impl fmt::Display for Redacted<'_> {
         let c = self.0;
         write!(
             f,
-            "node={} cluster={} role={} profile={} voter_grace={} history_max={} discovery={} bind={} \
+            "node={} cluster={} role={} profile={} voter_grace={} history_max={} api_streams_max={} \
+             api_streams_per_client_max={} write_rate={} write_burst={} discovery={} bind={} \
              advertise={} join=[{}] retry_join=[{}] retry_interval={} retry_interval_max={} retry_max={} \
              tags=[{}] encrypt={} keyring_file={} insecure_gossip={} data_dir={} http_addr={} rpc_addr={} rpc_auth={} \
              tls_cert={} tls_key={} tls_ca={} verify_incoming={} tokens_file={} log.level={} \
@@ -450,6 +476,10 @@ impl fmt::Display for Redacted<'_> {
             c.profile,
             format_duration_ms(c.voter_grace_ms),
             c.history_max,
+            c.api_streams_max,
+            c.api_streams_per_client_max,
+            c.write_rate_per_s,
+            c.write_burst,
             c.discovery,
             c.bind,
             opt(&c.advertise),
@@ -519,6 +549,10 @@ impl fmt::Debug for Redacted<'_> {
             .field("profile", &c.profile)
             .field("voter_grace_ms", &c.voter_grace_ms)
             .field("history_max", &c.history_max)
+            .field("api_streams_max", &c.api_streams_max)
+            .field("api_streams_per_client_max", &c.api_streams_per_client_max)
+            .field("write_rate_per_s", &c.write_rate_per_s)
+            .field("write_burst", &c.write_burst)
             .field("stack_file", &c.stack_file)
             .field("docker_socket", &c.docker_socket)
             .field("stack_stop_timeout_ms", &c.stack_stop_timeout_ms)

@@ -234,6 +234,51 @@ fn history_max_comes_from_flag_env_or_file_within_its_bounds() {
 }
 
 #[test]
+fn api_limits_come_from_flags_env_or_file_and_the_burst_follows_the_rate() {
+    // Proves the stream and write-rate settings: their defaults (4096, 256, 1000/s, burst
+    // 2000), flag > env > file, --write-burst defaulting to twice the effective --write-rate,
+    // 0 = unlimited, and errors that name the flag and the allowed range.
+    let d = merged(&[], &[], None).unwrap();
+    assert_eq!((d.api_streams_max, d.api_streams_per_client_max), (4096, 256));
+    assert_eq!((d.write_rate_per_s, d.write_burst), (1000, 2000));
+    let text = Some(r#"{"write_rate":50,"api_streams_per_client_max":8}"#);
+    let c = merged(&[], &[], text).unwrap();
+    assert_eq!((c.write_rate_per_s, c.write_burst, c.api_streams_per_client_max), (50, 100, 8));
+    let c = merged(&["--write-rate", "7"], &[("MUSTER_WRITE_BURST", "9")], text).unwrap();
+    assert_eq!((c.write_rate_per_s, c.write_burst), (7, 9));
+    let c = merged(&["--api-streams-max", "2", "--api-streams-per-client-max", "1"], &[], None).unwrap();
+    assert_eq!((c.api_streams_max, c.api_streams_per_client_max), (2, 1));
+    let c = merged(&["--write-rate", "0"], &[], None).unwrap();
+    assert_eq!((c.write_rate_per_s, c.write_burst), (0, 0), "0 turns the limit off");
+    let line = c.redacted().to_string();
+    assert!(
+        line.contains(" write_rate=0 write_burst=0 ") && line.contains(" api_streams_max=4096 "),
+        "{line}"
+    );
+
+    let err = merged(&["--api-streams-max", "0"], &[], None).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "invalid --api-streams-max (MUSTER_API_STREAMS_MAX): must be 1 to 1000000 streams (got 0)"
+    );
+    let err = merged(&["--api-streams-max", "10"], &[], None).unwrap_err().to_string();
+    assert!(
+        err.starts_with("invalid --api-streams-per-client-max") && err.contains("above --api-streams-max"),
+        "{err}"
+    );
+    let err = merged(&["--write-rate", "10", "--write-burst", "0"], &[], None).unwrap_err().to_string();
+    assert!(err.starts_with("invalid --write-burst (MUSTER_WRITE_BURST): must be 1 to 2000000"), "{err}");
+    let err = merged(&[], &[("MUSTER_WRITE_RATE", "fast")], None).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "invalid value 'fast' for --write-rate (MUSTER_WRITE_RATE): \
+         expected a whole number of writes a second (0 = unlimited)"
+    );
+    let err = merged(&["--write-rate", "1000001"], &[], None).unwrap_err().to_string();
+    assert!(err.contains("must be 0 (unlimited) to 1000000 writes a second (got 1000001)"), "{err}");
+}
+
+#[test]
 fn supervisor_settings_come_from_flags_env_or_file_and_bad_ones_name_the_flag() {
     // Proves the stack settings: flag > env > file, the defaults (no stack file, Docker's
     // socket, a 10 s stop timeout, no hooks), and clear errors for a stop timeout out of range

@@ -59,6 +59,7 @@ impl Config {
                 self.history_max
             )));
         }
+        self.validate_limits()?;
         if self.retry_interval_ms == 0 {
             return Err(invalid("retry_interval")("must be at least 1ms".into()));
         }
@@ -113,6 +114,46 @@ impl Config {
         if gossip.port() != 0 && gossip.port() == http.port() && same_ip {
             return Err(invalid("http_addr")(format!(
                 "{http} uses the TCP port of --bind ({gossip}); pick another port"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// The API listener's stream and write-rate settings.
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let streams = 1..=defaults::API_STREAMS_HIGHEST;
+        for (key, n) in [
+            ("api_streams_max", self.api_streams_max),
+            ("api_streams_per_client_max", self.api_streams_per_client_max),
+        ] {
+            if !streams.contains(&n) {
+                return Err(invalid(key)(format!(
+                    "must be {} to {} streams (got {n})",
+                    streams.start(),
+                    streams.end()
+                )));
+            }
+        }
+        if self.api_streams_per_client_max > self.api_streams_max {
+            return Err(invalid("api_streams_per_client_max")(format!(
+                "{} is above --api-streams-max ({}); one client cannot hold more than the node serves",
+                self.api_streams_per_client_max, self.api_streams_max
+            )));
+        }
+        let highest = defaults::WRITE_RATE_HIGHEST;
+        if self.write_rate_per_s > highest {
+            return Err(invalid("write_rate")(format!(
+                "must be 0 (unlimited) to {highest} writes a second (got {})",
+                self.write_rate_per_s
+            )));
+        }
+        if self.write_rate_per_s > 0 && !(1..=highest.saturating_mul(2)).contains(&self.write_burst) {
+            return Err(invalid("write_burst")(format!(
+                "must be 1 to {} writes (got {}); a burst of 0 would refuse every write",
+                highest.saturating_mul(2),
+                self.write_burst
             )));
         }
         Ok(())
