@@ -10,7 +10,9 @@ pub mod access;
 mod filter;
 pub mod grpc;
 mod handlers;
+pub mod limits;
 pub mod listen;
+pub mod ratelimit;
 pub mod rest;
 
 #[cfg(test)]
@@ -52,6 +54,9 @@ pub struct ApiState {
     /// The stack supervisor's status, for `/discovery` and `GET /v1/stack`; `None` → no
     /// supervisor runs (tests).
     pub supervisor: Option<watch::Receiver<crate::supervisor::supervise::SupervisorStatus>>,
+    /// Per-client limits: open streams (shared with the gRPC services) and the write rate
+    /// (`limits.writes.check(client, now)`, for the request middleware).
+    pub limits: Arc<limits::ApiLimits>,
 }
 
 impl ApiState {

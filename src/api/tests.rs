@@ -60,6 +60,7 @@ async fn start(members: Vec<MemberInfo>) -> Running {
         raft_cluster: watch::channel(Default::default()).1,
         registrar: None,
         supervisor: None,
+        limits: Default::default(),
     };
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(serve(listener, state, shutdown.clone()));

@@ -160,6 +160,11 @@ pub async fn run(config: Config, logs: LogTee) -> anyhow::Result<()> {
         raft_cluster_rx.clone(),
         api_shutdown.clone(),
     ));
+    let api_limits = Arc::new(api::limits::ApiLimits::new(
+        config.api_streams_max,
+        config.api_streams_per_client_max,
+        api::ratelimit::WriteRate { per_s: config.write_rate_per_s, burst: config.write_burst },
+    ));
     let state = ApiState {
         node_name: config.node.clone(),
         cluster: config.cluster.clone(),
@@ -170,6 +175,7 @@ pub async fn run(config: Config, logs: LogTee) -> anyhow::Result<()> {
         raft_cluster: raft_cluster_rx,
         registrar: Some(registrar.clone()),
         supervisor: Some(supervisor.status.clone()),
+        limits: api_limits.clone(),
     };
     // Raft RPCs and the public gRPC API ride the API listener as HTTP/2 gRPC under their
     // service paths.
@@ -179,6 +185,7 @@ pub async fn run(config: Config, logs: LogTee) -> anyhow::Result<()> {
         consensus.clone(),
         members_view.clone(),
         config.allow_crash_drill,
+        api_limits.streams.clone(),
         api_shutdown.clone(),
     )
     .await?;

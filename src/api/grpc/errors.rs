@@ -4,6 +4,8 @@
 
 use tonic::{Code, Status};
 
+use crate::api::limits::TooManyStreams;
+use crate::api::ratelimit::Limited;
 use crate::registry::RegistryError;
 use crate::replicated::registrar::RegistrarError;
 
@@ -68,6 +70,21 @@ pub fn status(e: RegistrarError) -> Status {
 /// A registry error as a gRPC status.
 pub fn registry_status(e: RegistryError) -> Status {
     Status::new(registry_code(&e), e.to_string())
+}
+
+/// A stream over the node-wide or per-client limit: `RESOURCE_EXHAUSTED` naming the limit.
+pub fn too_many_streams(e: TooManyStreams) -> Status {
+    Status::resource_exhausted(e.to_string())
+}
+
+/// A write over the client's rate: `RESOURCE_EXHAUSTED`, "write rate limit: N/s per client
+/// (burst B); retry in X ms", with the wait also in the `retry-after-ms` metadata.
+pub fn rate_limited(e: &Limited) -> Status {
+    let mut s = Status::resource_exhausted(e.to_string());
+    if let Ok(v) = e.retry_after_ms().to_string().parse() {
+        s.metadata_mut().insert("retry-after-ms", v);
+    }
+    s
 }
 
 /// A request field the gRPC layer itself refuses (an enum value out of range, ...).
@@ -156,5 +173,29 @@ mod tests {
         let write = deadline(Access::Write, "the registration", after);
         assert_eq!(write.code(), Code::Unknown, "a write past its deadline may be applied");
         assert!(write.message().starts_with("outcome unknown: the registration did not finish within 11s"));
+    }
+
+    #[test]
+    fn limits_map_to_resource_exhausted_naming_the_limit() {
+        // Proves stream and write-rate refusals answer RESOURCE_EXHAUSTED with a message that
+        // names the limit (and, for the rate, when to retry).
+        use crate::api::limits::ClientKey;
+        use crate::api::ratelimit::WriteRate;
+        let client = ClientKey::of_ip("127.0.0.1".parse().unwrap());
+        let s = too_many_streams(TooManyStreams::Client { client, limit: 256 });
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert!(
+            s.message().starts_with("too many streams from 127.0.0.1 (limit 256 per client;"),
+            "{}",
+            s.message()
+        );
+        let limited = Limited {
+            retry_after: std::time::Duration::from_millis(42),
+            limit: WriteRate { per_s: 5, burst: 10 },
+        };
+        let s = rate_limited(&limited);
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert_eq!(s.message(), "write rate limit: 5/s per client (burst 10); retry in 42 ms");
+        assert_eq!(s.metadata().get("retry-after-ms").and_then(|v| v.to_str().ok()), Some("42"));
     }
 }

@@ -3,6 +3,11 @@
 //! `muster.cluster.v1.Cluster` ([`cluster`]), server reflection (v1 and v1alpha, so grpcurl
 //! 1.8+ can `list` and `describe`) and `grpc.health.v1.Health`.
 //!
+//! Every public service decodes requests of at most [`REQUEST_BYTES_MAX`] and encodes answers
+//! of at most [`RESPONSE_BYTES_MAX`]; over either the caller gets tonic's `OUT_OF_RANGE`
+//! naming the size and the limit (the raft and forward services keep their own, larger
+//! limits). Streams count against [`crate::api::limits::StreamLimits`].
+//!
 //! Handlers are thin (etcd's habit): check, call the registrar or read a watch, translate
 //! ([`convert`]); every error→status mapping is in [`errors`]. May import `registry`,
 //! `replicated::registrar`, `consensus` (leadership, transfer), `membership` and `cluster::plan`
@@ -22,6 +27,7 @@ use tonic_health::server::{HealthReporter, HealthService};
 use tonic_health::ServingStatus;
 use tonic_reflection::server::{v1, v1alpha};
 
+use crate::api::limits::StreamLimits;
 use crate::consensus::raft::Consensus;
 use crate::membership::MemberInfo;
 use crate::replicated::registrar::Registrar;
@@ -48,6 +54,14 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 pub const REGISTRY_SERVICE: &str = "muster.registry.v1.Registry";
 pub const CLUSTER_SERVICE: &str = "muster.cluster.v1.Cluster";
 const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+
+/// Largest request message the public services decode: a service record is at most a few
+/// hundred KiB even with every field at its bound (REST caps the same record at 64 KiB).
+pub const REQUEST_BYTES_MAX: usize = 1024 * 1024;
+/// Largest answer the public services encode: a `List` page of 100 services or a `Discover`
+/// answer. 4 MiB is what gRPC clients accept by default (grpc-go, grpcurl, tonic), so an answer
+/// over it fails here with a message instead of in the client.
+pub const RESPONSE_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 /// Why the gRPC services could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +90,7 @@ impl Services<(), ()> {
         consensus: Arc<Consensus<RegistryMachine>>,
         members: tokio::sync::watch::Receiver<Arc<Vec<MemberInfo>>>,
         allow_crash: bool,
+        streams: Arc<StreamLimits>,
         shutdown: CancellationToken,
     ) -> Result<Services<impl v1::ServerReflection, impl v1alpha::ServerReflection>, GrpcError> {
         let reflection = || {
@@ -86,24 +101,36 @@ impl Services<(), ()> {
                 .with_service_name(CLUSTER_SERVICE)
                 .with_service_name(HEALTH_SERVICE)
         };
-        let reflection_v1 =
-            reflection().with_service_name("grpc.reflection.v1.ServerReflection").build_v1()?;
-        let reflection_v1alpha =
-            reflection().with_service_name("grpc.reflection.v1alpha.ServerReflection").build_v1alpha()?;
+        let reflection_v1 = reflection()
+            .with_service_name("grpc.reflection.v1.ServerReflection")
+            .build_v1()?
+            .max_decoding_message_size(REQUEST_BYTES_MAX)
+            .max_encoding_message_size(RESPONSE_BYTES_MAX);
+        let reflection_v1alpha = reflection()
+            .with_service_name("grpc.reflection.v1alpha.ServerReflection")
+            .build_v1alpha()?
+            .max_decoding_message_size(REQUEST_BYTES_MAX)
+            .max_encoding_message_size(RESPONSE_BYTES_MAX);
         let health_reporter = HealthReporter::new();
         for name in ["", REGISTRY_SERVICE, CLUSTER_SERVICE] {
             health_reporter.set_service_status(name, ServingStatus::Serving).await;
         }
-        let health = HealthServer::new(HealthService::from_health_reporter(health_reporter.clone()));
+        let health = HealthServer::new(HealthService::from_health_reporter(health_reporter.clone()))
+            .max_decoding_message_size(REQUEST_BYTES_MAX)
+            .max_encoding_message_size(RESPONSE_BYTES_MAX);
         let registry = pb::registry::registry_server::RegistryServer::new(registry::RegistryApi::new(
-            registrar, shutdown,
-        ));
+            registrar, streams, shutdown,
+        ))
+        .max_decoding_message_size(REQUEST_BYTES_MAX)
+        .max_encoding_message_size(RESPONSE_BYTES_MAX);
         let cluster = pb::cluster::cluster_server::ClusterServer::new(cluster::ClusterApi {
             node_name,
             consensus,
             members,
             allow_crash,
-        });
+        })
+        .max_decoding_message_size(REQUEST_BYTES_MAX)
+        .max_encoding_message_size(RESPONSE_BYTES_MAX);
         Ok(Services { registry, cluster, reflection_v1, reflection_v1alpha, health, health_reporter })
     }
 }

@@ -15,6 +15,7 @@ use super::errors::{self, Access};
 use super::pb::registry as pb;
 use super::pb::registry::registry_server::Registry as RegistryRpc;
 use super::watch::{self, BoxStream};
+use crate::api::limits::{ClientKey, StreamGuard, StreamLimits};
 use crate::registry::{Filter, Outcome, Registry, Status as ServiceStatus};
 use crate::replicated::registrar::{Consistency, Registrar, RegistrarError};
 
@@ -43,12 +44,23 @@ pub struct RegistryApi {
     pub(super) deadlines: Deadlines,
     /// Cancelled when the API stops: ends open watches and keep-alive streams.
     pub(super) shutdown: CancellationToken,
+    /// Open streams node-wide and per client, shared with the WebSocket handler.
+    pub(super) streams: Arc<StreamLimits>,
 }
 
 impl RegistryApi {
-    pub fn new(registrar: Arc<Registrar>, shutdown: CancellationToken) -> RegistryApi {
+    pub fn new(
+        registrar: Arc<Registrar>,
+        streams: Arc<StreamLimits>,
+        shutdown: CancellationToken,
+    ) -> RegistryApi {
         let deadlines = Deadlines::for_registrar(&registrar);
-        RegistryApi { registrar, deadlines, shutdown }
+        RegistryApi { registrar, deadlines, shutdown, streams }
+    }
+
+    /// A stream slot for `req`'s client, or `RESOURCE_EXHAUSTED` naming the limit.
+    fn stream_slot<T>(&self, req: &Request<T>) -> Result<StreamGuard, Status> {
+        self.streams.acquire(&ClientKey::of_grpc(req)).map_err(errors::too_many_streams)
     }
 
     /// Awaits a registrar call within `limit`; what a passed deadline answers depends on
@@ -234,12 +246,14 @@ impl RegistryRpc for RegistryApi {
         &self,
         req: Request<Streaming<pb::HeartbeatRequest>>,
     ) -> Result<Response<Self::KeepAliveStream>, Status> {
-        Ok(Response::new(watch::keep_alive(self, req.into_inner())))
+        let slot = self.stream_slot(&req)?;
+        Ok(Response::new(watch::keep_alive(self, req.into_inner(), slot)))
     }
 
     type WatchStream = BoxStream<pb::WatchResponse>;
 
     async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
-        Ok(Response::new(watch::watch(self, req.into_inner())))
+        let slot = self.stream_slot(&req)?;
+        Ok(Response::new(watch::watch(self, req.into_inner(), slot)))
     }
 }

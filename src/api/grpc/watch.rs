@@ -1,7 +1,8 @@
 //! The registry's two streams: `Watch` (events from a start revision, then live, with progress
 //! notifications while idle) and `KeepAlive` (heartbeats over one bidirectional stream).
 //!
-//! Each stream has its own task and a bounded channel to the client. A watcher that does not
+//! Each stream holds a [`StreamGuard`] (taken by the handler, node-wide and per-client limits)
+//! for as long as its task runs. Each stream has its own task and a bounded channel to the client. A watcher that does not
 //! take its messages within [`SLOW_WATCHER`] is dropped (logged), so no client holds a task or
 //! memory forever; nothing here ever blocks the registry's apply path (watchers only read
 //! the applied-revision watch and this node's copy). Streams end when the client goes away or
@@ -19,6 +20,7 @@ use super::convert::{self, service_to_pb};
 use super::errors::{self, Access};
 use super::pb::registry as pb;
 use super::registry::RegistryApi;
+use crate::api::limits::StreamGuard;
 use crate::registry::{RegistryError, Revision};
 use crate::replicated::registrar::Registrar;
 
@@ -65,10 +67,12 @@ pub async fn heartbeat(
 pub fn keep_alive(
     api: &RegistryApi,
     mut incoming: Streaming<pb::HeartbeatRequest>,
+    slot: StreamGuard,
 ) -> BoxStream<pb::KeepAliveResponse> {
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     let (registrar, limit, shutdown) = (api.registrar.clone(), api.deadlines.write, api.shutdown.clone());
     tokio::spawn(async move {
+        let _slot = slot;
         loop {
             let next = tokio::select! {
                 m = incoming.message() => m,
@@ -104,11 +108,12 @@ pub fn keep_alive(
 }
 
 /// Starts a watch: events after `start_revision - 1` (or from now for 0) on this node's copy.
-pub fn watch(api: &RegistryApi, req: pb::WatchRequest) -> BoxStream<pb::WatchResponse> {
+pub fn watch(api: &RegistryApi, req: pb::WatchRequest, slot: StreamGuard) -> BoxStream<pb::WatchResponse> {
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     let registrar = api.registrar.clone();
     let shutdown = api.shutdown.clone();
     tokio::spawn(async move {
+        let _slot = slot;
         tokio::select! {
             _ = run_watch(registrar, req, &tx) => {}
             _ = shutdown.cancelled() => {}

@@ -16,6 +16,8 @@ use axum::Json;
 
 use crate::api::grpc::errors::deadline_message;
 pub use crate::api::grpc::errors::Access;
+use crate::api::limits::TooManyStreams;
+use crate::api::ratelimit::Limited;
 use crate::registry::{Outcome, RegistryError};
 use crate::replicated::registrar::RegistrarError;
 
@@ -43,6 +45,12 @@ pub enum RestError {
     /// The registry answered with an outcome that does not belong to the command.
     #[error("internal: the registry answered with an unexpected outcome {0}")]
     Unexpected(String),
+    /// A WebSocket refused before the upgrade: the node or the client has too many streams.
+    #[error(transparent)]
+    TooManyStreams(#[from] TooManyStreams),
+    /// A write over the client's rate limit; `Retry-After` says when to come back.
+    #[error(transparent)]
+    RateLimited(#[from] Limited),
 }
 
 impl From<RegistryError> for RestError {
@@ -84,7 +92,9 @@ impl RestError {
             | RestError::Registrar(RegistrarError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             RestError::Registrar(RegistrarError::Unknown(_))
             | RestError::Deadline { access: Access::Write, .. } => StatusCode::GATEWAY_TIMEOUT,
-            RestError::Registrar(RegistrarError::Busy { .. }) => StatusCode::TOO_MANY_REQUESTS,
+            RestError::Registrar(RegistrarError::Busy { .. })
+            | RestError::TooManyStreams(_)
+            | RestError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             RestError::Deadline { access: Access::Read, .. } | RestError::NoRegistry => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -121,6 +131,8 @@ impl RestError {
             RestError::Upgrade { .. } => "not a websocket upgrade",
             RestError::Query(_) => "invalid query",
             RestError::Unexpected(_) => "internal",
+            RestError::TooManyStreams(_) => "too many streams",
+            RestError::RateLimited(_) => "rate limited",
         }
     }
 }
@@ -145,9 +157,13 @@ impl IntoResponse for RestError {
     fn into_response(self) -> Response {
         let status = self.status();
         let body = serde_json::json!({ "error": self.kind(), "detail": self.to_string() });
+        let retry_after_s = match &self {
+            RestError::RateLimited(l) => l.retry_after_s(),
+            _ => 1,
+        };
         let mut response = (status, Json(body)).into_response();
         if matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
         }
         response
     }
@@ -200,5 +216,28 @@ mod tests {
         );
         let late = deadline(Access::Read, "the read").to_string();
         assert_eq!(late, "unavailable: the read did not finish within 11s; retry");
+    }
+
+    #[tokio::test]
+    async fn limits_answer_429_with_retry_after_and_a_json_error() {
+        // Proves stream and write-rate refusals answer 429 with the JSON error shape, the
+        // limit in the detail, and Retry-After in whole seconds rounded up.
+        use crate::api::limits::ClientKey;
+        use crate::api::ratelimit::WriteRate;
+        let limited =
+            Limited { retry_after: Duration::from_millis(1_200), limit: WriteRate { per_s: 1, burst: 2 } };
+        let response = RestError::from(limited).into_response();
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "2");
+        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"], "rate limited");
+        assert_eq!(body["detail"], "write rate limit: 1/s per client (burst 2); retry in 1200 ms");
+        let client = ClientKey::of_ip("127.0.0.1".parse().unwrap());
+        let streams = RestError::from(TooManyStreams::Client { client, limit: 3 });
+        assert_eq!((streams.status().as_u16(), streams.kind()), (429, "too many streams"));
+        assert!(streams.to_string().starts_with("too many streams from 127.0.0.1 (limit 3 per client;"));
+        let response = streams.into_response();
+        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "1");
     }
 }

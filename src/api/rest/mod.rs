@@ -554,6 +554,7 @@ mod tests {
             raft_cluster: watch::channel(Default::default()).1,
             registrar: None,
             supervisor: None,
+            limits: Default::default(),
         };
         let shutdown = CancellationToken::new();
         tokio::spawn(crate::api::serve(listener, state, shutdown.clone()));

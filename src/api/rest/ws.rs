@@ -13,6 +13,13 @@
 //! a log line and a close frame (1008, [`slow_reason`]) that it can read once it catches up
 //! within [`SLOW_CLOSE_WAIT`]. The stream ends when the client closes, the node stops, or the
 //! API shuts down (close code 1001).
+//!
+//! Limits: each connection holds a stream slot ([`crate::api::limits::StreamLimits`], shared
+//! with gRPC's Watch and KeepAlive) from before the upgrade until the socket ends; a client
+//! over the node-wide or its per-IP limit gets `429 {"error": "too many streams", ..}` instead
+//! of the upgrade. Clients only send control messages, so a message or frame from the client
+//! over [`CLIENT_MESSAGE_BYTES_MAX`] ends the stream with close code 1009 and
+//! [`too_big_reason`]; any other protocol error with 1002.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +27,7 @@ use std::time::Duration;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
+use axum::http::Extensions;
 use axum::response::Response;
 use axum::Extension;
 use serde::Deserialize;
@@ -30,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use super::errors::RestError;
 use super::handlers::ServiceView;
 use crate::api::grpc::watch::{SLOW_WATCHER, STREAM_BUFFER};
+use crate::api::limits::{ClientKey, StreamGuard};
 use crate::api::ApiState;
 use crate::logging::{format_rfc3339, unix_ms_now, Precision};
 use crate::registry::{Event, RegistryError, Revision};
@@ -47,6 +56,14 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// How long a client dropped for being slow gets to take what was sent before the close frame
 /// and the close frame itself, before the socket is just dropped.
 pub const SLOW_CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// Largest message (and frame) a client may send: clients only send pings and a close.
+pub const CLIENT_MESSAGE_BYTES_MAX: usize = 64 * 1024;
+
+/// The close reason for a client message over [`CLIENT_MESSAGE_BYTES_MAX`] (close code 1009).
+pub fn too_big_reason() -> String {
+    format!("message too big: this stream takes client messages of at most {CLIENT_MESSAGE_BYTES_MAX} bytes")
+}
 
 /// The API's shutdown token, put on the router by `api::serve_with` so upgraded sockets (which
 /// outlive axum's graceful shutdown) close with the API.
@@ -83,19 +100,22 @@ pub(super) async fn ws(
     State(state): State<Arc<ApiState>>,
     q: Result<Query<WsQuery>, QueryRejection>,
     shutdown: Option<Extension<WsShutdown>>,
+    extensions: Extensions,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, RestError> {
     let registrar = state.registrar.clone().ok_or(RestError::NoRegistry)?;
     let Query(q) = q?;
     let progress_every = progress_every(q.progress_ms)?;
     let upgrade = upgrade.map_err(|r| RestError::Upgrade { status: r.status(), detail: r.body_text() })?;
+    let slot = state.limits.streams.acquire(&ClientKey::from_extensions(&extensions, None))?;
     let shutdown = shutdown.map(|Extension(WsShutdown(t))| t).unwrap_or_default();
     // Fix the start now, so "from now" means the revision when the request arrived.
     let after = match q.revision {
         Some(n) => Revision(n),
         None => registrar.read_local(|r| r.revision()),
     };
-    Ok(upgrade.on_upgrade(move |socket| run(socket, registrar, after, progress_every, shutdown)))
+    let upgrade = upgrade.max_message_size(CLIENT_MESSAGE_BYTES_MAX).max_frame_size(CLIENT_MESSAGE_BYTES_MAX);
+    Ok(upgrade.on_upgrade(move |socket| run(socket, registrar, after, progress_every, shutdown, slot)))
 }
 
 /// Why the producer stopped.
@@ -112,6 +132,7 @@ async fn run(
     after: Revision,
     progress_every: Duration,
     shutdown: CancellationToken,
+    _slot: StreamGuard,
 ) {
     let (tx, mut rx) = mpsc::channel::<String>(STREAM_BUFFER);
     let producer = produce(registrar, after, progress_every, tx);
@@ -157,7 +178,11 @@ async fn run(
                     let _ = tokio::time::timeout(CLOSE_WAIT, socket.recv()).await;
                     return;
                 }
-                None | Some(Err(_)) => return,
+                None => return,
+                Some(Err(e)) => {
+                    close_unreadable(&mut socket, e).await;
+                    return;
+                }
                 Some(Ok(_)) => {} // pings are answered by the socket; other input is ignored
             },
         }
@@ -173,6 +198,28 @@ async fn close_slow(socket: &mut WebSocket) {
         "ws: client too slow; closing the stream with 1008"
     );
     close_with(socket, close_code::POLICY, &slow_reason(), SLOW_CLOSE_WAIT).await;
+}
+
+/// Ends a stream whose client sent something unreadable: 1009 and [`too_big_reason`] for a
+/// message or frame over [`CLIENT_MESSAGE_BYTES_MAX`], 1002 for other protocol errors (the
+/// close frame is lost when the connection itself failed).
+async fn close_unreadable(socket: &mut WebSocket, e: axum::Error) {
+    let e = e.into_inner();
+    let Some(ws) = e.downcast_ref::<tungstenite::Error>() else {
+        tracing::debug!(error = %e, "ws: read failed; stream ended");
+        return;
+    };
+    match ws {
+        tungstenite::Error::Capacity(why) => {
+            tracing::debug!(error = %why, max = CLIENT_MESSAGE_BYTES_MAX, "ws: client message too big; closing with 1009");
+            close_with(socket, close_code::SIZE, &too_big_reason(), CLOSE_WAIT).await;
+        }
+        tungstenite::Error::Protocol(why) => {
+            tracing::debug!(error = %why, "ws: client broke the protocol; closing with 1002");
+            close_with(socket, close_code::PROTOCOL, "protocol error", CLOSE_WAIT).await;
+        }
+        other => tracing::debug!(error = %other, "ws: read failed; stream ended"),
+    }
 }
 
 /// Sends a close frame (after what is queued before it) and waits for the client's, all
@@ -286,6 +333,8 @@ mod tests {
         }
         let reason = slow_reason();
         assert!(reason.len() <= 123, "a close reason is at most 123 bytes, got {}: {reason}", reason.len());
+        let big = too_big_reason();
+        assert!(big.len() <= 123 && big.contains("65536 bytes"), "{big}");
         assert!(reason.starts_with("client too slow: it took no message for 10s;"), "{reason}");
     }
 }
