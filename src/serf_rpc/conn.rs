@@ -2,6 +2,15 @@
 //! handshake and auth order, dispatches commands to the gossip handle, and queues responses on
 //! the connection's bounded write queue, drained by its own writer task.
 //!
+//! Limits per connection, each refused with an error answer that names it: a request value
+//! (header or body) of at most [`REQUEST_MAX_BYTES`] (a body over it, or one that stalls or
+//! does not decode, is answered with the error under the header's Seq, then the connection
+//! closes; a header over it has no Seq to answer and just closes), [`STREAMS_MAX`] streams,
+//! one monitor (Go's limit, answered with Go's "Monitor already exists", kept byte for byte),
+//! [`QUERIES_MAX`] queries in flight, and the queries remembered for `respond`
+//! (`stream::PENDING_QUERIES_MAX`). After an error the connection lingers ([`linger`]) so the
+//! answer is read before the close, instead of being lost to a reset.
+//!
 //! Deliberate differences from the Go agent, each one kinder to clients and invisible to the
 //! `serf` CLI: a command refused for want of auth has its body read (Go leaves it in the stream
 //! and then reads it as the next header); a bad `members-filtered` regexp gets an error answer
@@ -16,10 +25,10 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 mod commands;
@@ -45,7 +54,16 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// come within this long.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Open streams per connection.
-const STREAMS_MAX: usize = 32;
+pub(super) const STREAMS_MAX: usize = 32;
+/// `query` commands whose answers are still streaming, per connection.
+pub(super) const QUERIES_MAX: usize = 64;
+/// Largest first request header a refused connection may send (a header is a few bytes).
+pub(super) const HEADER_BYTES_MAX: usize = 4096;
+/// After an error, how long (and how many bytes) the connection keeps reading and discarding
+/// what the client still sends, so closing does not reset the connection before the client
+/// has read the error answer.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES_MAX: usize = 1024 * 1024;
 /// Serf's default gossip port, for join addresses without one.
 const GOSSIP_PORT: u16 = 7946;
 
@@ -91,6 +109,7 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shutd
         scope: None,
         streams: HashMap::new(),
         pending: PendingQueries::default(),
+        queries: Arc::new(Semaphore::new(QUERIES_MAX)),
         monitor: MonitorSlot::default(),
         left: false,
     };
@@ -99,20 +118,41 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shutd
         _ = cancel.cancelled() => Ok(()),
         r = conn.serve() => r,
     };
+    let failed = result.is_err();
     match result {
         Ok(()) => tracing::debug!(peer.addr = %peer, "serf-rpc: client disconnected"),
         Err(e) => tracing::warn!(peer.addr = %peer, error = %e, "serf-rpc: closing client connection"),
     }
     conn.stop_streams();
     let (left, shared) = (conn.left, conn.shared.clone());
-    drop(conn);
+    let reader = conn.into_reader();
     if tokio::time::timeout(DRAIN_TIMEOUT, writer).await.is_err() {
         tracing::debug!(peer.addr = %peer, "serf-rpc: answers not drained in time");
+    }
+    if failed && !cancel.is_cancelled() {
+        linger(reader.into_inner()).await;
     }
     cancel.cancel();
     if left {
         shared.cfg.on_leave.cancel();
     }
+}
+
+/// Reads and discards what the client still sends, until it closes, [`LINGER`] passes or
+/// [`LINGER_BYTES_MAX`] were read: closing a socket with unread input resets the connection,
+/// and the client may then lose the error answer it has not read yet.
+pub(super) async fn linger<R: tokio::io::AsyncRead + Unpin>(mut rd: R) {
+    let drain = async {
+        let mut buf = [0u8; 8192];
+        let mut total = 0usize;
+        while total < LINGER_BYTES_MAX {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// Writes queued frames in order until every sender is gone or the connection is cancelled.
@@ -163,6 +203,8 @@ struct Conn {
     streams: HashMap<u64, CancellationToken>,
     /// Queries this connection's streams showed, by the id `respond` names them with.
     pending: PendingQueries,
+    /// Slots for `query` commands still streaming answers ([`QUERIES_MAX`]).
+    queries: Arc<Semaphore>,
     /// The `monitor` log stream, at most one (as in Go).
     monitor: MonitorSlot,
     /// A `leave` succeeded: the connection closes once the answer is written, then the node
@@ -176,14 +218,33 @@ impl Conn {
             let header: RequestHeader = rmp_serde::from_slice(&bytes)
                 .map_err(|source| ConnError::Decode { what: "request header", source })?;
             tracing::debug!(peer.addr = %self.peer, command = %header.command, seq = header.seq, "serf-rpc: request");
-            if let Next::Close(why) = self.request(header).await? {
-                return Err(why);
+            let seq = header.seq;
+            match self.request(header).await {
+                Ok(Next::Continue) => {}
+                Ok(Next::Close(why)) => return Err(why),
+                // The body could not be read or decoded: say why under the request's Seq
+                // before closing (the stream's framing cannot be trusted after it).
+                Err(e @ (ConnError::Read(_) | ConnError::Decode { .. })) => {
+                    let error = match &e {
+                        ConnError::Read(r) => format!("request body: {r}; closing the connection"),
+                        other => format!("{other}; closing the connection"),
+                    };
+                    let _ = self.reply(seq, &error).await;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
             }
             if self.left {
                 return Ok(());
             }
         }
         Ok(())
+    }
+
+    /// The reader, once the connection is over (everything else is dropped, so the writer
+    /// ends after the queued answers).
+    fn into_reader(self) -> FrameReader<OwnedReadHalf> {
+        self.reader
     }
 
     async fn request(&mut self, header: RequestHeader) -> Result<Next, ConnError> {
@@ -365,7 +426,8 @@ impl Conn {
             return self.reply(seq, p::STREAM_EXISTS).await;
         }
         if self.streams.len() >= STREAMS_MAX {
-            return self.reply(seq, "Too many streams on this connection").await;
+            let error = format!("Too many streams on this connection (limit {STREAMS_MAX}); stop one first");
+            return self.reply(seq, &error).await;
         }
         // Subscribe before answering so no event between the answer and the stream is lost;
         // the answer is queued before the stream task can queue any record.

@@ -90,7 +90,7 @@ pub enum ReadError {
     Truncated { bytes: usize },
     #[error("not msgpack: {0}")]
     Garbage(#[from] FrameError),
-    #[error("value larger than {max} bytes")]
+    #[error("msgpack value larger than {max} bytes (the limit for one value)")]
     TooLarge { max: usize },
     #[error("no more bytes of a started value within {timeout:?}")]
     Stalled { timeout: std::time::Duration },
@@ -111,6 +111,11 @@ pub struct FrameReader<R> {
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(inner: R, max_bytes: usize, partial_timeout: std::time::Duration) -> Self {
         FrameReader { inner, buf: Vec::new(), start: 0, max_bytes, partial_timeout }
+    }
+
+    /// The stream, for draining what is left after an error.
+    pub fn into_inner(self) -> R {
+        self.inner
     }
 
     /// The next complete value's bytes; `Ok(None)` on a clean end of stream between values.

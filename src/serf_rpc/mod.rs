@@ -8,6 +8,11 @@
 //! `client` is a small client for `muster event` and tests. Imports the gossip handle,
 //! `membership` and the log tee (`logging::tee`); never the gossip cores or the node.
 //!
+//! Limits, each refusal an error answer the client reads (see the README's Limits table):
+//! [`CONNECTIONS_MAX`] clients at once (a client over it gets one error answer to its first
+//! request, then the connection closes; see [`refuse`]), and per connection the request size,
+//! streams, one monitor, queries in flight and queries remembered for `respond` (`conn`).
+//!
 //! Served: every Serf RPC command — handshake, auth, event, force-leave, join, members,
 //! members-filtered, tags, stream, monitor, stop, leave, query, respond, install-key, use-key,
 //! remove-key, list-keys, stats, get-coordinate. Unknown commands answer "Unsupported command"
@@ -28,21 +33,30 @@ mod tests;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::gossip::net::GossipHandle;
 use crate::logging::tee::LogTee;
+use crate::logging::throttle::Throttle;
 
 pub use conn::encode_request;
 pub use stream::{parse_filters, EventFilter};
 
-/// Client connections served at once; more are closed on accept with a log line.
-const CONNECTIONS_MAX: usize = 128;
+/// Client connections served at once; a client over it gets [`too_many_clients`] as the answer
+/// to its first request (the `serf` CLI prints "Error connecting to Serf agent: ...").
+pub const CONNECTIONS_MAX: usize = 128;
+/// Connections over [`CONNECTIONS_MAX`] being answered at once; past that they are closed
+/// without an answer (a flood, not a client).
+const REFUSING_MAX: usize = 16;
+/// How long a refused client gets to send its first request and take the answer.
+const REFUSE_WAIT: Duration = Duration::from_secs(2);
+/// At most one warning per this long about refused connections.
+const REFUSED_WARN_EVERY: Duration = Duration::from_secs(10);
 /// How long `serve` waits for connections to finish after shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -85,18 +99,37 @@ struct Shared {
     gossip: GossipHandle,
 }
 
-/// Accepts RPC clients on `listener` until `shutdown`, one task per connection.
+/// The error answer of a connection over the limit.
+pub fn too_many_clients(limit: usize) -> String {
+    format!("too many RPC clients: {limit} connections are open (the limit); retry later")
+}
+
+/// Accepts RPC clients on `listener` until `shutdown`, one task per connection, at most
+/// [`CONNECTIONS_MAX`] at once.
 pub async fn serve(
     listener: TcpListener,
     cfg: RpcConfig,
     gossip: GossipHandle,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    serve_at_most(listener, cfg, gossip, shutdown, CONNECTIONS_MAX).await
+}
+
+/// [`serve`] with another connection limit (tests).
+async fn serve_at_most(
+    listener: TcpListener,
+    cfg: RpcConfig,
+    gossip: GossipHandle,
+    shutdown: CancellationToken,
+    connections_max: usize,
+) -> std::io::Result<()> {
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, auth = cfg.auth_key.is_some() || cfg.tokens.is_some(), "serf-rpc: listening");
     let tracker = TaskTracker::new();
     let shared = Arc::new(Shared { cfg, gossip });
-    let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    let slots = Arc::new(Semaphore::new(connections_max));
+    let refusing = Arc::new(Semaphore::new(REFUSING_MAX));
+    let mut refused = Throttle::new(REFUSED_WARN_EVERY);
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -112,8 +145,18 @@ pub async fn serve(
                     });
                 }
                 Err(_) => {
-                    tracing::warn!(peer.addr = %peer, max = CONNECTIONS_MAX, "serf-rpc: too many clients; refusing a connection");
-                    drop(socket);
+                    tracing::debug!(peer.addr = %peer, max = connections_max, "serf-rpc: too many clients; refusing a connection");
+                    if let Some(held_back) = refused.hit(Instant::now()) {
+                        tracing::warn!(peer.addr = %peer, max = connections_max, held_back, "serf-rpc: too many clients; refusing connections");
+                    }
+                    // The answer needs the client's first request; a bounded number of
+                    // refusals wait for it, the rest are closed at once.
+                    if let Ok(permit) = refusing.clone().try_acquire_owned() {
+                        tracker.spawn(async move {
+                            refuse(socket, peer, &too_many_clients(connections_max)).await;
+                            drop(permit);
+                        });
+                    }
                 }
             },
             Err(e) => {
@@ -130,4 +173,27 @@ pub async fn serve(
     }
     tracing::info!(addr = %local, "serf-rpc: stopped");
     Ok(())
+}
+
+/// Answers the first request of a connection that will not be served with `error` (its Seq
+/// echoed, as every Serf response), then closes. Bounded by [`REFUSE_WAIT`].
+async fn refuse(socket: TcpStream, peer: SocketAddr, error: &str) {
+    let (rd, mut wr) = socket.into_split();
+    let mut reader = frame::FrameReader::new(rd, conn::HEADER_BYTES_MAX, REFUSE_WAIT);
+    let answered = async {
+        let header = reader.next_value().await.ok()??;
+        let header: proto::RequestHeader = rmp_serde::from_slice(&header).ok()?;
+        let frame = proto::encode_response::<()>(header.seq, error, None).ok()?;
+        use tokio::io::AsyncWriteExt;
+        wr.write_all(&frame).await.ok()?;
+        let _ = wr.shutdown().await;
+        Some(header.command)
+    };
+    match tokio::time::timeout(REFUSE_WAIT, answered).await {
+        Ok(Some(command)) => {
+            tracing::debug!(peer.addr = %peer, command = %command, "serf-rpc: refused client answered")
+        }
+        _ => tracing::debug!(peer.addr = %peer, "serf-rpc: refused client sent no request in time"),
+    }
+    conn::linger(reader.into_inner()).await;
 }

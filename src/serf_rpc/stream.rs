@@ -17,8 +17,11 @@ use tokio_util::sync::CancellationToken;
 use super::proto::{self, MemberEventRecord, MemberRecord, QueryEventRecord, UserEventRecord};
 use crate::gossip::serf::{QueryKey, SerfEvent};
 
-/// Queries remembered per connection for `respond` at most.
-const PENDING_QUERIES_MAX: usize = 1024;
+/// Queries remembered per connection for `respond` at most; a query shown while this many are
+/// pending is not remembered, and `respond` to it names this limit.
+pub const PENDING_QUERIES_MAX: usize = 1024;
+/// Ids of queries not remembered, kept (newest) so `respond` can say why.
+const FORGOTTEN_IDS_MAX: usize = 256;
 
 /// The queries a connection's streams showed, numbered per connection as the Go agent does,
 /// until their deadline.
@@ -29,6 +32,8 @@ pub struct PendingQueries(Arc<Mutex<Pending>>);
 struct Pending {
     last_id: u64,
     queries: HashMap<u64, (QueryKey, Instant)>,
+    /// Ids not remembered because [`PENDING_QUERIES_MAX`] were pending, oldest first.
+    forgotten: std::collections::VecDeque<u64>,
 }
 
 impl PendingQueries {
@@ -41,6 +46,11 @@ impl PendingQueries {
         p.queries.retain(|_, (_, d)| *d >= now);
         if p.queries.len() < PENDING_QUERIES_MAX {
             p.queries.insert(id, (key, deadline));
+        } else {
+            if p.forgotten.len() >= FORGOTTEN_IDS_MAX {
+                p.forgotten.pop_front();
+            }
+            p.forgotten.push_back(id);
         }
         id
     }
@@ -49,6 +59,23 @@ impl PendingQueries {
     pub fn get(&self, id: u64) -> Option<QueryKey> {
         let p = self.0.lock().unwrap_or_else(|e| e.into_inner());
         p.queries.get(&id).filter(|(_, d)| *d >= Instant::now()).map(|(k, _)| *k)
+    }
+
+    /// [`PendingQueries::get`], or the answer's error: Go's "No pending queries matching ID",
+    /// or, for a query not remembered, one naming [`PENDING_QUERIES_MAX`].
+    pub fn lookup(&self, id: u64) -> Result<QueryKey, String> {
+        if let Some(key) = self.get(id) {
+            return Ok(key);
+        }
+        let p = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if p.forgotten.contains(&id) {
+            return Err(format!(
+                "{}: query {id} arrived while {PENDING_QUERIES_MAX} queries were pending on this connection \
+                 (the limit), so it cannot be answered from here",
+                proto::INVALID_QUERY_ID
+            ));
+        }
+        Err(proto::INVALID_QUERY_ID.to_string())
     }
 }
 

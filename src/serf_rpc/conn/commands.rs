@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_bytes::ByteBuf;
 
-use super::{Conn, ConnError};
+use super::{Conn, ConnError, QUERIES_MAX};
 use crate::gossip::net::GossipError;
 use crate::gossip::net::KeyOp;
 use crate::gossip::serf::{QueryParams, QueryReply, SerfError, INTERNAL_QUERY_PREFIX};
@@ -76,6 +76,12 @@ impl Conn {
             relay_factor: req.relay_factor,
             timeout: Duration::from_nanos(req.timeout.unsigned_abs()),
         };
+        let Ok(slot) = self.queries.clone().try_acquire_owned() else {
+            let error = format!(
+                "too many queries in flight on this connection (limit {QUERIES_MAX}); wait for one to finish"
+            );
+            return self.reply(seq, &error).await;
+        };
         let mut answers =
             match self.shared.gossip.query(&req.name, payload.as_deref().unwrap_or_default(), params).await {
                 Ok(s) => s,
@@ -85,6 +91,7 @@ impl Conn {
         self.reply(seq, "").await?;
         let (out, cancel, peer) = (self.out.clone(), self.cancel.clone(), self.peer);
         tokio::spawn(async move {
+            let _slot = slot;
             loop {
                 let next = tokio::select! {
                     _ = cancel.cancelled() => return,
@@ -119,8 +126,9 @@ impl Conn {
 
     pub(super) async fn respond(&mut self, seq: u64) -> Result<(), ConnError> {
         let req: p::RespondRequest = self.body(p::RESPOND).await?;
-        let Some(key) = self.pending.get(req.id) else {
-            return self.reply(seq, p::INVALID_QUERY_ID).await;
+        let key = match self.pending.lookup(req.id) {
+            Ok(key) => key,
+            Err(error) => return self.reply(seq, &error).await,
         };
         let payload = req.payload.map(ByteBuf::into_vec).unwrap_or_default();
         let error = match self.shared.gossip.respond(key, &payload).await {
