@@ -16,6 +16,12 @@ pub const MAX_COMPOUND_PARTS: usize = 255;
 pub const UDP_BUFFER_BYTES: usize = 1400;
 /// Nesting of compress/compound we follow before giving up on a packet.
 const MAX_NESTING: usize = 4;
+/// Compound parts and messages one packet may hold in all, however nested: Go sends at most
+/// 255 (one compound). Without a total, nested compounds of empty parts inside a compressed
+/// packet made millions of entries from a few kilobytes.
+pub const MAX_PACKET_PARTS: usize = 1024;
+/// Bytes one packet may inflate to in all: Go compresses at most one UDP payload (< 64 KiB).
+pub const MAX_PACKET_DECOMPRESSED_BYTES: usize = 1024 * 1024;
 const CRC_HEADER_BYTES: usize = 5;
 
 /// Who we are on the wire: label, keys and whether plaintext is refused.
@@ -215,44 +221,76 @@ pub fn decode_packet(buf: &[u8], sec: &Security) -> Result<Vec<Message>, WireErr
         }
         body = &body[CRC_HEADER_BYTES..];
     }
-    let mut out = Vec::new();
-    let mut errors = Vec::new();
-    unpack(body, 0, &mut out, &mut errors);
-    match errors.into_iter().next() {
-        Some(e) if out.is_empty() => Err(e),
-        _ => Ok(out),
+    let mut u = Unpacked {
+        out: Vec::new(),
+        first_error: None,
+        parts_left: MAX_PACKET_PARTS,
+        inflate_left: MAX_PACKET_DECOMPRESSED_BYTES,
+    };
+    unpack(body, 0, &mut u);
+    match u.first_error {
+        Some(e) if u.out.is_empty() => Err(e),
+        _ => Ok(u.out),
     }
 }
 
-/// Go's `handleCommand`: unwraps compound and compress, decodes everything else.
-fn unpack(buf: &[u8], depth: usize, out: &mut Vec<Message>, errors: &mut Vec<WireError>) {
+/// What unpacking one packet found so far, and what it may still spend.
+struct Unpacked {
+    out: Vec<Message>,
+    /// Only the first error is ever reported, so only it is kept.
+    first_error: Option<WireError>,
+    /// Parts (messages, compounds, compress messages) still allowed: [`MAX_PACKET_PARTS`].
+    parts_left: usize,
+    /// Bytes still allowed to inflate: [`MAX_PACKET_DECOMPRESSED_BYTES`].
+    inflate_left: usize,
+}
+
+impl Unpacked {
+    fn error(&mut self, e: WireError) {
+        self.first_error.get_or_insert(e);
+    }
+}
+
+/// Go's `handleCommand`: unwraps compound and compress, decodes everything else, within the
+/// packet's budgets (parts beyond [`MAX_PACKET_PARTS`] are dropped with one error).
+fn unpack(buf: &[u8], depth: usize, u: &mut Unpacked) {
     if depth > MAX_NESTING {
-        errors.push(WireError::TooLarge {
-            context: "compress/compound nesting",
-            len: depth,
-            max: MAX_NESTING,
+        u.error(WireError::TooLarge { context: "compress/compound nesting", len: depth, max: MAX_NESTING });
+        return;
+    }
+    if u.parts_left == 0 {
+        u.error(WireError::TooLarge {
+            context: "messages in one packet",
+            len: MAX_PACKET_PARTS + 1,
+            max: MAX_PACKET_PARTS,
         });
         return;
     }
+    u.parts_left -= 1;
     match buf.first() {
         Some(&t) if t == MessageType::Compound as u8 => match split_compound(&buf[1..]) {
             Ok((parts, truncated)) => {
                 for p in parts {
-                    unpack(p, depth + 1, out, errors);
+                    unpack(p, depth + 1, u);
                 }
                 if let Some(e) = truncated {
-                    errors.push(e);
+                    u.error(e);
                 }
             }
-            Err(e) => errors.push(e),
+            Err(e) => u.error(e),
         },
-        Some(&t) if t == MessageType::Compress as u8 => match lzw::decode_compress_body(&buf[1..]) {
-            Ok(inner) => unpack(&inner, depth + 1, out, errors),
-            Err(e) => errors.push(e),
-        },
+        Some(&t) if t == MessageType::Compress as u8 => {
+            match lzw::decode_compress_body_at_most(&buf[1..], u.inflate_left) {
+                Ok(inner) => {
+                    u.inflate_left -= inner.len();
+                    unpack(&inner, depth + 1, u);
+                }
+                Err(e) => u.error(e),
+            }
+        }
         _ => match Message::decode(buf) {
-            Ok(m) => out.push(m),
-            Err(e) => errors.push(e),
+            Ok(m) => u.out.push(m),
+            Err(e) => u.error(e),
         },
     }
 }

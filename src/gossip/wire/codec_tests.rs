@@ -156,6 +156,72 @@ fn truncated_compound_keeps_complete_parts() {
     assert_eq!(decode_packet(&mixed, &Security::default()).unwrap(), vec![ping(4)]);
 }
 
+/// A compound of `parts` copies of `part` (each under 64 KiB).
+fn compound_of(part: &[u8], parts: u8) -> Vec<u8> {
+    let mut out = vec![MessageType::Compound as u8, parts];
+    for _ in 0..parts {
+        out.extend_from_slice(&(part.len() as u16).to_be_bytes());
+    }
+    for _ in 0..parts {
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+#[test]
+fn a_packet_cannot_multiply_into_millions_of_parts_or_megabytes() {
+    // Proves the per-packet budgets. Before them, this packet of about 32 KiB (nested
+    // compounds of empty parts, compressed) unpacked to 6.5 MB holding 3 million parts, each
+    // kept as an error: 200 MB. Now it may inflate to MAX_PACKET_DECOMPRESSED_BYTES only; within
+    // that, parts stop at MAX_PACKET_PARTS with the first error kept, and valid messages past
+    // the budget are dropped while the first ones are delivered.
+    let empties = compound_of(&compound_of(&[], 255), 127);
+    let bomb = lzw::encode_compress_msg(&compound_of(&empties, 100)).unwrap();
+    assert!(bomb.len() < 64 * 1024, "fits a UDP packet: {} bytes", bomb.len());
+    let err = decode_packet(&bomb, &Security::default()).unwrap_err();
+    let max = codec::MAX_PACKET_DECOMPRESSED_BYTES;
+    assert!(
+        matches!(err, WireError::TooLarge { context: "decompressed payload", max: m, .. } if m == max),
+        "{err}"
+    );
+    let within =
+        lzw::encode_compress_msg(&compound_of(&compound_of(&compound_of(&[], 255), 15), 127)).unwrap();
+    let err = decode_packet(&within, &Security::default()).unwrap_err();
+    assert_eq!(
+        err,
+        WireError::Empty { context: "memberlist message" },
+        "the first error is the one reported"
+    );
+    let pings = compound_of(&compound_of(&ping(7).encode(), 100), 100);
+    let msgs = decode_packet(&lzw::encode_compress_msg(&pings).unwrap(), &Security::default()).unwrap();
+    assert!(msgs.len() < codec::MAX_PACKET_PARTS && msgs.len() > 900, "{} messages", msgs.len());
+    assert!(msgs.iter().all(|m| *m == ping(7)));
+}
+
+#[test]
+fn a_push_pull_may_not_announce_more_states_than_the_limit() {
+    // Proves the node-state count is bounded below Go's 1 Mi: a compressed push/pull of empty
+    // (1-byte) states is small on the wire, but each state costs ~100 bytes decoded.
+    let header = PushPullHeader { nodes: (MAX_PUSH_STATE_NODES + 1) as u32, user_state_len: 0, join: false };
+    let mut body = vec![MessageType::PushPull as u8];
+    body.extend(rmp_serde::to_vec_named(&header).unwrap());
+    body.extend(std::iter::repeat_n(0x80u8, MAX_PUSH_STATE_NODES + 1));
+    let wire = lzw::encode_compress_msg(&body).unwrap();
+    assert!(wire.len() < 16 * 1024, "{} bytes on the wire", wire.len());
+    let err = decode_stream(&wire, &Security::default()).unwrap_err();
+    assert_eq!(
+        err,
+        WireError::TooLarge { context: "push/pull node count", len: MAX_PUSH_STATE_NODES + 1, max: 65_536 }
+    );
+    // At the limit it decodes.
+    let header = PushPullHeader { nodes: 3, user_state_len: 0, join: false };
+    let mut body = vec![MessageType::PushPull as u8];
+    body.extend(rmp_serde::to_vec_named(&header).unwrap());
+    body.extend([0x80u8; 3]);
+    let (msg, _) = decode_stream(&body, &Security::default()).unwrap().unwrap();
+    assert!(matches!(msg, StreamMessage::PushPull { states, .. } if states.len() == 3));
+}
+
 fn stream_messages() -> Vec<StreamMessage> {
     let state = PushNodeState {
         name: "mu1".into(),

@@ -36,6 +36,12 @@ pub fn compress(data: &[u8]) -> Result<Vec<u8>, WireError> {
 /// Inflates Go LZW output; the end code is required and output is capped at
 /// [`MAX_DECOMPRESSED_BYTES`].
 pub fn decompress(data: &[u8]) -> Result<Vec<u8>, WireError> {
+    decompress_at_most(data, MAX_DECOMPRESSED_BYTES)
+}
+
+/// [`decompress`] with a smaller cap (a UDP packet's contents are far smaller than a stream's).
+pub fn decompress_at_most(data: &[u8], max_bytes: usize) -> Result<Vec<u8>, WireError> {
+    let max_bytes = max_bytes.min(MAX_DECOMPRESSED_BYTES);
     let mut decoder = weezl::decode::Decoder::new(BitOrder::Lsb, LIT_WIDTH);
     let mut out = Vec::new();
     let mut chunk = vec![0u8; CHUNK_BYTES];
@@ -44,11 +50,11 @@ pub fn decompress(data: &[u8]) -> Result<Vec<u8>, WireError> {
         let res = decoder.decode_bytes(input, &mut chunk);
         input = &input[res.consumed_in..];
         out.extend_from_slice(&chunk[..res.consumed_out]);
-        if out.len() > MAX_DECOMPRESSED_BYTES {
+        if out.len() > max_bytes {
             return Err(WireError::TooLarge {
                 context: "decompressed payload",
                 len: out.len(),
-                max: MAX_DECOMPRESSED_BYTES,
+                max: max_bytes,
             });
         }
         match res.status {
@@ -85,11 +91,16 @@ pub fn decode_compress_msg(buf: &[u8]) -> Result<Vec<u8>, WireError> {
 
 /// Decodes the msgpack `{Algo, Buf}` after the `[9]` byte and inflates `Buf`.
 pub(crate) fn decode_compress_body(body: &[u8]) -> Result<Vec<u8>, WireError> {
+    decode_compress_body_at_most(body, MAX_DECOMPRESSED_BYTES)
+}
+
+/// [`decode_compress_body`] inflating at most `max_bytes`.
+pub(crate) fn decode_compress_body_at_most(body: &[u8], max_bytes: usize) -> Result<Vec<u8>, WireError> {
     let msg: Compress = msgpack::decode(body, "compress message")?;
     if msg.algo != LZW_ALGO {
         return Err(WireError::UnknownCompression { algo: msg.algo });
     }
-    decompress(&msg.buf)
+    decompress_at_most(&msg.buf, max_bytes)
 }
 
 #[cfg(test)]

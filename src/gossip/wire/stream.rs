@@ -15,8 +15,12 @@ use super::msgpack;
 
 /// Go's `maxPushStateBytes`: largest encrypted stream, user state or user message we accept.
 pub const MAX_PUSH_STATE_BYTES: usize = 20 * 1024 * 1024;
-/// Go's `maxPushStateNodes`.
-pub const MAX_PUSH_STATE_NODES: usize = 1024 * 1024;
+/// Node states one push/pull may carry. Go's `maxPushStateNodes` is 1 Mi; we take 64 Ki,
+/// more members than a Serf cluster reaches in practice. A state decodes into about 100 bytes
+/// of memory even from its 1-byte form (`{}`, every field default), so with Go's count a
+/// compressed push/pull of a few KiB became 200 MB per stream; at 64 Ki it is at most ~14 MB
+/// (times the driver's inbound stream limit).
+pub const MAX_PUSH_STATE_NODES: usize = 64 * 1024;
 /// Largest msgpack length field the incremental scanner believes.
 const MAX_MSGPACK_LEN: usize = lzw::MAX_DECOMPRESSED_BYTES;
 const ENCRYPT_HEADER_BYTES: usize = 5;
