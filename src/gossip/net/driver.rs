@@ -28,6 +28,7 @@ use crate::gossip::wire::{
     decode_packet, encode_packets, encode_tags, Ack, Keyring, PacketOptions, PushPullHeader, Security,
     SerfCoordinate, StreamMessage,
 };
+use crate::logging::throttle::Throttle;
 use crate::membership::{MemberInfo, MemberStatus};
 
 /// Commands queued to the driver at most.
@@ -38,6 +39,12 @@ const INTERNAL_MAX: usize = 1024;
 const EVENTS_MAX: usize = 1024;
 /// One warning per peer address this often when its packets cannot be decoded.
 const DECODE_WARN_EVERY: Duration = Duration::from_secs(10);
+/// Inbound TCP streams (push/pull, TCP pings, user messages) served at once. A peer opens one
+/// per exchange and closes it; more than this at once is a flood, closed on accept.
+pub const STREAMS_IN_MAX: usize = 128;
+/// At most one warning per this long about refused or failed inbound streams (each one is
+/// logged at debug).
+const STREAM_WARN_EVERY: Duration = Duration::from_secs(10);
 /// How long a graceful leave waits for each broadcast to go out, and then to propagate.
 const BROADCAST_TIMEOUT: Duration = Duration::from_secs(5);
 const LEAVE_PROPAGATE_DELAY: Duration = Duration::from_secs(1);
@@ -867,6 +874,8 @@ impl Driver {
     }
 }
 
+/// Accepts inbound streams, at most [`STREAMS_IN_MAX`] at once (more are closed at once);
+/// each must finish within three `deadline`s (read, hand to the driver, answer).
 async fn accept_loop(
     listener: TcpListener,
     tx: mpsc::Sender<Internal>,
@@ -875,6 +884,9 @@ async fn accept_loop(
     deadline: Duration,
     shutdown: CancellationToken,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(STREAMS_IN_MAX));
+    let mut refused = Throttle::new(STREAM_WARN_EVERY);
+    let failed = Arc::new(std::sync::Mutex::new(Throttle::new(STREAM_WARN_EVERY)));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -882,10 +894,30 @@ async fn accept_loop(
         };
         match accepted {
             Ok((conn, from)) => {
-                let (tx, sec, node) = (tx.clone(), sec.get(), node.clone());
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    tracing::debug!(peer.addr = %from, max = STREAMS_IN_MAX, "gossip: too many inbound streams; closing one");
+                    if let Some(held_back) = refused.hit(Instant::now()) {
+                        tracing::warn!(peer.addr = %from, max = STREAMS_IN_MAX, held_back, "gossip: too many inbound streams; closing new ones at once");
+                    }
+                    drop(conn);
+                    continue;
+                };
+                let (tx, sec, node, failed) = (tx.clone(), sec.get(), node.clone(), failed.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = handle_conn(conn, from, tx, sec, node, deadline).await {
-                        tracing::warn!(peer.addr = %from, error = %e, "gossip: stream from peer failed");
+                    let served =
+                        tokio::time::timeout(deadline * 3, handle_conn(conn, from, tx, sec, node, deadline));
+                    let error = match served.await {
+                        Ok(Ok(())) => None,
+                        Ok(Err(e)) => Some(e),
+                        Err(_) => Some(GossipError::Timeout { what: "serving an inbound stream" }),
+                    };
+                    drop(slot);
+                    if let Some(e) = error {
+                        tracing::debug!(peer.addr = %from, error = %e, "gossip: stream from peer failed");
+                        let warn = failed.lock().unwrap_or_else(|p| p.into_inner()).hit(Instant::now());
+                        if let Some(held_back) = warn {
+                            tracing::warn!(peer.addr = %from, error = %e, held_back, "gossip: stream from peer failed");
+                        }
                     }
                 });
             }

@@ -1,5 +1,13 @@
 //! TCP streams for memberlist: push/pull exchanges, the fallback ping, reading one framed
 //! message with a deadline. Thin I/O around `gossip::wire`.
+//!
+//! Reading is bounded in bytes ([`STREAM_BYTES_MAX`]), in time (the caller's deadline) and in
+//! work: the wire decoder parses a message from its start every time it is asked, so asking
+//! after every read of a large message trickled in small pieces is quadratic. A decode is
+//! tried when the buffer has grown by half since the last try, or when the peer pauses
+//! ([`DECODE_PAUSE`], doubling after each pause that did not complete a message): a peer that
+//! sent its whole message and waits for the answer is served after one short pause, and one
+//! stream costs a few dozen decodes at most.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,6 +21,41 @@ use crate::gossip::wire::{decode_stream, encode_stream, Ping, PushNodeState, Sec
 
 /// Largest stream message we accept (a push/pull of thousands of members fits easily).
 const STREAM_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// How long the peer must pause before a buffer that has not grown by half is decoded.
+const DECODE_PAUSE: Duration = Duration::from_millis(10);
+
+/// When [`read_message`] decodes: the pure part of the schedule described in the module doc.
+#[derive(Debug)]
+struct DecodeSchedule {
+    /// Buffer length at the last decode that found the message incomplete (0: none yet).
+    tried_len: usize,
+    /// The pause that makes the next decode due.
+    pause: Duration,
+}
+
+impl DecodeSchedule {
+    fn new() -> DecodeSchedule {
+        DecodeSchedule { tried_len: 0, pause: DECODE_PAUSE }
+    }
+
+    /// Whether `len` buffered bytes are worth a decode without waiting for a pause.
+    fn due(&self, len: usize) -> bool {
+        len > 0 && (self.tried_len == 0 || len >= self.tried_len + self.tried_len / 2)
+    }
+
+    /// Whether bytes arrived since the last decode (so a pause makes one due).
+    fn untried(&self, len: usize) -> bool {
+        len > self.tried_len
+    }
+
+    /// A decode at `len` found the message incomplete; `paused` when a pause triggered it.
+    fn incomplete(&mut self, len: usize, paused: bool) {
+        self.tried_len = len;
+        if paused {
+            self.pause = self.pause.saturating_mul(2);
+        }
+    }
+}
 
 /// Reads exactly one framed message, or fails at the deadline.
 pub async fn read_message(
@@ -23,14 +66,33 @@ pub async fn read_message(
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let read = async {
         let mut chunk = [0u8; 8192];
+        let mut schedule = DecodeSchedule::new();
+        let mut paused = false;
         loop {
-            if !buf.is_empty() {
+            if schedule.due(buf.len()) || (paused && schedule.untried(buf.len())) {
                 if let Some((msg, _used)) = decode_stream(&buf, sec).map_err(GossipError::Wire)? {
                     return Ok(msg);
                 }
+                schedule.incomplete(buf.len(), paused);
             }
-            let n = conn.read(&mut chunk).await.map_err(GossipError::Io)?;
+            let n = if schedule.untried(buf.len()) {
+                match timeout(schedule.pause, conn.read(&mut chunk)).await {
+                    Ok(r) => r.map_err(GossipError::Io)?,
+                    Err(_) => {
+                        paused = true;
+                        continue;
+                    }
+                }
+            } else {
+                conn.read(&mut chunk).await.map_err(GossipError::Io)?
+            };
+            paused = false;
             if n == 0 {
+                if schedule.untried(buf.len()) {
+                    if let Some((msg, _used)) = decode_stream(&buf, sec).map_err(GossipError::Wire)? {
+                        return Ok(msg);
+                    }
+                }
                 return Err(GossipError::StreamClosed { bytes: buf.len() });
             }
             buf.extend_from_slice(&chunk[..n]);
@@ -99,5 +161,68 @@ pub async fn tcp_ping(
     match read_message(&mut conn, sec, deadline).await? {
         StreamMessage::Ack(a) => Ok(a.seq_no == seq),
         _ => Ok(false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_are_geometric_in_size_and_pauses_double() {
+        // Proves the schedule: the first bytes are decoded at once; after an incomplete
+        // decode the next is due only at 1.5× the size or after a pause, and each pause that
+        // did not complete the message doubles the next one; without new bytes a pause
+        // triggers nothing. A 16 MiB message read 8 KiB at a time is decoded about 20 times,
+        // not 2048.
+        let mut s = DecodeSchedule::new();
+        assert!(!s.due(0) && s.due(10));
+        s.incomplete(1000, false);
+        assert!(!s.due(1499) && s.due(1500));
+        assert!(!s.untried(1000) && s.untried(1001));
+        s.incomplete(1200, true);
+        assert_eq!(s.pause, DECODE_PAUSE * 2);
+        let mut s = DecodeSchedule::new();
+        let (mut len, mut decodes) = (0usize, 0);
+        while len < STREAM_BYTES_MAX {
+            len += 8192;
+            if s.due(len) {
+                decodes += 1;
+                s.incomplete(len, false);
+            }
+        }
+        assert!(decodes < 30, "{decodes} decodes");
+    }
+
+    #[tokio::test]
+    async fn a_message_split_across_reads_is_read_after_one_pause() {
+        // Proves a peer that sends its message in pieces and then waits for the answer is
+        // served (the last piece is decoded after a pause), and a peer that closes mid-message
+        // gets the closed-stream error.
+        use crate::gossip::wire::Ack;
+        let sec = Security::default();
+        let msg = StreamMessage::Ack(Ack { seq_no: 7, payload: vec![1; 3000] });
+        let bytes = encode_stream(&msg, false, &sec).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (first, rest) = bytes.split_at(100);
+        let (first, rest, head) = (first.to_vec(), rest.to_vec(), bytes[..2].to_vec());
+        let writer = tokio::spawn(async move {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            c.write_all(&first).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            c.write_all(&rest).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(2)).await; // waits for an answer
+            drop(c);
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            c.write_all(&head).await.unwrap();
+        });
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let got = read_message(&mut conn, &sec, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(got, msg);
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let err = read_message(&mut conn, &sec, Duration::from_secs(5)).await.unwrap_err();
+        assert!(matches!(err, GossipError::StreamClosed { bytes: 2 }), "{err}");
+        writer.await.unwrap();
     }
 }
