@@ -25,6 +25,9 @@ use crate::logging::tee::LogTee;
 #[path = "monitor_tests.rs"]
 mod monitor;
 
+#[path = "limits_tests.rs"]
+mod limits;
+
 const WAIT: Duration = Duration::from_secs(5);
 
 struct Node {
@@ -42,6 +45,11 @@ impl Drop for Node {
 }
 
 async fn node(auth_key: Option<&str>) -> Node {
+    node_at_most(auth_key, CONNECTIONS_MAX).await
+}
+
+/// A node serving at most `connections_max` RPC clients at once.
+async fn node_at_most(auth_key: Option<&str>, connections_max: usize) -> Node {
     let stop = CancellationToken::new();
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let cfg = GossipConfig {
@@ -74,7 +82,7 @@ async fn node(auth_key: Option<&str>) -> Node {
         event_handlers: BTreeMap::new(),
         logs: logs.clone(),
     };
-    tokio::spawn(serve(listener, cfg, gossip.clone(), stop.clone()));
+    tokio::spawn(serve_at_most(listener, cfg, gossip.clone(), stop.clone(), connections_max));
     let mut members = gossip.members();
     tokio::time::timeout(WAIT, members.wait_for(|m| m.iter().any(|m| m.name == "m1")))
         .await
