@@ -264,6 +264,9 @@ impl Cluster {
                         "lan".into(),
                         "--encrypt".into(),
                         key.clone(),
+                        // Every bench client shares 127.0.0.1 and etcd has no per-client limit.
+                        "--write-rate".into(),
+                        "0".into(),
                         "--data-dir".into(),
                         dir.path().join(format!("m{i}")).display().to_string(),
                     ];

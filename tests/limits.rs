@@ -364,3 +364,29 @@ fn gossip_closes_streams_over_its_limit_and_keeps_gossiping() {
     });
     still_serves(&a, "a gossip stream flood");
 }
+
+#[test]
+fn writes_over_a_clients_rate_get_429_and_resource_exhausted() {
+    // Proves the per-client write limit on the real node: with 1 write/s and a burst of 2, the
+    // third quick REST write gets 429 with Retry-After and the limit in the JSON error, a gRPC
+    // write RESOURCE_EXHAUSTED, reads pass meanwhile, and writes pass again a second later.
+    let m = node("rate", &["--profile", "local", "--write-rate", "1", "--write-burst", "2"]);
+    let svc =
+        |n: u32| json!({"name": format!("r{n}"), "type": "http", "host": "10.0.0.1", "port": 80}).to_string();
+    let codes: Vec<u16> =
+        (0..3).map(|n| curl(&m, "POST", "/api/v1/services/register", Some(&svc(n))).0).collect();
+    assert_eq!(codes[..2], [201, 201], "{codes:?}");
+    let (status, head, body) = curl(&m, "POST", "/api/v1/services/register", Some(&svc(9)));
+    assert_eq!(status, 429, "{head} {body}");
+    assert!(head.to_ascii_lowercase().contains("retry-after: 1"), "{head}");
+    assert_eq!(body["error"], "rate limited", "{body}");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(detail.starts_with("write rate limit: 1/s per client (burst 2); retry in"), "{body}");
+    let (status, _, _) = curl(&m, "GET", "/api/v1/services", None);
+    assert_eq!(status, 200, "reads are not limited");
+    let child = grpcurl_start(&m, "muster.registry.v1.Registry/Register", &svc(10), 10);
+    let out = grpcurl_output(child);
+    assert!(out.contains("ResourceExhausted") && out.contains("write rate limit"), "{out}");
+    std::thread::sleep(Duration::from_millis(2_100));
+    still_serves(&m, "the rate limit");
+}

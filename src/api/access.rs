@@ -8,7 +8,9 @@
 //!   `?token=`, since browsers cannot set its headers).
 //!
 //! Missing and unknown tokens answer 401 / UNAUTHENTICATED, a token of too small a scope 403 /
-//! PERMISSION_DENIED; each message says what was expected. Secrets are never logged.
+//! PERMISSION_DENIED; each message says what was expected. Secrets are never logged. Writes
+//! (write and operator calls) then pass the per-client rate limit: the client is the token
+//! when there is one, else the peer's IP; over it, 429 with Retry-After / RESOURCE_EXHAUSTED.
 
 use std::sync::Arc;
 
@@ -17,7 +19,9 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use super::limits::ClientKey;
 use super::listen::{error_response, is_grpc, Peer};
+use super::ratelimit::{Limited, WriteLimiter};
 use crate::tokens::{bearer, Denied, Scope, SharedTokens};
 
 /// What a call needs.
@@ -85,6 +89,9 @@ pub struct Access {
     pub tokens: Option<Arc<SharedTokens>>,
     /// With TLS: the cluster whose node certificate node-to-node calls must show.
     pub node_cluster: Option<String>,
+    /// Per-client write rate for `write` and `operator` calls; the client is the token's name
+    /// when a token was checked, else the peer's IP. None: unlimited.
+    pub writes: Option<Arc<WriteLimiter>>,
 }
 
 impl Access {
@@ -121,6 +128,14 @@ fn denial(grpc: bool, denied: &Denied) -> Response {
     response
 }
 
+/// A write over its client's rate: `429` with `Retry-After` (REST) or `RESOURCE_EXHAUSTED`.
+fn rate_limited(grpc: bool, limited: &Limited) -> Response {
+    if grpc {
+        return super::grpc::errors::rate_limited(limited).into_http();
+    }
+    axum::response::IntoResponse::into_response(super::rest::RestError::RateLimited(limited.clone()))
+}
+
 /// The middleware: lets a request through or answers it with why not.
 pub async fn authorize(State(access): State<Arc<Access>>, req: Request, next: Next) -> Response {
     let need = classify(req.method(), req.uri().path());
@@ -150,11 +165,24 @@ pub async fn authorize(State(access): State<Arc<Access>>, req: Request, next: Ne
             }
         }
         Need::Scope(scope) => {
+            let mut client = None;
             if let Some(tokens) = &access.tokens {
                 let secret = presented(&req);
-                if let Err(denied) = tokens.current().check(secret.as_deref(), scope) {
-                    tracing::debug!(http.path = %req.uri().path(), reason = %denied, "api: call denied");
-                    return denial(grpc, &denied);
+                match tokens.current().check(secret.as_deref(), scope) {
+                    Ok(token) => client = Some(format!("token:{}", token.name)),
+                    Err(denied) => {
+                        tracing::debug!(http.path = %req.uri().path(), reason = %denied, "api: call denied");
+                        return denial(grpc, &denied);
+                    }
+                }
+            }
+            if let (Some(writes), true) = (&access.writes, scope >= Scope::Write) {
+                let client = client.unwrap_or_else(|| {
+                    ClientKey::from_extensions(req.extensions(), None).as_str().to_string()
+                });
+                if let Err(limited) = writes.check(&client, std::time::Instant::now()) {
+                    tracing::debug!(http.path = %req.uri().path(), client = %client, "api: write over the rate limit");
+                    return rate_limited(grpc, &limited);
                 }
             }
         }

@@ -202,6 +202,7 @@ pub async fn run(config: Config, logs: LogTee) -> anyhow::Result<()> {
         access: Arc::new(api::access::Access {
             tokens: tokens.clone(),
             node_cluster: tls.as_ref().map(|t| t.cluster().to_string()),
+            writes: Some(api_limits.writes.clone()),
         }),
     };
     let api_task = tracker.spawn(api::serve_with(listener, state, grpc, serve, api_shutdown.clone()));
