@@ -138,8 +138,32 @@ fn rate_limited(grpc: bool, limited: &Limited) -> Response {
 
 /// The middleware: lets a request through or answers it with why not.
 pub async fn authorize(State(access): State<Arc<Access>>, req: Request, next: Next) -> Response {
+    match check(&access, &req) {
+        Ok(()) => next.run(req).await,
+        Err(refusal) => {
+            if !is_grpc(&req) {
+                drain(req).await;
+            }
+            refusal
+        }
+    }
+}
+
+/// The most of a refused request's body read before answering, and how long that may take.
+const DRAIN_BYTES_MAX: usize = super::rest::BODY_BYTES_MAX;
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads (and drops) a refused HTTP request's body, bounded, so that an HTTP/2 client sees
+/// the answer and a clean end of the stream rather than a reset while it is still sending.
+async fn drain(req: Request) {
+    let body = axum::body::to_bytes(req.into_body(), DRAIN_BYTES_MAX);
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, body).await;
+}
+
+/// Lets a request through, or answers it with why not.
+fn check(access: &Access, req: &Request) -> Result<(), Response> {
     let need = classify(req.method(), req.uri().path());
-    let grpc = is_grpc(&req);
+    let grpc = is_grpc(req);
     match need {
         Need::Open => {}
         Need::Node => {
@@ -155,24 +179,24 @@ pub async fn authorize(State(access): State<Arc<Access>>, req: Request, next: Ne
                         "raft and forwarding calls need a node certificate of cluster '{cluster}' \
                          (server.{cluster}.muster); this connection showed {shown}"
                     );
-                    return error_response(
+                    return Err(error_response(
                         grpc,
                         tonic::Code::PermissionDenied,
                         StatusCode::FORBIDDEN,
                         message,
-                    );
+                    ));
                 }
             }
         }
         Need::Scope(scope) => {
             let mut client = None;
             if let Some(tokens) = &access.tokens {
-                let secret = presented(&req);
+                let secret = presented(req);
                 match tokens.current().check(secret.as_deref(), scope) {
                     Ok(token) => client = Some(format!("token:{}", token.name)),
                     Err(denied) => {
                         tracing::debug!(http.path = %req.uri().path(), reason = %denied, "api: call denied");
-                        return denial(grpc, &denied);
+                        return Err(denial(grpc, &denied));
                     }
                 }
             }
@@ -182,12 +206,12 @@ pub async fn authorize(State(access): State<Arc<Access>>, req: Request, next: Ne
                 });
                 if let Err(limited) = writes.check(&client, std::time::Instant::now()) {
                     tracing::debug!(http.path = %req.uri().path(), client = %client, "api: write over the rate limit");
-                    return rate_limited(grpc, &limited);
+                    return Err(rate_limited(grpc, &limited));
                 }
             }
         }
     }
-    next.run(req).await
+    Ok(())
 }
 
 #[cfg(test)]
