@@ -156,23 +156,7 @@ impl Ws {
 
     /// The next frame: (opcode, payload).
     fn frame(&mut self) -> (u8, Vec<u8>) {
-        let mut h = [0u8; 2];
-        self.stream.read_exact(&mut h).expect("a frame from the server");
-        let len = match h[1] & 0x7f {
-            126 => {
-                let mut l = [0u8; 2];
-                self.stream.read_exact(&mut l).unwrap();
-                u64::from(u16::from_be_bytes(l))
-            }
-            127 => {
-                let mut l = [0u8; 8];
-                self.stream.read_exact(&mut l).unwrap();
-                u64::from_be_bytes(l)
-            }
-            n => u64::from(n),
-        };
-        let mut payload = vec![0u8; usize::try_from(len).unwrap()];
-        self.stream.read_exact(&mut payload).unwrap();
+        let (h, payload) = read_ws_frame(&mut self.stream);
         (h[0] & 0x0f, payload)
     }
 

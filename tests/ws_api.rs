@@ -104,25 +104,9 @@ impl Ws {
     fn frame(&mut self, deadline: Instant) -> (u8, Vec<u8>) {
         let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
         self.stream.set_read_timeout(Some(left)).unwrap();
-        let mut h = [0u8; 2];
-        self.stream.read_exact(&mut h).expect("a frame before the deadline");
+        let (h, payload) = common::read_ws_frame(&mut self.stream);
         assert_eq!(h[0] & 0x80, 0x80, "the server sends unfragmented frames");
         assert_eq!(h[1] & 0x80, 0, "server frames are unmasked");
-        let len = match h[1] & 0x7f {
-            126 => {
-                let mut l = [0u8; 2];
-                self.stream.read_exact(&mut l).unwrap();
-                u64::from(u16::from_be_bytes(l))
-            }
-            127 => {
-                let mut l = [0u8; 8];
-                self.stream.read_exact(&mut l).unwrap();
-                u64::from_be_bytes(l)
-            }
-            n => u64::from(n),
-        };
-        let mut payload = vec![0u8; usize::try_from(len).unwrap()];
-        self.stream.read_exact(&mut payload).unwrap();
         (h[0] & 0x0f, payload)
     }
 

@@ -144,7 +144,7 @@ pub async fn authorize(State(access): State<Arc<Access>>, req: Request, next: Ne
             if !is_grpc(&req) {
                 drain(req).await;
             }
-            refusal
+            *refusal
         }
     }
 }
@@ -161,7 +161,7 @@ async fn drain(req: Request) {
 }
 
 /// Lets a request through, or answers it with why not.
-fn check(access: &Access, req: &Request) -> Result<(), Response> {
+fn check(access: &Access, req: &Request) -> Result<(), Box<Response>> {
     let need = classify(req.method(), req.uri().path());
     let grpc = is_grpc(req);
     match need {
@@ -179,12 +179,12 @@ fn check(access: &Access, req: &Request) -> Result<(), Response> {
                         "raft and forwarding calls need a node certificate of cluster '{cluster}' \
                          (server.{cluster}.muster); this connection showed {shown}"
                     );
-                    return Err(error_response(
+                    return Err(Box::new(error_response(
                         grpc,
                         tonic::Code::PermissionDenied,
                         StatusCode::FORBIDDEN,
                         message,
-                    ));
+                    )));
                 }
             }
         }
@@ -196,7 +196,7 @@ fn check(access: &Access, req: &Request) -> Result<(), Response> {
                     Ok(token) => client = Some(format!("token:{}", token.name)),
                     Err(denied) => {
                         tracing::debug!(http.path = %req.uri().path(), reason = %denied, "api: call denied");
-                        return Err(denial(grpc, &denied));
+                        return Err(Box::new(denial(grpc, &denied)));
                     }
                 }
             }
@@ -206,7 +206,7 @@ fn check(access: &Access, req: &Request) -> Result<(), Response> {
                 });
                 if let Err(limited) = writes.check(&client, std::time::Instant::now()) {
                     tracing::debug!(http.path = %req.uri().path(), client = %client, "api: write over the rate limit");
-                    return Err(rate_limited(grpc, &limited));
+                    return Err(Box::new(rate_limited(grpc, &limited)));
                 }
             }
         }

@@ -293,3 +293,26 @@ pub fn handler_script(dir: &Path, out: &Path) -> PathBuf {
     let _ = Command::new("chmod").arg("+x").arg(&p).status();
     p
 }
+
+/// Reads one WebSocket frame from a server (RFC 6455: unmasked): its two header bytes and its
+/// payload.
+pub fn read_ws_frame(stream: &mut impl std::io::Read) -> ([u8; 2], Vec<u8>) {
+    let mut h = [0u8; 2];
+    stream.read_exact(&mut h).expect("a frame from the server");
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut l = [0u8; 2];
+            stream.read_exact(&mut l).unwrap();
+            u64::from(u16::from_be_bytes(l))
+        }
+        127 => {
+            let mut l = [0u8; 8];
+            stream.read_exact(&mut l).unwrap();
+            u64::from_be_bytes(l)
+        }
+        n => u64::from(n),
+    };
+    let mut payload = vec![0u8; usize::try_from(len).unwrap()];
+    stream.read_exact(&mut payload).unwrap();
+    (h, payload)
+}
