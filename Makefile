@@ -5,7 +5,7 @@ CARGO ?= cargo
 # Integration tests start real processes; two at a time suits a 2-core machine.
 TEST_THREADS ?= 2
 
-.PHONY: run test unit interop bench lint fmt deps build release clean cluster-test jepsen \
+.PHONY: run test unit interop bench fuzz lint fmt deps build release clean cluster-test jepsen \
 	install deploy undeploy status monitor start-mdns start-serf start-tailscale logs ps \
 	test-discovery test-integration emergency-stop check-serf-join
 
@@ -78,6 +78,16 @@ bench: deps release
 	BENCH_ETCD=1 scripts/deps.sh
 	$(CARGO) bench --bench vs_etcd
 	$(CARGO) bench --bench log_tee
+
+## fuzz: the cargo-fuzz targets in fuzz/ (gossip_packet, gossip_stream, serf_rpc, rest_json,
+## raft_rpc), one after the other, FUZZ_TIME seconds each (600), one worker, -rss_limit_mb=2048,
+## -timeout=10; prints target, seconds, execs and crashes, and fails naming the saved input
+## (fuzz/artifacts/<target>/) when one crashed, hung or ran out of memory. Installs cargo-fuzz
+## when missing. A subset: make fuzz FUZZ_TARGETS=serf_rpc,rest_json
+FUZZ_TIME ?= 600
+FUZZ_TARGETS ?=
+fuzz:
+	FUZZ_TIME="$(FUZZ_TIME)" FUZZ_TARGETS="$(FUZZ_TARGETS)" fuzz/run.sh
 
 ## lint: formatting and clippy with warnings as errors
 lint:
