@@ -22,9 +22,9 @@ use muster::gossip::wire::{
 use muster::registry::{Command, NewService, Registry, Revision, ServiceId, ServicePatch, Status};
 use muster::serf_rpc::encode_request;
 use muster::serf_rpc::proto as p;
+use openraft::entry::RaftEntry;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, TransferLeaderRequest, VoteRequest};
 use openraft::testing::{blank_ent, log_id, membership_ent};
-use openraft::entry::RaftEntry;
 use prost::Message as _;
 use serde::Serialize;
 use serde_bytes::ByteBuf;
