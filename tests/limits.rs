@@ -126,19 +126,7 @@ impl Ws {
     fn connect(addr: SocketAddr, path: &str) -> Result<Ws, String> {
         let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
         stream.set_read_timeout(Some(ANSWER)).unwrap();
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
-        stream.write_all(req.as_bytes()).unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            stream.read_exact(&mut byte).expect("the upgrade response");
-            head.push(byte[0]);
-            assert!(head.len() < 8192, "response head too long");
-        }
-        let head = String::from_utf8_lossy(&head).into_owned();
+        let head = ws_handshake(&mut stream, addr, path);
         if head.starts_with("HTTP/1.1 101") {
             return Ok(Ws { stream });
         }

@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -81,19 +81,7 @@ impl Ws {
 
     fn upgrade(mut stream: TcpStream, addr: SocketAddr, path: &str) -> Ws {
         stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
-        stream.write_all(req.as_bytes()).unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            stream.read_exact(&mut byte).expect("the upgrade response");
-            head.push(byte[0]);
-            assert!(head.len() < 8192, "response head too long");
-        }
-        let head = String::from_utf8_lossy(&head);
+        let head = common::ws_handshake(&mut stream, addr, path);
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
         // The RFC 6455 example key's accept value.
         assert!(head.to_ascii_lowercase().contains("s3pplmbitxaq9kygzzhzrbk+xoo="), "{head}");

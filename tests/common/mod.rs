@@ -316,3 +316,22 @@ pub fn read_ws_frame(stream: &mut impl std::io::Read) -> ([u8; 2], Vec<u8>) {
     stream.read_exact(&mut payload).unwrap();
     (h, payload)
 }
+
+/// Sends a WebSocket upgrade request for `path` (RFC 6455's example key) and reads the
+/// response head, up to and including the blank line.
+pub fn ws_handshake(stream: &mut std::net::TcpStream, addr: SocketAddr, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(req.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).expect("the upgrade response");
+        head.push(byte[0]);
+        assert!(head.len() < 8192, "response head too long");
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
