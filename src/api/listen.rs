@@ -11,7 +11,6 @@
 //!   `ConnectInfo<SocketAddr>`.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +28,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::codegen::Service as _;
 
+use crate::logging::throttle::Throttle;
 use crate::tls::live::{LiveTls, PeerCert};
+
+/// At most one warning per this long about refused connections (with how many were held back).
+const REFUSED_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Open API connections allowed by default.
 pub const CONNECTIONS_MAX: usize = 4096;
@@ -111,17 +114,6 @@ pub fn error_response(grpc: bool, code: tonic::Code, http: StatusCode, message: 
     }
 }
 
-/// Counts events and says when to log: the first, then every 1000th.
-#[derive(Default)]
-struct Throttle(AtomicU64);
-
-impl Throttle {
-    fn tick(&self) -> Option<u64> {
-        let n = self.0.fetch_add(1, Ordering::Relaxed) + 1;
-        (n == 1 || n % 1000 == 0).then_some(n)
-    }
-}
-
 /// Serves `app` on `listener` until `shutdown` is cancelled; then stops accepting, asks every
 /// connection to finish its requests, and waits for them (the caller bounds that wait).
 pub async fn serve(
@@ -132,7 +124,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(opts.connections_max));
     let refusals = Arc::new(Semaphore::new(REFUSALS_MAX));
-    let over_limit = Arc::new(Throttle::default());
+    let mut over_limit = Throttle::new(REFUSED_WARN_EVERY);
     let conns = TaskTracker::new();
     loop {
         let (tcp, addr) = tokio::select! {
@@ -151,8 +143,8 @@ pub async fn serve(
             tracing::debug!(error = %e, "api: cannot set TCP_NODELAY on a connection");
         }
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            if let Some(n) = over_limit.tick() {
-                tracing::warn!(peer.addr = %addr, max = opts.connections_max, refused = n,
+            if let Some(held_back) = over_limit.hit(std::time::Instant::now()) {
+                tracing::warn!(peer.addr = %addr, max = opts.connections_max, held_back,
                     "api: too many connections; refusing");
             }
             if let Ok(r) = Arc::clone(&refusals).try_acquire_owned() {
