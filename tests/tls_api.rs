@@ -202,6 +202,17 @@ fn raft_and_the_api_need_the_cluster_ca() {
     drop((c, d, e));
 }
 
+/// `base`, then `-H "authorization: Bearer TOKEN"` when there is a token, then `tail`: the
+/// arguments of a grpcurl or curl call with or without a token.
+fn with_bearer(base: &[&str], token: Option<&str>, tail: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+    if let Some(t) = token {
+        args.extend(["-H".to_string(), format!("authorization: Bearer {t}")]);
+    }
+    args.extend(tail.iter().map(|s| s.to_string()));
+    args
+}
+
 fn write_tokens(path: &Path, lines: &str) {
     std::fs::write(path, lines).unwrap();
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
@@ -252,13 +263,8 @@ fn client_certificates_and_token_scopes_on_every_api() {
     // gRPC scopes.
     let register = r#"{"name":"tok-svc","type":"http","host":"10.0.0.9","port":8080}"#;
     let reg = |auth: Option<&str>| {
-        let h = auth.map(|t| format!("authorization: Bearer {t}"));
-        let mut args: Vec<&str> = tls.to_vec();
-        if let Some(h) = &h {
-            args.extend(["-H", h.as_str()]);
-        }
-        args.extend(["-d", register, addr.as_str(), "muster.registry.v1.Registry/Register"]);
-        grpcurl(&args)
+        let args = with_bearer(&tls, auth, &["-d", register, &addr, "muster.registry.v1.Registry/Register"]);
+        grpcurl(&args.iter().map(String::as_str).collect::<Vec<_>>())
     };
     let (ok, text) = reg(None);
     assert!(
@@ -304,16 +310,10 @@ fn client_certificates_and_token_scopes_on_every_api() {
     let rest = ["--cacert", ca.as_str(), "--cert", cli_cert.as_str(), "--key", cli_key.as_str()];
     let body = r#"{"name":"rest-svc","type":"http","host":"10.0.0.8","port":81}"#;
     let post = |auth: Option<&str>| {
-        let h = auth.map(|t| format!("Authorization: Bearer {t}"));
-        let mut args: Vec<&str> = rest.to_vec();
-        if let Some(h) = &h {
-            args.extend(["-H", h.as_str()]);
-        }
         let u = url("/api/v1/services/register");
-        args.extend(["-w", " %{http_code}", "-H", "content-type: application/json", "-d", body]);
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).chain([u]).collect();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        curl(&args)
+        let tail = ["-w", " %{http_code}", "-H", "content-type: application/json", "-d", body, &u];
+        let args = with_bearer(&rest, auth, &tail);
+        curl(&args.iter().map(String::as_str).collect::<Vec<_>>())
     };
     let out = post(None);
     assert!(out.ends_with(" 401") && out.contains("needs a token with scope write"), "{out}");
