@@ -14,6 +14,7 @@ pub mod discovery;
 pub mod event_handlers;
 pub mod go_regexp;
 pub mod gossip;
+pub mod health;
 pub mod logging;
 pub mod membership;
 pub mod node;

@@ -188,12 +188,22 @@ pub struct DetailArgs {
     /// The service's own version (for update: an empty value clears it).
     #[arg(long = "service-version", value_name = "V")]
     pub service_version: Option<String>,
-    /// http(s) URL to check for health (for update: an empty value clears it).
+    /// What to check for health: an http(s) URL (2xx passes) or tcp://HOST:PORT (for update: an
+    /// empty value clears it).
     #[arg(long, value_name = "URL")]
     pub health_check_url: Option<String>,
-    /// Seconds between health checks (node default: 60).
+    /// Seconds between health checks (default: 60).
     #[arg(long, value_name = "S")]
     pub health_check_interval: Option<u32>,
+    /// Seconds a check may take before it fails (default: 5).
+    #[arg(long, value_name = "S")]
+    pub health_check_timeout: Option<u32>,
+    /// Failed checks in a row before the service turns unhealthy (default: 3).
+    #[arg(long, value_name = "N")]
+    pub unhealthy_threshold: Option<u32>,
+    /// Passed checks in a row before an unhealthy service turns active (default: 2).
+    #[arg(long, value_name = "N")]
+    pub healthy_threshold: Option<u32>,
 }
 
 /// `muster services update` flags: each one given replaces that field; the rest are kept.
@@ -259,6 +269,9 @@ impl UpdateArgs {
             status,
             health_check_url: self.detail.health_check_url.clone(),
             health_check_interval_seconds: self.detail.health_check_interval,
+            health_check_timeout_seconds: self.detail.health_check_timeout,
+            health_check_unhealthy_threshold: self.detail.unhealthy_threshold,
+            health_check_healthy_threshold: self.detail.healthy_threshold,
             mdns_service_type: None,
             mdns_txt_records: None,
             description: self.detail.description.clone(),
@@ -326,6 +339,9 @@ pub async fn run(args: &ServicesArgs) -> anyhow::Result<()> {
                 ttl_seconds: r.ttl,
                 health_check_url: r.detail.health_check_url.clone(),
                 health_check_interval_seconds: r.detail.health_check_interval,
+                health_check_timeout_seconds: r.detail.health_check_timeout,
+                health_check_unhealthy_threshold: r.detail.unhealthy_threshold,
+                health_check_healthy_threshold: r.detail.healthy_threshold,
                 description: r.detail.description.clone(),
                 version: r.detail.service_version.clone(),
                 ..Default::default()
@@ -473,7 +489,8 @@ fn one_service(json: bool, service: Option<&pb::Service>, revision: Option<u64>)
         vec!["UPDATED".into(), service.updated_at.clone()],
         vec!["LAST HEARTBEAT".into(), service.last_heartbeat.clone()],
         vec!["EXPIRES".into(), service.expires_at.clone()],
-        vec!["HEALTH CHECK".into(), opt(&service.health_check_url)],
+        vec!["HEALTH CHECK".into(), health_check(service)],
+        vec!["LAST CHECK".into(), last_check(service.last_health_check.as_ref())],
         vec!["DESCRIPTION".into(), opt(&service.description)],
         vec!["VERSION".into(), opt(&service.version)],
     ];
@@ -481,6 +498,31 @@ fn one_service(json: bool, service: Option<&pb::Service>, revision: Option<u64>)
         rows.push(vec!["REVISION".into(), r.to_string()]);
     }
     print_table(&rows)
+}
+
+/// `http://h/health every 10s (timeout 5s; unhealthy after 3, active after 2)`, or empty.
+fn health_check(s: &pb::Service) -> String {
+    match &s.health_check_url {
+        None => String::new(),
+        Some(url) => format!(
+            "{url} every {}s (timeout {}s; unhealthy after {}, active after {})",
+            s.health_check_interval_seconds,
+            s.health_check_timeout_seconds,
+            s.health_check_unhealthy_threshold,
+            s.health_check_healthy_threshold
+        ),
+    }
+}
+
+/// `2026-12-01T04:10:00.000Z passed in 3 ms (2 in a row)` or `... failed in 5 ms (3 in a row): why`.
+fn last_check(c: Option<&pb::HealthCheck>) -> String {
+    let Some(c) = c else { return String::new() };
+    if c.ok {
+        format!("{} passed in {} ms ({} in a row)", c.at, c.latency_ms, c.consecutive_successes)
+    } else {
+        let why = c.error.as_deref().unwrap_or("");
+        format!("{} failed in {} ms ({} in a row): {why}", c.at, c.latency_ms, c.consecutive_failures)
+    }
 }
 
 const SERVICE_HEADER: [&str; 7] = ["ID", "NAME", "TYPE", "ADDRESS", "STATUS", "TAGS", "EXPIRES"];
@@ -552,6 +594,18 @@ fn service_json(s: &pb::Service) -> Value {
         "status": status_name(s.status),
         "health_check_url": s.health_check_url,
         "health_check_interval_seconds": s.health_check_interval_seconds,
+        "health_check_timeout_seconds": s.health_check_timeout_seconds,
+        "health_check_unhealthy_threshold": s.health_check_unhealthy_threshold,
+        "health_check_healthy_threshold": s.health_check_healthy_threshold,
+        "last_health_check": s.last_health_check.as_ref().map(|c| json!({
+            "at_ms": c.at_ms,
+            "at": c.at,
+            "ok": c.ok,
+            "latency_ms": c.latency_ms,
+            "error": c.error,
+            "consecutive_failures": c.consecutive_failures,
+            "consecutive_successes": c.consecutive_successes,
+        })),
         "mdns_service_type": s.mdns_service_type,
         "mdns_txt_records": s.mdns_txt_records,
         "description": s.description,

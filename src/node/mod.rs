@@ -141,6 +141,14 @@ pub async fn run(config: Config, logs: LogTee) -> anyhow::Result<()> {
         applied,
     ));
     tracker.spawn(run_lease_keeper(registrar.clone(), api_shutdown.clone()));
+    let check_tls = crate::health::client_tls(config.tls.as_ref().map(|t| t.ca.as_path()))
+        .context("https health checks")?;
+    tracker.spawn(crate::health::run(
+        registrar.clone(),
+        crate::health::Prober::new(check_tls),
+        crate::health::HealthConfig::default(),
+        api_shutdown.clone(),
+    ));
     let supervisor = supervisor::start(&config, &cluster_cfg.api_addr, &consensus, &tracker, &shutdown).await;
     let (members_tx, members_rx) = tokio::sync::watch::channel(gossip.members().borrow().clone());
     let (raft_cluster_tx, raft_cluster_rx) = tokio::sync::watch::channel(Default::default());

@@ -6,10 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use super::command::{Applied, Command, Outcome};
+use super::command::{Applied, CheckResult, Command, Outcome};
 use super::error::RegistryError;
 use super::events::{Event, EventKind, History};
-use super::model::{NewService, Revision, Service, ServiceId, ServicePatch, Status};
+use super::model::{HealthCheck, NewService, Revision, Service, ServiceId, ServicePatch, Status};
 use super::validate;
 
 /// The replicated registry. Compare two with `==`; `snapshot()` gives the same bytes for equal
@@ -63,6 +63,7 @@ impl Registry {
             Command::Renew { ids_with_ttl, now_ms } => self.renew(revision, ids_with_ttl, *now_ms),
             Command::Expire { ids, at_ms } => Ok(self.expire(revision, ids, *at_ms)),
             Command::SetHealth { id, healthy, at_ms } => self.set_health(revision, id, *healthy, *at_ms),
+            Command::HealthChecked { results } => self.health_checked(revision, results),
             Command::Cleanup { at_ms } => Ok(self.cleanup(revision, *at_ms)),
             Command::ExtendLeases { by_ms, now_ms } => self.extend_leases(*by_ms, *now_ms),
         }?;
@@ -91,6 +92,10 @@ impl Registry {
             status: Status::Active,
             health_check_url: new.health_check_url.clone(),
             health_check_interval: new.health_check_interval,
+            health_check_timeout: new.health_check_timeout,
+            health_check_unhealthy_threshold: new.health_check_unhealthy_threshold,
+            health_check_healthy_threshold: new.health_check_healthy_threshold,
+            last_health_check: None,
             mdns_service_type: new.mdns_service_type.clone(),
             mdns_txt_records: new.mdns_txt_records.clone(),
             description: new.description.clone(),
@@ -205,6 +210,35 @@ impl Registry {
         })
     }
 
+    fn health_checked(&mut self, revision: Revision, results: &[CheckResult]) -> Result<Step, RegistryError> {
+        validate::check_results(results).map_err(|reason| RegistryError::InvalidCommand { reason })?;
+        let (mut changed, mut skipped, mut events) = (Vec::new(), Vec::new(), Vec::new());
+        for result in results {
+            let Some(service) = self.services.get_mut(&result.id) else {
+                skipped.push(result.id.clone());
+                continue;
+            };
+            let checked = service.health_check_url.is_some()
+                && matches!(service.status, Status::Active | Status::Unhealthy);
+            let stale = service.last_health_check.as_ref().is_some_and(|last| last.at_ms > result.at_ms);
+            if !checked || stale {
+                skipped.push(result.id.clone());
+                continue;
+            }
+            if record_check(service, result) {
+                events.push(Event {
+                    revision,
+                    kind: EventKind::HealthStatusChanged,
+                    service: service.clone(),
+                });
+                if !changed.contains(&result.id) {
+                    changed.push(result.id.clone());
+                }
+            }
+        }
+        Ok(Step { outcome: Outcome::HealthChecked { changed, skipped }, events })
+    }
+
     fn cleanup(&mut self, revision: Revision, at_ms: u64) -> Step {
         let doomed: Vec<ServiceId> = self
             .services
@@ -233,6 +267,33 @@ impl Registry {
         }
         Ok(Step { outcome: Outcome::LeasesExtended { count }, events: Vec::new() })
     }
+}
+
+/// Records one check on a checked service: the run counters, the last result, and the status
+/// change when a run reaches its threshold. True when the status changed.
+fn record_check(service: &mut Service, result: &CheckResult) -> bool {
+    let (failures, successes) = match &service.last_health_check {
+        Some(last) => (last.consecutive_failures, last.consecutive_successes),
+        None => (0, 0),
+    };
+    let (failures, successes) =
+        if result.ok { (0, successes.saturating_add(1)) } else { (failures.saturating_add(1), 0) };
+    service.last_health_check = Some(HealthCheck {
+        at_ms: result.at_ms,
+        ok: result.ok,
+        latency_ms: result.latency_ms,
+        error: result.error.clone(),
+        consecutive_failures: failures,
+        consecutive_successes: successes,
+    });
+    let next = match service.status {
+        Status::Active if failures >= service.health_check_unhealthy_threshold => Status::Unhealthy,
+        Status::Unhealthy if successes >= service.health_check_healthy_threshold => Status::Active,
+        _ => return false,
+    };
+    service.status = next;
+    service.updated_at_ms = result.at_ms;
+    true
 }
 
 fn not_found(id: &ServiceId) -> RegistryError {
@@ -264,8 +325,20 @@ fn patch_into(service: &mut Service, patch: &ServicePatch) -> Result<(), Registr
     set(&mut service.metadata, &patch.metadata);
     set(&mut service.ttl_seconds, &patch.ttl_seconds);
     set(&mut service.status, &patch.status);
-    set(&mut service.health_check_url, &patch.health_check_url);
+    if let Some(url) = &patch.health_check_url {
+        if *url != service.health_check_url {
+            // A new check starts from nothing; without a check nothing keeps a service unhealthy.
+            service.last_health_check = None;
+            if service.status == Status::Unhealthy {
+                service.status = Status::Active;
+            }
+        }
+        service.health_check_url = url.clone();
+    }
     set(&mut service.health_check_interval, &patch.health_check_interval);
+    set(&mut service.health_check_timeout, &patch.health_check_timeout);
+    set(&mut service.health_check_unhealthy_threshold, &patch.health_check_unhealthy_threshold);
+    set(&mut service.health_check_healthy_threshold, &patch.health_check_healthy_threshold);
     set(&mut service.mdns_service_type, &patch.mdns_service_type);
     set(&mut service.mdns_txt_records, &patch.mdns_txt_records);
     set(&mut service.description, &patch.description);

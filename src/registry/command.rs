@@ -38,6 +38,14 @@ pub enum Command {
     /// passing. Other statuses are left alone.
     SetHealth { id: ServiceId, healthy: bool, at_ms: u64 },
 
+    /// The leader's health check results since its last batch, oldest first. Each result
+    /// updates its service's `last_health_check` and run counters; a run reaching the service's
+    /// threshold turns `active` into `unhealthy` (failures) or back (successes). Results for
+    /// services that are gone, no longer checked (no URL, `inactive`, `expired`), or older than
+    /// the service's last recorded check are skipped. Anti-flap counting lives here, in the log,
+    /// so every node and every later leader agree on it.
+    HealthChecked { results: Vec<CheckResult> },
+
     /// Removes expired services whose lease ended before `at_ms`.
     Cleanup { at_ms: u64 },
 
@@ -60,10 +68,23 @@ impl Command {
             Command::Renew { .. } => "renew",
             Command::Expire { .. } => "expire",
             Command::SetHealth { .. } => "set_health",
+            Command::HealthChecked { .. } => "health_checked",
             Command::Cleanup { .. } => "cleanup",
             Command::ExtendLeases { .. } => "extend_leases",
         }
     }
+}
+
+/// One health check the leader ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub id: ServiceId,
+    /// When the check started (unix ms).
+    pub at_ms: u64,
+    pub ok: bool,
+    pub latency_ms: u32,
+    /// Why it failed; at most `validate::CHECK_ERROR_CHARS_MAX` characters.
+    pub error: Option<String>,
 }
 
 /// The result of a command that was accepted.
@@ -105,6 +126,12 @@ pub enum Outcome {
     HealthSet {
         service: Service,
         changed: bool,
+    },
+    /// Services whose status a check result changed, and results skipped (service gone or no
+    /// longer checked, or a result older than the last one recorded).
+    HealthChecked {
+        changed: Vec<ServiceId>,
+        skipped: Vec<ServiceId>,
     },
     /// Ids removed, in id order.
     CleanedUp {

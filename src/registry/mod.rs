@@ -30,10 +30,10 @@ pub mod validate;
 mod tests;
 
 pub use apply::Registry;
-pub use command::{Applied, Command, Outcome};
+pub use command::{Applied, CheckResult, Command, Outcome};
 pub use error::RegistryError;
 pub use events::{Event, EventKind};
-pub use model::{NewService, Revision, Service, ServiceId, ServicePatch, Status};
+pub use model::{HealthCheck, NewService, Revision, Service, ServiceId, ServicePatch, Status};
 pub use query::{Filter, StatusCounts};
 pub use snapshot::RegistrySnapshot;
 

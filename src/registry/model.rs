@@ -108,6 +108,19 @@ pub struct Service {
     pub health_check_url: Option<String>,
     /// Seconds between health checks (Beacon's name, kept for compatibility).
     pub health_check_interval: u32,
+    /// Seconds one check may take before it counts as failed.
+    #[serde(default = "health_check_timeout_default")]
+    pub health_check_timeout: u32,
+    /// Consecutive failed checks that turn an `active` service `unhealthy`.
+    #[serde(default = "unhealthy_threshold_default")]
+    pub health_check_unhealthy_threshold: u32,
+    /// Consecutive passed checks that turn an `unhealthy` service `active` again.
+    #[serde(default = "healthy_threshold_default")]
+    pub health_check_healthy_threshold: u32,
+    /// The last check's result and the run of equal results it ends; `None` until the first
+    /// check, and again after the check's URL changes.
+    #[serde(default)]
+    pub last_health_check: Option<HealthCheck>,
     pub mdns_service_type: Option<String>,
     pub mdns_txt_records: BTreeMap<String, String>,
     pub description: Option<String>,
@@ -119,11 +132,35 @@ pub struct Service {
     pub expires_at_ms: u64,
 }
 
+/// One health check's result as the registry keeps it: the leader ran the check, the log
+/// carried the result, and every node applied it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    /// When the check started (unix ms, the leader's clock).
+    pub at_ms: u64,
+    pub ok: bool,
+    /// How long it took (to the answer, the refusal or the timeout).
+    pub latency_ms: u32,
+    /// Why it failed (`None` when it passed).
+    pub error: Option<String>,
+    /// Failed checks in a row, this one included (0 when it passed).
+    pub consecutive_failures: u32,
+    /// Passed checks in a row, this one included (0 when it failed).
+    pub consecutive_successes: u32,
+}
+
 pub const PROTOCOL_DEFAULT: &str = "http";
 /// Beacon's default lease: five minutes.
 pub const TTL_SECONDS_DEFAULT: u32 = 300;
 /// Beacon's default health check interval.
 pub const HEALTH_CHECK_INTERVAL_DEFAULT: u32 = 60;
+/// A check that has not answered within this many seconds failed.
+pub const HEALTH_CHECK_TIMEOUT_DEFAULT: u32 = 5;
+/// Three failures in a row before `unhealthy` (Kubernetes' failureThreshold default): one lost
+/// packet does not flap a service.
+pub const UNHEALTHY_THRESHOLD_DEFAULT: u32 = 3;
+/// Two passes in a row before `active` again.
+pub const HEALTHY_THRESHOLD_DEFAULT: u32 = 2;
 
 fn protocol_default() -> String {
     PROTOCOL_DEFAULT.to_owned()
@@ -135,6 +172,18 @@ fn ttl_seconds_default() -> u32 {
 
 fn health_check_interval_default() -> u32 {
     HEALTH_CHECK_INTERVAL_DEFAULT
+}
+
+fn health_check_timeout_default() -> u32 {
+    HEALTH_CHECK_TIMEOUT_DEFAULT
+}
+
+fn unhealthy_threshold_default() -> u32 {
+    UNHEALTHY_THRESHOLD_DEFAULT
+}
+
+fn healthy_threshold_default() -> u32 {
+    HEALTHY_THRESHOLD_DEFAULT
 }
 
 /// What a client sends to register a service (Beacon's `ServiceCreate`, plus the id and the
@@ -163,6 +212,12 @@ pub struct NewService {
     pub health_check_url: Option<String>,
     #[serde(default = "health_check_interval_default")]
     pub health_check_interval: u32,
+    #[serde(default = "health_check_timeout_default")]
+    pub health_check_timeout: u32,
+    #[serde(default = "unhealthy_threshold_default")]
+    pub health_check_unhealthy_threshold: u32,
+    #[serde(default = "healthy_threshold_default")]
+    pub health_check_healthy_threshold: u32,
     #[serde(default)]
     pub mdns_service_type: Option<String>,
     #[serde(default)]
@@ -194,6 +249,9 @@ impl NewService {
             ttl_seconds: TTL_SECONDS_DEFAULT,
             health_check_url: None,
             health_check_interval: HEALTH_CHECK_INTERVAL_DEFAULT,
+            health_check_timeout: HEALTH_CHECK_TIMEOUT_DEFAULT,
+            health_check_unhealthy_threshold: UNHEALTHY_THRESHOLD_DEFAULT,
+            health_check_healthy_threshold: HEALTHY_THRESHOLD_DEFAULT,
             mdns_service_type: None,
             mdns_txt_records: BTreeMap::new(),
             description: None,
@@ -233,6 +291,12 @@ pub struct ServicePatch {
     pub health_check_url: Option<Option<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check_interval: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_timeout: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_unhealthy_threshold: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_healthy_threshold: Option<u32>,
     #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
     pub mdns_service_type: Option<Option<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -29,8 +29,19 @@ pub const TTL_SECONDS_MIN: u32 = 10;
 /// One day, Beacon's upper bound.
 pub const TTL_SECONDS_MAX: u32 = 86_400;
 pub const HEALTH_CHECK_URL_CHARS_MAX: usize = 500;
-pub const HEALTH_CHECK_INTERVAL_MIN: u32 = 30;
+/// Beacon's floor is 30 s; muster's is one second, as Consul's, so a failing service can be
+/// noticed within seconds. Results reach the log in batches, so short intervals stay cheap.
+pub const HEALTH_CHECK_INTERVAL_MIN: u32 = 1;
 pub const HEALTH_CHECK_INTERVAL_MAX: u32 = 3_600;
+pub const HEALTH_CHECK_TIMEOUT_MIN: u32 = 1;
+pub const HEALTH_CHECK_TIMEOUT_MAX: u32 = 60;
+/// Consecutive results before a status changes.
+pub const HEALTH_THRESHOLD_MIN: u32 = 1;
+pub const HEALTH_THRESHOLD_MAX: u32 = 20;
+/// A check's error as the log keeps it.
+pub const CHECK_ERROR_CHARS_MAX: usize = 300;
+/// Check results in one `HealthChecked` command.
+pub const CHECK_RESULTS_MAX: usize = 4_096;
 /// A DNS label; the service part of `_name._tcp`.
 pub const MDNS_NAME_CHARS_MAX: usize = 63;
 pub const TXT_RECORDS_MAX: usize = 64;
@@ -62,6 +73,9 @@ pub fn new_service(new: &NewService) -> Result<(), RegistryError> {
     push(&mut v, ttl_seconds(new.ttl_seconds));
     push(&mut v, health_check_url(new.health_check_url.as_deref()));
     push(&mut v, health_check_interval(new.health_check_interval));
+    push(&mut v, health_check_timeout(new.health_check_timeout));
+    push(&mut v, threshold("health_check_unhealthy_threshold", new.health_check_unhealthy_threshold));
+    push(&mut v, threshold("health_check_healthy_threshold", new.health_check_healthy_threshold));
     push(&mut v, mdns_service_type(new.mdns_service_type.as_deref()));
     txt_records(&mut v, &new.mdns_txt_records);
     push(&mut v, optional_chars("description", new.description.as_deref(), DESCRIPTION_CHARS_MAX));
@@ -104,6 +118,15 @@ pub fn patch(p: &ServicePatch) -> Result<(), RegistryError> {
     }
     if let Some(interval) = p.health_check_interval {
         push(&mut v, health_check_interval(interval));
+    }
+    if let Some(timeout) = p.health_check_timeout {
+        push(&mut v, health_check_timeout(timeout));
+    }
+    if let Some(n) = p.health_check_unhealthy_threshold {
+        push(&mut v, threshold("health_check_unhealthy_threshold", n));
+    }
+    if let Some(n) = p.health_check_healthy_threshold {
+        push(&mut v, threshold("health_check_healthy_threshold", n));
     }
     if let Some(mdns) = &p.mdns_service_type {
         push(&mut v, mdns_service_type(mdns.as_deref()));
@@ -234,14 +257,71 @@ fn metadata(violations: &mut Vec<String>, map: &BTreeMap<String, String>) {
 fn health_check_url(url: Option<&str>) -> Result<(), String> {
     let Some(url) = url else { return Ok(()) };
     chars("health_check_url", url, 0, HEALTH_CHECK_URL_CHARS_MAX)?;
-    let lower = url.to_ascii_lowercase();
-    let rest = lower.strip_prefix("http://").or_else(|| lower.strip_prefix("https://"));
-    let host_present = rest.is_some_and(|rest| !rest.is_empty() && !rest.starts_with(['/', '?', '#', ':']));
     let clean = !url.chars().any(|c| c.is_whitespace() || c.is_control());
-    if host_present && clean {
+    if clean && check_target(url).is_some() {
         return Ok(());
     }
-    Err(format!("health_check_url must be an http:// or https:// URL with a host (got {})", echo(url)))
+    Err(format!(
+        "health_check_url must be an http:// or https:// URL with a host, or tcp://HOST:PORT (got {})",
+        echo(url)
+    ))
+}
+
+/// What a health check URL asks for: an HTTP(S) request, or a TCP connect to `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckTarget {
+    /// `GET` this URL; 2xx passes.
+    Http { tls: bool, host: String, port: u16, path: String },
+    /// Connecting passes.
+    Tcp { host: String, port: u16 },
+}
+
+/// Parses a health check URL (`http://`, `https://` or `tcp://HOST:PORT`; IPv6 hosts in
+/// brackets); `None` when it is not one. The scheme is case-insensitive; the path is kept as
+/// given (`/` when empty).
+pub fn check_target(url: &str) -> Option<CheckTarget> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    if authority.contains('@') || authority.is_empty() {
+        return None;
+    }
+    let (host, port) = split_host_port(authority)?;
+    if host.is_empty() {
+        return None;
+    }
+    let path =
+        if path.is_empty() || path.starts_with(['?', '#']) { format!("/{path}") } else { path.to_string() };
+    let path = path.split('#').next().unwrap_or("/").to_string();
+    match scheme.as_str() {
+        "http" => Some(CheckTarget::Http { tls: false, host, port: port.unwrap_or(80), path }),
+        "https" => Some(CheckTarget::Http { tls: true, host, port: port.unwrap_or(443), path }),
+        "tcp" if path == "/" => Some(CheckTarget::Tcp { host, port: port? }),
+        _ => None,
+    }
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`; `None` for a malformed or zero port.
+fn split_host_port(authority: &str) -> Option<(String, Option<u16>)> {
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        match after {
+            "" => (host, None),
+            _ => (host, Some(after.strip_prefix(':')?)),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') => (host, Some(port)),
+            Some(_) => return None,
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        None => None,
+        Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p > 0)?),
+    };
+    Some((host.to_string(), port))
 }
 
 fn health_check_interval(interval: u32) -> Result<(), String> {
@@ -251,6 +331,38 @@ fn health_check_interval(interval: u32) -> Result<(), String> {
     Err(format!(
         "health_check_interval must be {HEALTH_CHECK_INTERVAL_MIN}–{HEALTH_CHECK_INTERVAL_MAX} seconds (got {interval})"
     ))
+}
+
+fn health_check_timeout(timeout: u32) -> Result<(), String> {
+    if (HEALTH_CHECK_TIMEOUT_MIN..=HEALTH_CHECK_TIMEOUT_MAX).contains(&timeout) {
+        return Ok(());
+    }
+    Err(format!(
+        "health_check_timeout must be {HEALTH_CHECK_TIMEOUT_MIN}–{HEALTH_CHECK_TIMEOUT_MAX} seconds (got {timeout})"
+    ))
+}
+
+fn threshold(field: &str, n: u32) -> Result<(), String> {
+    if (HEALTH_THRESHOLD_MIN..=HEALTH_THRESHOLD_MAX).contains(&n) {
+        return Ok(());
+    }
+    Err(format!("{field} must be {HEALTH_THRESHOLD_MIN}–{HEALTH_THRESHOLD_MAX} checks in a row (got {n})"))
+}
+
+/// A batch of check results, as the leader proposes it.
+pub fn check_results(results: &[super::command::CheckResult]) -> Result<(), String> {
+    if results.len() > CHECK_RESULTS_MAX {
+        return Err(format!("at most {CHECK_RESULTS_MAX} check results per batch (got {})", results.len()));
+    }
+    for r in results {
+        if let Some(error) = &r.error {
+            chars("check error", error, 0, CHECK_ERROR_CHARS_MAX)?;
+        }
+        if r.ok == r.error.is_some() {
+            return Err(format!("check result for {} must carry an error exactly when it failed", r.id));
+        }
+    }
+    Ok(())
 }
 
 /// `_name._tcp` or `_name._udp` (DNS-SD), `name` one DNS label of letters, digits, '-' or '_'.

@@ -186,6 +186,18 @@ impl Registrar {
     }
 
     /// Reads this node's copy of the registry as it is (stale on a follower).
+    /// The leadership as this node's raft sees it.
+    pub fn leadership(&self) -> watch::Receiver<crate::consensus::leadership::Leadership> {
+        self.consensus.leadership()
+    }
+
+    /// True while this node leads and a quorum acknowledged it within the lease: the only time
+    /// it may act for the cluster from its own memory (leases, health checks).
+    pub fn leads_with_lease(&self) -> bool {
+        self.consensus.leadership().borrow().leader_id == Some(self.consensus.id())
+            && self.consensus.holds_quorum_lease()
+    }
+
     pub fn read_local<R>(&self, f: impl FnOnce(&Registry) -> R) -> R {
         self.consensus.reader().read(|m| f(&m.registry))
     }

@@ -241,6 +241,33 @@ fn build(
 }
 
 /// The client side for the CLI: trust `ca`, show `cert`/`key` when given. ALPN `alpn`.
+/// A client for servers outside the cluster (https health checks): the system's trusted roots
+/// plus, when given, the cluster CA. Roots that cannot be read are skipped and named in the
+/// second value.
+pub fn public_client_config(
+    cluster_ca: Option<&Path>,
+) -> Result<(Arc<ClientConfig>, Vec<String>), LoadError> {
+    let mut problems = Vec::new();
+    let mut roots = RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for e in native.errors {
+        problems.push(format!("system roots: {e}"));
+    }
+    let (_added, ignored) = roots.add_parsable_certificates(native.certs);
+    if ignored > 0 {
+        problems.push(format!("system roots: {ignored} certificates could not be parsed"));
+    }
+    if let Some(ca) = cluster_ca {
+        roots.add_parsable_certificates(read_certs("cluster CA", ca)?);
+    }
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(rustls_err)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok((Arc::new(config), problems))
+}
+
 pub fn client_config(
     ca: &Path,
     identity: Option<(&Path, &Path)>,

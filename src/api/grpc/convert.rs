@@ -8,8 +8,11 @@ use tonic::Status as GrpcStatus;
 use super::errors::invalid;
 use super::pb::registry as pb;
 use crate::logging::{format_rfc3339, Precision};
-use crate::registry::model::{HEALTH_CHECK_INTERVAL_DEFAULT, PROTOCOL_DEFAULT, TTL_SECONDS_DEFAULT};
-use crate::registry::{Event, EventKind, NewService, Service, ServiceId, ServicePatch, Status};
+use crate::registry::model::{
+    HEALTHY_THRESHOLD_DEFAULT, HEALTH_CHECK_INTERVAL_DEFAULT, HEALTH_CHECK_TIMEOUT_DEFAULT, PROTOCOL_DEFAULT,
+    TTL_SECONDS_DEFAULT, UNHEALTHY_THRESHOLD_DEFAULT,
+};
+use crate::registry::{Event, EventKind, HealthCheck, NewService, Service, ServiceId, ServicePatch, Status};
 
 fn ms(unix_ms: u64) -> i64 {
     i64::try_from(unix_ms).unwrap_or(i64::MAX)
@@ -60,6 +63,10 @@ pub fn service_to_pb(s: Service) -> pb::Service {
         status: status_to_pb(s.status) as i32,
         health_check_url: s.health_check_url,
         health_check_interval_seconds: s.health_check_interval,
+        health_check_timeout_seconds: s.health_check_timeout,
+        health_check_unhealthy_threshold: s.health_check_unhealthy_threshold,
+        health_check_healthy_threshold: s.health_check_healthy_threshold,
+        last_health_check: s.last_health_check.map(check_to_pb),
         mdns_service_type: s.mdns_service_type,
         mdns_txt_records: s.mdns_txt_records.into_iter().collect(),
         description: s.description,
@@ -68,6 +75,18 @@ pub fn service_to_pb(s: Service) -> pb::Service {
         updated_at_ms: ms(s.updated_at_ms),
         last_heartbeat_ms: ms(s.last_heartbeat_ms),
         expires_at_ms: ms(s.expires_at_ms),
+    }
+}
+
+fn check_to_pb(c: HealthCheck) -> pb::HealthCheck {
+    pb::HealthCheck {
+        at_ms: ms(c.at_ms),
+        at: rfc3339(c.at_ms),
+        ok: c.ok,
+        latency_ms: c.latency_ms,
+        error: c.error,
+        consecutive_failures: c.consecutive_failures,
+        consecutive_successes: c.consecutive_successes,
     }
 }
 
@@ -90,6 +109,11 @@ pub fn new_service(r: pb::RegisterRequest) -> NewService {
         ttl_seconds: r.ttl_seconds.unwrap_or(TTL_SECONDS_DEFAULT),
         health_check_url: r.health_check_url,
         health_check_interval: r.health_check_interval_seconds.unwrap_or(HEALTH_CHECK_INTERVAL_DEFAULT),
+        health_check_timeout: r.health_check_timeout_seconds.unwrap_or(HEALTH_CHECK_TIMEOUT_DEFAULT),
+        health_check_unhealthy_threshold: r
+            .health_check_unhealthy_threshold
+            .unwrap_or(UNHEALTHY_THRESHOLD_DEFAULT),
+        health_check_healthy_threshold: r.health_check_healthy_threshold.unwrap_or(HEALTHY_THRESHOLD_DEFAULT),
         mdns_service_type: r.mdns_service_type,
         mdns_txt_records: sorted(r.mdns_txt_records),
         description: r.description,
@@ -123,6 +147,9 @@ pub fn patch(r: pb::UpdateRequest) -> Result<(ServiceId, ServicePatch), GrpcStat
         status,
         health_check_url: clearable(r.health_check_url),
         health_check_interval: r.health_check_interval_seconds,
+        health_check_timeout: r.health_check_timeout_seconds,
+        health_check_unhealthy_threshold: r.health_check_unhealthy_threshold,
+        health_check_healthy_threshold: r.health_check_healthy_threshold,
         mdns_service_type: clearable(r.mdns_service_type),
         mdns_txt_records: r.mdns_txt_records.map(|m| sorted(m.entries)),
         description: clearable(r.description),

@@ -61,27 +61,36 @@ async fn write<T>(
 
 /// A service as the REST API and the WebSocket stream show it: the registry's fields (times as
 /// unix milliseconds, `*_ms`) and, as Beacon has them, the same times as ISO-8601 UTC strings
-/// with milliseconds (`created_at`, `updated_at`, `last_heartbeat`, `expires_at`), formatted as
-/// the gRPC API formats them.
-#[derive(Debug, Clone, Serialize)]
+/// with milliseconds (`created_at`, `updated_at`, `last_heartbeat`, `expires_at`, and `at` in
+/// `last_health_check`), formatted as the gRPC API formats them.
+#[derive(Debug, Clone)]
 pub(super) struct ServiceView {
-    #[serde(flatten)]
     service: Service,
-    created_at: String,
-    updated_at: String,
-    last_heartbeat: String,
-    expires_at: String,
 }
 
 impl From<Service> for ServiceView {
     fn from(service: Service) -> ServiceView {
-        ServiceView {
-            created_at: rfc3339(service.created_at_ms),
-            updated_at: rfc3339(service.updated_at_ms),
-            last_heartbeat: rfc3339(service.last_heartbeat_ms),
-            expires_at: rfc3339(service.expires_at_ms),
-            service,
+        ServiceView { service }
+    }
+}
+
+impl Serialize for ServiceView {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        let s = &self.service;
+        let mut value = serde_json::to_value(s).map_err(S::Error::custom)?;
+        if let Some(map) = value.as_object_mut() {
+            map.insert("created_at".into(), rfc3339(s.created_at_ms).into());
+            map.insert("updated_at".into(), rfc3339(s.updated_at_ms).into());
+            map.insert("last_heartbeat".into(), rfc3339(s.last_heartbeat_ms).into());
+            map.insert("expires_at".into(), rfc3339(s.expires_at_ms).into());
+            if let (Some(check), Some(last)) =
+                (map.get_mut("last_health_check").and_then(|c| c.as_object_mut()), &s.last_health_check)
+            {
+                check.insert("at".into(), rfc3339(last.at_ms).into());
+            }
         }
+        value.serialize(serializer)
     }
 }
 

@@ -362,6 +362,9 @@ pub fn openapi() -> Value {
                     "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
                     "ttl": {"type": "integer"}, "health_check_url": {"type": "string", "nullable": true},
                     "health_check_interval": {"type": "integer"},
+                    "health_check_timeout": {"type": "integer"},
+                    "health_check_unhealthy_threshold": {"type": "integer"},
+                    "health_check_healthy_threshold": {"type": "integer"},
                     "mdns_service_type": {"type": "string", "nullable": true},
                     "mdns_txt_records": {"type": "object", "additionalProperties": {"type": "string"}},
                     "description": {"type": "string", "nullable": true},
@@ -424,6 +427,9 @@ fn service_schema() -> Value {
         ("ttl", &int),
         ("health_check_url", &optional),
         ("health_check_interval", &int),
+        ("health_check_timeout", &int),
+        ("health_check_unhealthy_threshold", &int),
+        ("health_check_healthy_threshold", &int),
         ("mdns_service_type", &optional),
         ("mdns_txt_records", &map),
         ("description", &optional),
@@ -432,6 +438,24 @@ fn service_schema() -> Value {
         properties.insert(name.into(), schema.clone());
     }
     properties.insert("tags".into(), json!({"type": "array", "items": {"type": "string"}}));
+    properties.insert(
+        "last_health_check".into(),
+        json!({
+            "type": "object",
+            "nullable": true,
+            "description": "the last health check's result; null before the first check",
+            "required": ["at_ms", "at", "ok", "latency_ms", "error", "consecutive_failures", "consecutive_successes"],
+            "properties": {
+                "at_ms": {"type": "integer"},
+                "at": {"type": "string", "format": "date-time"},
+                "ok": {"type": "boolean"},
+                "latency_ms": {"type": "integer"},
+                "error": {"type": "string", "nullable": true},
+                "consecutive_failures": {"type": "integer"},
+                "consecutive_successes": {"type": "integer"},
+            },
+        }),
+    );
     let statuses = ["active", "inactive", "expired", "unhealthy"];
     properties.insert("status".into(), json!({"type": "string", "enum": statuses}));
     for time in ["created_at", "updated_at", "last_heartbeat", "expires_at"] {
@@ -495,8 +519,19 @@ mod tests {
             metadata: Default::default(),
             ttl_seconds: 30,
             status: crate::registry::Status::Active,
-            health_check_url: None,
+            health_check_url: Some("tcp://h:80".into()),
             health_check_interval: 60,
+            health_check_timeout: 5,
+            health_check_unhealthy_threshold: 3,
+            health_check_healthy_threshold: 2,
+            last_health_check: Some(crate::registry::HealthCheck {
+                at_ms: 1_795_488_660_000,
+                ok: false,
+                latency_ms: 12,
+                error: Some("connect to h:80: refused".into()),
+                consecutive_failures: 1,
+                consecutive_successes: 0,
+            }),
             mdns_service_type: None,
             mdns_txt_records: Default::default(),
             description: None,
@@ -517,6 +552,12 @@ mod tests {
             ("last_heartbeat", "1970-01-01T00:00:00.000Z"),
             ("expires_at", "2026-11-24T02:51:30.999Z"),
         ];
+        let check = &json["last_health_check"];
+        let check_fields: BTreeSet<&String> = check.as_object().unwrap().keys().collect();
+        let check_schema = &schema["properties"]["last_health_check"]["properties"];
+        let documented: BTreeSet<&String> = check_schema.as_object().unwrap().keys().collect();
+        assert_eq!(check_fields, documented, "the last_health_check schema lists every field");
+        assert_eq!(check["at"], "2026-11-24T02:51:00.000Z");
         for (field, iso) in want {
             assert_eq!(json[field], iso, "{field} as ISO-8601 UTC with milliseconds: {json}");
         }

@@ -192,6 +192,15 @@ fn commands_round_trip_through_json_keeping_absent_apart_from_null() {
         Command::Renew { ids_with_ttl: vec![(sid("a"), Some(30)), (sid("b"), None)], now_ms: T0 },
         Command::Expire { ids: vec![sid("a")], at_ms: T0 },
         Command::SetHealth { id: sid("a"), healthy: false, at_ms: T0 },
+        Command::HealthChecked {
+            results: vec![CheckResult {
+                id: sid("a"),
+                at_ms: T0,
+                ok: false,
+                latency_ms: 3,
+                error: Some("x".into()),
+            }],
+        },
         Command::Cleanup { at_ms: T0 },
         Command::ExtendLeases { by_ms: 15_000, now_ms: T0 },
     ];

@@ -58,6 +58,11 @@ fn new_service(rng: &mut Lcg) -> NewService {
     new.port = if rng.chance(5) { 0 } else { 1 + rng.below(65_535) as u32 };
     new.tags = (0..rng.below(4)).map(|_| format!("t{}", rng.below(5))).collect();
     new.metadata = (0..rng.below(3)).map(|i| (format!("k{i}"), format!("v{}", rng.below(9)))).collect();
+    if rng.chance(60) {
+        new.health_check_url = Some(format!("tcp://h{}:80", rng.below(3)));
+        new.health_check_unhealthy_threshold = 1 + rng.below(3) as u32;
+        new.health_check_healthy_threshold = 1 + rng.below(3) as u32;
+    }
     new
 }
 
@@ -69,6 +74,9 @@ fn patch(rng: &mut Lcg) -> ServicePatch {
         ttl_seconds: rng.chance(20).then(|| pick_ttl(rng)),
         status: rng.chance(20).then(|| Status::ALL[rng.below(4) as usize]),
         description: rng.chance(20).then(|| rng.chance(50).then(|| "d".to_owned())),
+        health_check_url: rng
+            .chance(10)
+            .then(|| rng.chance(70).then(|| format!("http://h{}/", rng.below(3)))),
         ..Default::default()
     }
 }
@@ -87,7 +95,18 @@ fn command(rng: &mut Lcg, now_ms: &mut u64) -> Command {
             Command::Renew { ids_with_ttl, now_ms }
         }
         65..=79 => Command::Expire { ids: pick_ids(rng), at_ms: now_ms },
-        80..=89 => Command::SetHealth { id: pick_id(rng), healthy: rng.chance(50), at_ms: now_ms },
+        80..=84 => Command::SetHealth { id: pick_id(rng), healthy: rng.chance(50), at_ms: now_ms },
+        85..=89 => {
+            let results = (0..rng.below(5))
+                .map(|_| {
+                    let ok = rng.chance(50);
+                    let error = (!ok).then(|| "connect: refused".to_owned());
+                    let at_ms = now_ms - rng.below(5_000);
+                    CheckResult { id: pick_id(rng), at_ms, ok, latency_ms: rng.below(100) as u32, error }
+                })
+                .collect();
+            Command::HealthChecked { results }
+        }
         90..=94 => Command::Cleanup { at_ms: now_ms - rng.below(30_000) },
         _ => {
             let by_ms = if rng.chance(15) { 0 } else { 1 + rng.below(40_000) };

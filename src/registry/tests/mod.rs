@@ -4,6 +4,7 @@
 mod commands;
 mod determinism;
 mod events;
+mod health;
 mod lifecycle;
 mod query;
 mod snapshot;

@@ -106,16 +106,69 @@ fn metadata_has_at_most_64_entries_keys_1_to_100_values_up_to_1000() {
 }
 
 #[test]
-fn ttl_is_10_to_86400_and_health_check_interval_30_to_3600() {
+fn ttl_is_10_to_86400_and_health_check_interval_1_to_3600() {
     // Proves both second-valued ranges at each edge.
     ok(|s| s.ttl_seconds = 10);
     ok(|s| s.ttl_seconds = 86_400);
     bad(|s| s.ttl_seconds = 9, "ttl must be 10–86400 seconds (got 9)");
     bad(|s| s.ttl_seconds = 86_401, "ttl must be 10–86400 seconds (got 86401)");
-    ok(|s| s.health_check_interval = 30);
+    ok(|s| s.health_check_interval = 1);
     ok(|s| s.health_check_interval = 3_600);
-    bad(|s| s.health_check_interval = 29, "health_check_interval must be 30–3600 seconds (got 29)");
-    bad(|s| s.health_check_interval = 3_601, "health_check_interval must be 30–3600 seconds (got 3601)");
+    bad(|s| s.health_check_interval = 0, "health_check_interval must be 1–3600 seconds (got 0)");
+    bad(|s| s.health_check_interval = 3_601, "health_check_interval must be 1–3600 seconds (got 3601)");
+}
+
+#[test]
+fn health_check_timeout_is_1_to_60_and_thresholds_1_to_20() {
+    // Proves the anti-flap thresholds and the timeout at each edge, in a registration and a patch.
+    ok(|s| s.health_check_timeout = 1);
+    ok(|s| s.health_check_timeout = 60);
+    bad(|s| s.health_check_timeout = 0, "health_check_timeout must be 1–60 seconds (got 0)");
+    bad(|s| s.health_check_timeout = 61, "health_check_timeout must be 1–60 seconds (got 61)");
+    ok(|s| s.health_check_unhealthy_threshold = 20);
+    bad(
+        |s| s.health_check_unhealthy_threshold = 0,
+        "health_check_unhealthy_threshold must be 1–20 checks in a row (got 0)",
+    );
+    bad(
+        |s| s.health_check_healthy_threshold = 21,
+        "health_check_healthy_threshold must be 1–20 checks in a row (got 21)",
+    );
+    let patch = ServicePatch {
+        health_check_healthy_threshold: Some(0),
+        health_check_timeout: Some(99),
+        ..Default::default()
+    };
+    let err = validate::patch(&patch).unwrap_err().to_string();
+    assert!(
+        err.contains("health_check_timeout must be 1–60")
+            && err.contains("health_check_healthy_threshold must be 1–20"),
+        "{err}"
+    );
+}
+
+#[test]
+fn health_check_targets_parse_http_https_and_tcp() {
+    // Proves what the checker will dial for each accepted URL, and that tcp:// needs a port.
+    use crate::registry::validate::{check_target, CheckTarget};
+    let http = |tls, host: &str, port, path: &str| CheckTarget::Http {
+        tls,
+        host: host.into(),
+        port,
+        path: path.into(),
+    };
+    assert_eq!(check_target("http://10.0.0.1:8080/health"), Some(http(false, "10.0.0.1", 8080, "/health")));
+    assert_eq!(check_target("HTTPS://svc.local"), Some(http(true, "svc.local", 443, "/")));
+    assert_eq!(check_target("http://h?x=1#frag"), Some(http(false, "h", 80, "/?x=1")));
+    assert_eq!(check_target("http://[::1]:81/a"), Some(http(false, "::1", 81, "/a")));
+    assert_eq!(check_target("tcp://db:5432"), Some(CheckTarget::Tcp { host: "db".into(), port: 5432 }));
+    assert_eq!(check_target("tcp://db"), None, "tcp needs a port");
+    assert_eq!(check_target("tcp://db:5432/x"), None, "tcp takes no path");
+    assert_eq!(check_target("http://h:0/"), None);
+    assert_eq!(check_target("http://h:99999/"), None);
+    assert_eq!(check_target("http://user@h/"), None);
+    ok(|s| s.health_check_url = Some("tcp://10.0.0.7:1883".into()));
+    bad(|s| s.health_check_url = Some("tcp://10.0.0.7".into()), "or tcp://HOST:PORT");
 }
 
 #[test]
