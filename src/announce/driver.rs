@@ -156,13 +156,18 @@ impl Driver {
             mode,
         };
         let node = node_announcements(&info, &mut node_notes);
-        let mut want = desired(services, &subnets, &self.hosts.resolved(), node, self.cfg.services_max);
+        let resolved = self.hosts.resolved();
+        let mut want = desired(services, &subnets, &resolved, node, &self.announced, self.cfg.services_max);
         want.notes.extend(node_notes.into_iter().map(|text| Note { service: None, text }));
         self.log_notes(want.notes);
         if want.over_cap > 0 {
             if let Some(held) = self.over_cap.hit(Instant::now()) {
-                tracing::warn!(left_out = want.over_cap, cap = self.cfg.services_max, held_back = held,
-                    "announce: more services qualify than the cap; the newest are not announced");
+                tracing::warn!(
+                    left_out = want.over_cap,
+                    cap = self.cfg.services_max,
+                    held_back = held,
+                    "announce: more services qualify than the cap; the newest are not announced"
+                );
             }
         }
         let steps = plan(&self.announced, &want.announcements);
@@ -182,7 +187,12 @@ impl Driver {
                 }
             }
         }
-        tracing::info!(published, withdrawn, announced = self.announced.len(), "announce: mDNS records updated");
+        tracing::info!(
+            published,
+            withdrawn,
+            announced = self.announced.len(),
+            "announce: mDNS records updated"
+        );
     }
 
     /// Starts lookups for the host names of services that might be announced.
@@ -288,8 +298,9 @@ fn api_addrs(ip: IpAddr, subnets: &[Subnet]) -> Vec<IpAddr> {
 /// every node on the link publishes the same records for them, and probing would rename one.
 fn service_info(a: &Announcement) -> Result<ServiceInfo, AnnounceError> {
     let txt: Vec<(&str, &str)> = a.txt.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut info = ServiceInfo::new(&a.service_type, &a.instance, &a.host_name, &a.addrs[..], a.port, &txt[..])
-        .map_err(|e| AnnounceError::Record { fullname: a.fullname(), reason: e.to_string() })?;
+    let mut info =
+        ServiceInfo::new(&a.service_type, &a.instance, &a.host_name, &a.addrs[..], a.port, &txt[..])
+            .map_err(|e| AnnounceError::Record { fullname: a.fullname(), reason: e.to_string() })?;
     if a.service.is_some() {
         info.set_requires_probe(false);
     }

@@ -18,7 +18,9 @@ pub mod txt;
 mod tests;
 
 pub use driver::{run, AnnounceConfig};
-pub use plan::{desired, node_announcements, plan, Announcement, Desired, Effect, NodeInfo, ANNOUNCED_SERVICES_MAX};
+pub use plan::{
+    desired, node_announcements, plan, Announcement, Desired, Effect, NodeInfo, ANNOUNCED_SERVICES_MAX,
+};
 
 /// Why one announcement step failed (logged and retried, never fatal).
 #[derive(Debug, thiserror::Error)]

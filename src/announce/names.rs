@@ -56,7 +56,11 @@ impl ServiceType {
 /// `mdns_service_type` is `own`. `notes` gets one line for each change made to fit RFC 6763
 /// (renamed characters, truncation, an unusable `mdns_service_type`); `Err` says why the
 /// service cannot be announced at all.
-pub fn service_type(registry_type: &str, own: Option<&str>, notes: &mut Vec<String>) -> Result<ServiceType, String> {
+pub fn service_type(
+    registry_type: &str,
+    own: Option<&str>,
+    notes: &mut Vec<String>,
+) -> Result<ServiceType, String> {
     if let Some(own) = own {
         match parse_own(own) {
             Some((raw, proto)) => return valid_name(raw, notes).map(|name| ServiceType { name, proto }),
@@ -143,8 +147,7 @@ pub fn instance_label_with(name: &str, suffix: &str) -> String {
 
 /// The first characters of a service id, lowercase letters and digits only.
 pub fn short_id(id: &str) -> String {
-    let s: String =
-        id.chars().filter(|c| c.is_ascii_alphanumeric()).take(SHORT_ID_CHARS).collect::<String>();
+    let s: String = id.chars().filter(|c| c.is_ascii_alphanumeric()).take(SHORT_ID_CHARS).collect::<String>();
     if s.is_empty() {
         "0".to_string()
     } else {

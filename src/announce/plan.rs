@@ -119,11 +119,17 @@ pub fn node_announcements(info: &NodeInfo, notes: &mut Vec<String>) -> Vec<Annou
 /// What to publish: the node's own records (`node`) first, then each announceable service,
 /// oldest first, at most `cap` of them. `resolved` maps a host name to its addresses (names
 /// missing from it are not resolved yet and wait).
+///
+/// Instance names are unique within a type: the oldest service of a name gets the plain name,
+/// later ones `name (short id)`. A service keeps the name it is published under in `announced`
+/// while that name is still one of its own, so removing one service of a shared name withdraws
+/// that name instead of handing it to the next service.
 pub fn desired(
     services: &[Service],
     subnets: &[Subnet],
     resolved: &BTreeMap<String, Vec<IpAddr>>,
     node: Vec<Announcement>,
+    announced: &BTreeMap<String, Announcement>,
     cap: usize,
 ) -> Desired {
     let mut out = Desired::default();
@@ -134,32 +140,62 @@ pub fn desired(
     }
     let mut order: Vec<&Service> = services.iter().collect();
     order.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
-    let mut count = 0usize;
+    let mut chosen: Vec<(&Service, Announcement)> = Vec::new();
     for s in order {
         let mut notes = Vec::new();
         let a = announcement(s, subnets, resolved, &mut notes);
         out.notes.extend(notes.into_iter().map(|text| Note { service: Some(s.id.clone()), text }));
-        let Some(mut a) = a else { continue };
-        if count >= cap {
+        let Some(a) = a else { continue };
+        if chosen.len() >= cap {
             out.over_cap += 1;
             continue;
         }
-        if taken.contains(&a.key()) {
-            a.instance = instance_label_with(&s.name, &short_id(s.id.as_str()));
+        chosen.push((s, a));
+    }
+    let current: BTreeMap<&ServiceId, &str> =
+        announced.values().filter_map(|a| Some((a.service.as_ref()?, a.instance.as_str()))).collect();
+    let mut rest = Vec::new();
+    for (s, mut a) in chosen {
+        let own = own_names(s);
+        match current.get(&s.id) {
+            Some(name) if own.iter().any(|n| n == name) => {
+                a.instance = name.to_string();
+                if taken.insert(a.key()) {
+                    out.announcements.insert(a.key(), a);
+                    continue;
+                }
+            }
+            _ => {}
         }
-        if taken.contains(&a.key()) {
-            a.instance = instance_label_with(&s.name, s.id.as_str());
+        rest.push((s, a, own));
+    }
+    for (s, mut a, own) in rest {
+        match own.into_iter().find(|n| !taken.contains(&format!("{n}.{}", a.service_type).to_lowercase())) {
+            Some(name) => {
+                a.instance = name;
+                taken.insert(a.key());
+                out.announcements.insert(a.key(), a);
+            }
+            None => {
+                let text = format!(
+                    "instance name {} is taken even with the service id; not announced",
+                    a.fullname()
+                );
+                out.notes.push(Note { service: Some(s.id.clone()), text });
+            }
         }
-        if taken.contains(&a.key()) {
-            let text = format!("instance name {} is taken even with the service id; not announced", a.fullname());
-            out.notes.push(Note { service: Some(s.id.clone()), text });
-            continue;
-        }
-        count += 1;
-        taken.insert(a.key());
-        out.announcements.insert(a.key(), a);
     }
     out
+}
+
+/// The instance names a service may have, in order of preference: its name, its name with
+/// the short id, its name with the whole id.
+fn own_names(s: &Service) -> [String; 3] {
+    [
+        instance_label(&s.name),
+        instance_label_with(&s.name, &short_id(s.id.as_str())),
+        instance_label_with(&s.name, s.id.as_str()),
+    ]
 }
 
 /// The announcement of one service, or `None` when this node does not publish it (with a note
@@ -223,12 +259,23 @@ pub enum Effect {
 /// The steps from `announced` to `desired` (both keyed by [`Announcement::key`]): withdrawals
 /// first, so a record that moved to a new name never shows twice, then every new or changed
 /// record. Unchanged records need no step.
-pub fn plan(announced: &BTreeMap<String, Announcement>, desired: &BTreeMap<String, Announcement>) -> Vec<Effect> {
+pub fn plan(
+    announced: &BTreeMap<String, Announcement>,
+    desired: &BTreeMap<String, Announcement>,
+) -> Vec<Effect> {
     let mut out: Vec<Effect> = announced
         .iter()
         .filter(|(k, _)| !desired.contains_key(*k))
         .map(|(_, a)| Effect::Withdraw { fullname: a.fullname(), service: a.service.clone() })
         .collect();
+    // A name that now belongs to another service is withdrawn first, so browsers see the old
+    // service go before the new one comes.
+    out.extend(
+        desired
+            .iter()
+            .filter_map(|(k, a)| announced.get(k).filter(|old| old.service != a.service))
+            .map(|old| Effect::Withdraw { fullname: old.fullname(), service: old.service.clone() }),
+    );
     out.extend(
         desired
             .iter()

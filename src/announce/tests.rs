@@ -182,9 +182,8 @@ fn only_services_on_my_subnets_in_the_right_status_are_announced() {
         expired,
     ];
     let resolved = BTreeMap::from([("broker.lan".to_string(), vec![ip("10.1.2.50"), ip("10.7.7.7")])]);
-    let d = desired(&services, &lan(), &resolved, Vec::new(), 100);
-    let ids: Vec<String> =
-        d.announcements.values().map(|a| a.service.clone().unwrap().0).collect::<Vec<_>>();
+    let d = desired(&services, &lan(), &resolved, Vec::new(), &BTreeMap::new(), 100);
+    let ids: Vec<String> = d.announcements.values().map(|a| a.service.clone().unwrap().0).collect::<Vec<_>>();
     let mut ids = ids;
     ids.sort();
     assert_eq!(ids, ["named", "on", "u"]);
@@ -207,12 +206,12 @@ fn names_shared_on_one_type_get_the_short_id_and_the_cap_holds() {
     let mut b = svc("bbbbbbbb-2222", "Broker", "mqtt", "10.1.2.11", 1);
     b.created_at_ms = 9;
     let c = svc("cccc", "other", "mqtt", "10.1.2.12", 1);
-    let d = desired(&[b.clone(), a.clone()], &lan(), &BTreeMap::new(), Vec::new(), 10);
+    let d = desired(&[b.clone(), a.clone()], &lan(), &BTreeMap::new(), Vec::new(), &BTreeMap::new(), 10);
     let mut names: Vec<&str> = d.announcements.values().map(|x| x.instance.as_str()).collect();
     names.sort();
     assert_eq!(names, ["Broker (bbbbbbbb)", "broker"]);
     assert_eq!(instance_label_with(&"x".repeat(80), "abc").len(), 63);
-    let d = desired(&[a, b, c], &lan(), &BTreeMap::new(), Vec::new(), 2);
+    let d = desired(&[a, b, c], &lan(), &BTreeMap::new(), Vec::new(), &BTreeMap::new(), 2);
     assert_eq!(d.announcements.len(), 2);
     assert_eq!(d.over_cap, 1);
     assert!(d.announcements.values().all(|x| x.instance != "Broker (bbbbbbbb)"), "newest left out");
@@ -264,7 +263,8 @@ fn plan_withdraws_gone_records_then_announces_new_and_changed_ones() {
     let b = svc("b", "b", "mqtt", "10.1.2.11", 1883);
     let c = svc("c", "c", "mqtt", "10.1.2.12", 1883);
     let none = BTreeMap::new();
-    let before = desired(&[a.clone(), b.clone(), c.clone()], &lan(), &none, Vec::new(), 10).announcements;
+    let before = desired(&[a.clone(), b.clone(), c.clone()], &lan(), &none, Vec::new(), &BTreeMap::new(), 10)
+        .announcements;
     let first = plan(&BTreeMap::new(), &before);
     assert_eq!(first.len(), 3);
     assert!(first.iter().all(|e| matches!(e, Effect::Announce(_))));
@@ -276,7 +276,7 @@ fn plan_withdraws_gone_records_then_announces_new_and_changed_ones() {
     c2.mdns_service_type = Some("_secure-mqtt._tcp".into());
     let mut a2 = a.clone();
     a2.status = Status::Expired;
-    let after = desired(&[a2, b2, c2], &lan(), &none, Vec::new(), 10).announcements;
+    let after = desired(&[a2, b2, c2], &lan(), &none, Vec::new(), &BTreeMap::new(), 10).announcements;
     let steps = plan(&before, &after);
     let withdrawn: Vec<&str> = steps
         .iter()
@@ -303,8 +303,8 @@ fn plan_withdraws_gone_records_then_announces_new_and_changed_ones() {
 
     let mut b3 = b.clone();
     b3.status = Status::Unhealthy;
-    let unhealthy = desired(&[b3], &lan(), &none, Vec::new(), 10).announcements;
-    let prev = desired(&[b], &lan(), &none, Vec::new(), 10).announcements;
+    let unhealthy = desired(&[b3], &lan(), &none, Vec::new(), &BTreeMap::new(), 10).announcements;
+    let prev = desired(&[b], &lan(), &none, Vec::new(), &BTreeMap::new(), 10).announcements;
     match plan(&prev, &unhealthy).as_slice() {
         [Effect::Announce(x)] => assert!(x.txt.contains(&("status".to_string(), "unhealthy".to_string()))),
         other => panic!("unexpected steps {other:?}"),
@@ -330,4 +330,41 @@ fn host_cache_looks_up_due_names_and_keeps_results_for_a_while() {
     assert_eq!(c.resolved()["a.lan"], vec![ip("10.1.2.7")]);
     c.retain(&["b.lan".to_string()].into_iter().collect());
     assert!(!c.resolved().contains_key("a.lan"));
+}
+
+#[test]
+fn a_shared_name_stays_with_its_service_when_the_other_goes() {
+    // Proves instance names are sticky: when the older of two same-named services goes, its
+    // name is withdrawn (not handed to the other, which keeps its suffixed name); and a name
+    // that does move to another service is withdrawn before it is announced again.
+    let mut a = svc("aaaaaaaa-1", "broker", "mqtt", "10.1.2.10", 1);
+    a.created_at_ms = 1;
+    let mut b = svc("bbbbbbbb-2", "broker", "mqtt", "10.1.2.11", 1);
+    b.created_at_ms = 2;
+    let none = BTreeMap::new();
+    let both =
+        desired(&[a.clone(), b.clone()], &lan(), &none, Vec::new(), &BTreeMap::new(), 10).announcements;
+    let only_b = desired(&[b.clone()], &lan(), &none, Vec::new(), &both, 10).announcements;
+    let names: Vec<&str> = only_b.values().map(|x| x.instance.as_str()).collect();
+    assert_eq!(names, ["broker (bbbbbbbb)"]);
+    match plan(&both, &only_b).as_slice() {
+        [Effect::Withdraw { fullname, service }] => {
+            assert_eq!(fullname, "broker._mqtt._tcp.local.");
+            assert_eq!(service.as_ref().unwrap().as_str(), "aaaaaaaa-1");
+        }
+        other => panic!("unexpected steps {other:?}"),
+    }
+    // A fresh start (nothing announced) gives b the plain name; a renamed service drops its
+    // old suffixed name.
+    let fresh = desired(&[b.clone()], &lan(), &none, Vec::new(), &BTreeMap::new(), 10).announcements;
+    assert_eq!(fresh.values().next().unwrap().instance, "broker");
+    let mut renamed = b.clone();
+    renamed.name = "mosquitto".into();
+    let after = desired(&[renamed], &lan(), &none, Vec::new(), &only_b, 10).announcements;
+    assert_eq!(after.values().next().unwrap().instance, "mosquitto");
+    // The plain name moving from a to b: withdrawn first, then announced.
+    let steps = plan(&desired(&[a], &lan(), &none, Vec::new(), &BTreeMap::new(), 10).announcements, &fresh);
+    assert!(
+        matches!(steps.as_slice(), [Effect::Withdraw { .. }, Effect::Announce(x)] if x.instance == "broker")
+    );
 }

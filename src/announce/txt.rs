@@ -58,7 +58,9 @@ impl TxtBuilder {
             return;
         }
         if key.len() + 1 > TXT_STRING_BYTES_MAX {
-            notes.push(format!("TXT key '{key}' is longer than a TXT string ({TXT_STRING_BYTES_MAX} bytes); skipped"));
+            notes.push(format!(
+                "TXT key '{key}' is longer than a TXT string ({TXT_STRING_BYTES_MAX} bytes); skipped"
+            ));
             return;
         }
         let room = TXT_STRING_BYTES_MAX - key.len() - 1;

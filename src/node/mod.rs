@@ -270,7 +270,10 @@ pub async fn run(config: Config, logs: LogTee) -> anyhow::Result<()> {
     if sources.tailscale {
         tracker.spawn(discovery::run_tailscale(gossip.clone(), advertise.port(), shutdown.clone()));
     }
-    tracing::info!(mdns_announce = config.mdns_announce, "announce: mDNS announcements of services and the API");
+    tracing::info!(
+        mdns_announce = config.mdns_announce,
+        "announce: mDNS announcements of services and the API"
+    );
     if config.mdns_announce {
         let announce_cfg = crate::announce::AnnounceConfig {
             node: config.node.clone(),
