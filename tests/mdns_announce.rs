@@ -33,6 +33,11 @@ impl TestNet {
         let p = format!("ann{}", std::process::id() % 100_000);
         let (a, b) = (format!("{p}a"), format!("{p}b"));
         let net = TestNet { a: a.clone(), b: b.clone() };
+        // `ip netns exec` shows /etc/netns/<ns>/hosts as /etc/hosts: a name only the node's
+        // namespace resolves, for a service registered by host name.
+        let etc = format!("/etc/netns/{a}");
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::write(format!("{etc}/hosts"), "127.0.0.1 localhost\n10.251.9.9 printer.example\n").unwrap();
         ip(&["netns", "add", &a]);
         ip(&["netns", "add", &b]);
         ip(&["link", "add", &format!("{p}x"), "type", "veth", "peer", "name", &format!("{p}y")]);
@@ -55,6 +60,7 @@ impl Drop for TestNet {
         for ns in [&self.a, &self.b] {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
+        let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.a));
     }
 }
 
@@ -112,17 +118,18 @@ fn removed(log: &PathBuf, name: &str) -> Option<()> {
 fn a_browser_sees_registered_services_and_the_node_come_and_go() {
     // Proves the announcements end to end: a registered mqtt service shows as _mqtt._tcp with
     // its port, own address and TXT records; mdns_service_type wins; an api service shows as
-    // _http._tcp; a second service of the same name gets a unique instance; an off-subnet
-    // service is not announced; a port change is re-announced; inactive and deregistered
-    // services are withdrawn with goodbyes; _muster._tcp and _beacon._tcp carry the API port
-    // and are withdrawn when the node stops.
+    // _http._tcp; a service registered by host name carries the name's address; a second
+    // service of the same name gets a unique instance; an off-subnet service is not announced;
+    // a port change is re-announced; inactive and deregistered services are withdrawn with
+    // goodbyes; _muster._tcp and _beacon._tcp carry the API port and are withdrawn when the
+    // node stops.
     let net = TestNet::new();
     let tmp = tempfile::tempdir().unwrap();
 
     let browse = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mdns_browse.py");
     let mut b_cmd = Command::new("ip");
     b_cmd.args(["netns", "exec", &net.b, "python3", "-u"]).arg(&browse).arg("180");
-    b_cmd.args(["_mqtt._tcp.local.", "_http._tcp.local.", "_hue._tcp.local."]);
+    b_cmd.args(["_mqtt._tcp.local.", "_http._tcp.local.", "_hue._tcp.local.", "_ipp._tcp.local."]);
     b_cmd.args(["_muster._tcp.local.", "_beacon._tcp.local."]);
     let browser = Proc::spawn(&mut b_cmd, tmp.path().join("browse.log"));
     let log = browser.log.clone();
@@ -170,6 +177,10 @@ fn a_browser_sees_registered_services_and_the_node_come_and_go() {
         let twin =
             register(&net.a, json!({"name": "broker", "type": "mqtt", "host": "10.251.9.8", "port": 1883}));
         register(&net.a, json!({"name": "far", "type": "mqtt", "host": "10.99.0.5", "port": 1883}));
+        let printer = register(
+            &net.a,
+            json!({"name": "printer", "type": "ipp", "host": "printer.example", "port": 631}),
+        );
 
         let e = wait_for(within, "broker._mqtt._tcp", || seen(&log, "broker._mqtt._tcp.local.", |_| true));
         assert_eq!(e["port"], 1883, "{e}");
@@ -186,6 +197,11 @@ fn a_browser_sees_registered_services_and_the_node_come_and_go() {
         assert_eq!((e["port"].clone(), e["txt"]["service_id"].clone()), (json!(80), json!(lamp)), "{e}");
         let e = wait_for(within, "rest._http._tcp", || seen(&log, "rest._http._tcp.local.", |_| true));
         assert_eq!((e["port"].clone(), e["txt"]["type"].clone()), (json!(8080), json!("api")), "{e}");
+        let e = wait_for(within, "printer._ipp._tcp (a host name)", || {
+            seen(&log, "printer._ipp._tcp.local.", |_| true)
+        });
+        assert_eq!(e["addresses"], json!(["10.251.9.9"]), "the name's address: {e}");
+        assert_eq!((e["port"].clone(), e["txt"]["service_id"].clone()), (json!(631), json!(printer)), "{e}");
         let twin_name = format!("broker ({})._mqtt._tcp.local.", &twin.replace('-', "")[..8]);
         let e = wait_for(within, &twin_name, || seen(&log, &twin_name, |_| true));
         assert_eq!(e["addresses"], json!(["10.251.9.8"]), "{e}");
