@@ -120,8 +120,8 @@ fn a_browser_sees_registered_services_and_the_node_come_and_go() {
     // its port, own address and TXT records; mdns_service_type wins; an api service shows as
     // _http._tcp; a service registered by host name carries the name's address; a second
     // service of the same name gets a unique instance; an off-subnet service is not announced;
-    // a port change is re-announced; inactive and deregistered services are withdrawn with
-    // goodbyes; _muster._tcp and _beacon._tcp carry the API port and are withdrawn when the
+    // a port change is re-announced; inactive, deregistered and expired services are withdrawn
+    // with goodbyes; _muster._tcp and _beacon._tcp carry the API port and are withdrawn when the
     // node stops.
     let net = TestNet::new();
     let tmp = tempfile::tempdir().unwrap();
@@ -162,6 +162,11 @@ fn a_browser_sees_registered_services_and_the_node_come_and_go() {
             assert_eq!(e["txt"]["cluster"], "muster", "{e}");
         }
 
+        // A 10 s lease and no heartbeat: the leader expires it while the rest runs.
+        register(
+            &net.a,
+            json!({"name": "sensor", "type": "mqtt", "host": "10.251.9.10", "port": 1883, "ttl": 10}),
+        );
         let broker = register(
             &net.a,
             json!({"name": "broker", "type": "mqtt", "host": "10.251.9.5", "port": 1883,
@@ -224,6 +229,9 @@ fn a_browser_sees_registered_services_and_the_node_come_and_go() {
             !events(&log).iter().any(|e| e["name"].as_str().is_some_and(|n| n.starts_with("far."))),
             "a service off this node's subnets is not announced"
         );
+
+        wait_for(within, "sensor._mqtt._tcp announced", || seen(&log, "sensor._mqtt._tcp.local.", |_| true));
+        wait_for(within, "the expired service withdrawn", || removed(&log, "sensor._mqtt._tcp.local."));
 
         node.signal("TERM");
         for name in ["m1._muster._tcp.local.", "m1._beacon._tcp.local.", "lamp._hue._tcp.local."] {
