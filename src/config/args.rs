@@ -86,6 +86,10 @@ pub struct AgentArgs {
     /// Where join candidates come from (serf: --join/SERF_JOIN only).
     #[arg(long, value_name = "BACKEND")]
     pub discovery: Option<String>,
+    /// Announce the registry's services on this node's subnets, and the API as _muster._tcp and
+    /// _beacon._tcp, over mDNS/DNS-SD (Beacon's type table and TXT records).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub mdns_announce: Option<String>,
     /// Cluster name, [A-Za-z0-9_-]+; mDNS advertises _serf_<cluster>._tcp.local.
     #[arg(long, value_name = "NAME")]
     pub cluster: Option<String>,
@@ -210,6 +214,7 @@ pub(crate) const SETTINGS: &[Setting] = &[
     Setting { key: "tokens_file", env: &["MUSTER_TOKENS_FILE"] },
     Setting { key: "role", env: &["MUSTER_ROLE", "ROLE"] },
     Setting { key: "discovery", env: &["MUSTER_DISCOVERY", "DISCOVERY_BACKEND"] },
+    Setting { key: "mdns_announce", env: &["MUSTER_MDNS_ANNOUNCE"] },
     Setting { key: "cluster", env: &["MUSTER_CLUSTER"] },
     Setting { key: "profile", env: &["MUSTER_PROFILE"] },
     Setting { key: "voter_grace", env: &["MUSTER_VOTER_GRACE"] },
@@ -258,6 +263,7 @@ fn default_text(key: &str, d: &Config) -> Option<String> {
         "rpc_addr" => d.rpc_addr.to_string(),
         "role" => d.role.to_string(),
         "discovery" => d.discovery.to_string(),
+        "mdns_announce" => d.mdns_announce.to_string(),
         "cluster" => d.cluster.clone(),
         "profile" => d.profile.to_string(),
         "voter_grace" => format_duration_ms(d.voter_grace_ms),

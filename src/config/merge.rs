@@ -240,6 +240,9 @@ pub fn merge(
     if let Some(f) = src.scalar("discovery", args.discovery.as_deref()) {
         c.discovery = f.parse(|v| parse_choice(v, DiscoveryBackend::parse, DiscoveryBackend::CHOICES))?;
     }
+    if let Some(f) = src.scalar("mdns_announce", args.mdns_announce.as_deref()) {
+        c.mdns_announce = f.parse(parse_bool)?;
+    }
     if let Some(f) = src.scalar("cluster", args.cluster.as_deref()) {
         c.cluster = f.value.trim().to_string();
     }

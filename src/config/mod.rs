@@ -266,6 +266,8 @@ pub struct Config {
     pub tokens_file: Option<PathBuf>,
     pub role: Role,
     pub discovery: DiscoveryBackend,
+    /// Whether the registry's services and the API are announced over mDNS/DNS-SD.
+    pub mdns_announce: bool,
     /// Cluster name: `[A-Za-z0-9_-]+`, used in the mDNS service name.
     pub cluster: String,
     pub profile: Profile,
@@ -325,6 +327,7 @@ impl Default for Config {
             tokens_file: None,
             role: Role::Auto,
             discovery: DiscoveryBackend::Auto,
+            mdns_announce: true,
             cluster: defaults::CLUSTER.to_string(),
             profile: Profile::Lan,
             voter_grace_ms: defaults::VOTER_GRACE_MS,
@@ -469,6 +472,7 @@ impl fmt::Display for Redacted<'_> {
              tls_cert={} tls_key={} tls_ca={} verify_incoming={} tokens_file={} log.level={} \
              stack_file={} docker_socket={} stack_stop_timeout={} on_promote={} on_demote={} on_server_change={} \
              rejoin_after_leave={} allow_crash_drill={} event_handlers={} log.format={} log.caller={} log.time={} log.no_color={} \
+             mdns_announce={} \
              config_file={}",
             c.node,
             c.cluster,
@@ -515,6 +519,7 @@ impl fmt::Display for Redacted<'_> {
             c.log.caller,
             c.log.time,
             c.log.no_color,
+            c.mdns_announce,
             opt(&c.config_file.as_ref().map(|p| p.display())),
         )
     }
@@ -545,6 +550,7 @@ impl fmt::Debug for Redacted<'_> {
             .field("tokens_file", &c.tokens_file)
             .field("role", &c.role)
             .field("discovery", &c.discovery)
+            .field("mdns_announce", &c.mdns_announce)
             .field("cluster", &c.cluster)
             .field("profile", &c.profile)
             .field("voter_grace_ms", &c.voter_grace_ms)

@@ -363,3 +363,20 @@ fn insecure_gossip_is_a_bool_from_flag_env_or_file() {
     let help = annotate_help(<Cli as clap::CommandFactory>::command()).render_long_help().to_string();
     assert!(help.contains("[default: false] [env: MUSTER_INSECURE_GOSSIP]"), "{help}");
 }
+
+#[test]
+fn mdns_announce_is_a_bool_on_by_default() {
+    // Proves --mdns-announce is on by default, read from the flag, MUSTER_MDNS_ANNOUNCE and the
+    // file key (the flag winning), named in errors, and shown in the start-up line and --help.
+    assert!(merged(&[], &[], None).unwrap().mdns_announce);
+    let off = merged(&["--mdns-announce=false"], &[("MUSTER_MDNS_ANNOUNCE", "true")], None).unwrap();
+    assert!(!off.mdns_announce, "the flag wins");
+    assert!(!merged(&[], &[("MUSTER_MDNS_ANNOUNCE", "false")], None).unwrap().mdns_announce);
+    assert!(!merged(&[], &[], Some(r#"{"mdns_announce":false}"#)).unwrap().mdns_announce);
+    assert!(merged(&["--mdns-announce"], &[("MUSTER_MDNS_ANNOUNCE", "false")], None).unwrap().mdns_announce);
+    let err = merged(&[], &[("MUSTER_MDNS_ANNOUNCE", "sometimes")], None).unwrap_err().to_string();
+    assert!(err.contains("--mdns-announce (MUSTER_MDNS_ANNOUNCE)"), "{err}");
+    assert!(off.redacted().to_string().contains(" mdns_announce=false "), "{}", off.redacted());
+    let help = annotate_help(<Cli as clap::CommandFactory>::command()).render_long_help().to_string();
+    assert!(help.contains("[default: true] [env: MUSTER_MDNS_ANNOUNCE]"), "{help}");
+}

@@ -278,6 +278,26 @@ pub async fn run(config: Config, logs: LogTee) -> anyhow::Result<()> {
     if sources.tailscale {
         tracker.spawn(discovery::run_tailscale(gossip.clone(), advertise.port(), shutdown.clone()));
     }
+    tracing::info!(
+        mdns_announce = config.mdns_announce,
+        "announce: mDNS announcements of services and the API"
+    );
+    if config.mdns_announce {
+        let announce_cfg = crate::announce::AnnounceConfig {
+            node: config.node.clone(),
+            cluster: config.cluster.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            api_addr: SocketAddr::new(config.http_addr.ip(), http_port),
+            tls: tls.is_some(),
+            services_max: crate::announce::ANNOUNCED_SERVICES_MAX,
+        };
+        tracker.spawn(crate::announce::run(
+            announce_cfg,
+            registrar.clone(),
+            consensus.leadership(),
+            api_shutdown.clone(),
+        ));
+    }
     tracker.close();
 
     let reason = tokio::select! {
