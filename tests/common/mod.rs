@@ -169,6 +169,12 @@ impl Muster {
             .args(["--discovery", "serf", "--data-dir"])
             .arg(dir.path().join("data"))
             .args(extra)
+            // Test services name hosts such as 10.0.0.1: never announce them on a real LAN.
+            .args(if extra.iter().any(|a| a.starts_with("--mdns-announce")) {
+                &[][..]
+            } else {
+                &["--mdns-announce=false"][..]
+            })
             .env("LOG_FORMAT", "text")
             .env("LOG_NO_COLOR", "1")
             .env("LOG_LEVEL", "debug")
