@@ -129,6 +129,99 @@ fn parse_status_line(line: &[u8]) -> Result<(u16, String), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::net::TcpListener;
+
+    /// Serves one answer per connection: `answer` after reading the request, or nothing.
+    async fn serve(listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, answer: Option<&'static str>) {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                match tls {
+                    Some(acceptor) => {
+                        let Ok(mut s) = acceptor.accept(tcp).await else { return };
+                        let _ = s.read(&mut buf).await;
+                        match answer {
+                            Some(a) => drop(s.write_all(a.as_bytes()).await),
+                            None => tokio::time::sleep(Duration::from_secs(30)).await,
+                        }
+                    }
+                    None => {
+                        let mut s = tcp;
+                        let _ = s.read(&mut buf).await;
+                        match answer {
+                            Some(a) => drop(s.write_all(a.as_bytes()).await),
+                            None => tokio::time::sleep(Duration::from_secs(30)).await,
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    async fn listen(tls: Option<tokio_rustls::TlsAcceptor>, answer: Option<&'static str>) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(serve(listener, tls, answer));
+        port
+    }
+
+    fn http(tls: bool, port: u16) -> CheckTarget {
+        let host = if tls { "localhost" } else { "127.0.0.1" };
+        CheckTarget::Http { tls, host: host.into(), port, path: "/health".into() }
+    }
+
+    /// A CA (PEM, for the client) and a TLS acceptor with a `localhost` certificate it signed.
+    fn tls_server() -> (String, tokio_rustls::TlsAcceptor) {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::from_ca_cert_pem(&ca.pem(), ca_key).unwrap();
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&leaf_key, &issuer).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.der().clone()], key)
+            .unwrap();
+        (ca.pem(), tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    }
+
+    #[tokio::test]
+    async fn http_tcp_and_https_checks_pass_fail_and_time_out_against_real_sockets() {
+        // Proves each outcome a check reports: 2xx passes, another status, a refused connect, a
+        // silent server (the timeout), https with the cluster CA, and https with an unknown CA.
+        let dir = tempfile::tempdir().unwrap();
+        let (ca_pem, acceptor) = tls_server();
+        let ca_path = dir.path().join("ca.pem");
+        std::fs::write(&ca_path, ca_pem).unwrap();
+        let (with_ca, _) = crate::tls::live::public_client_config(Some(&ca_path)).unwrap();
+        let (without_ca, _) = crate::tls::live::public_client_config(None).unwrap();
+        let prober = Prober::new(with_ca);
+        let second = Duration::from_secs(1);
+
+        let ok = listen(None, Some("HTTP/1.1 204 No Content\r\n\r\n")).await;
+        assert_eq!(prober.check(&http(false, ok), second).await, Ok(()));
+        let down = listen(None, Some("HTTP/1.1 500 Internal Server Error\r\n\r\n")).await;
+        assert_eq!(prober.check(&http(false, down), second).await, Err("HTTP 500 Internal Server Error".into()));
+        let silent = listen(None, None).await;
+        let err = prober.check(&http(false, silent), Duration::from_millis(300)).await.unwrap_err();
+        assert_eq!(err, "no answer within 300 ms (the check's timeout)");
+        assert_eq!(prober.check(&CheckTarget::Tcp { host: "127.0.0.1".into(), port: ok }, second).await, Ok(()));
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let err = prober.check(&CheckTarget::Tcp { host: "127.0.0.1".into(), port: closed }, second).await.unwrap_err();
+        assert!(err.starts_with(&format!("connect to 127.0.0.1:{closed}: ")) && err.contains("refused"), "{err}");
+
+        let secure = listen(Some(acceptor), Some("HTTP/1.1 200 OK\r\n\r\n")).await;
+        assert_eq!(prober.check(&http(true, secure), second).await, Ok(()));
+        let err = Prober::new(without_ca).check(&http(true, secure), second).await.unwrap_err();
+        assert!(err.starts_with("TLS handshake with localhost: ") && err.contains("UnknownIssuer"), "{err}");
+    }
 
     #[test]
     fn status_lines_parse_and_garbage_is_named() {
