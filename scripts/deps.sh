@@ -48,6 +48,15 @@ if ! python3 -c 'import zeroconf' >/dev/null 2>&1; then
   echo "deps: installing zeroconf (pip)"
   python3 -m pip install -q --disable-pip-version-check zeroconf
 fi
+# promtool (Debian's prometheus package) lints the node's /metrics in tests/metrics.rs. The package
+# alone: its recommends would add node-exporter and ipmitool.
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "deps: installing prometheus (for promtool)"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
 # Docker Engine: the supervisor's tests drive the real engine. Start the daemon when none
 # answers (no registry is needed: images are built from our own binary, scripts/mkimage.sh).
 if ! docker info >/dev/null 2>&1; then

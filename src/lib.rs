@@ -18,6 +18,7 @@ pub mod gossip;
 pub mod health;
 pub mod logging;
 pub mod membership;
+pub mod metrics;
 pub mod node;
 pub mod registry;
 pub mod replicated;

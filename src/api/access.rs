@@ -238,6 +238,7 @@ mod tests {
         assert_eq!(c(&Method::GET, "/api/v1/services"), Need::Scope(Scope::Read));
         assert_eq!(c(&Method::GET, "/api/v1/ws"), Need::Scope(Scope::Read));
         assert_eq!(c(&Method::GET, "/v1/members"), Need::Scope(Scope::Read));
+        assert_eq!(c(&Method::GET, "/metrics"), Need::Scope(Scope::Read));
         assert_eq!(c(&post, "/api/v1/services/register"), Need::Scope(Scope::Write));
         assert_eq!(c(&Method::PUT, "/api/v1/services/x/heartbeat"), Need::Scope(Scope::Write));
         assert_eq!(c(&Method::DELETE, "/api/v1/services/cleanup"), Need::Scope(Scope::Write));

@@ -4,7 +4,8 @@
 //!
 //! May import `membership`, `config` (defaults) and `logging` (timestamps); nothing above them.
 //! The public gRPC API lives in [`grpc`], Beacon's REST API under `/api/v1` in [`rest`]; both
-//! call the registrar (their own module docs list what they may import).
+//! call the registrar (their own module docs list what they may import). `GET /metrics` lives in
+//! [`scrape`]; `metrics::http::track` counts every request, gRPC included.
 
 pub mod access;
 mod filter;
@@ -14,6 +15,7 @@ pub mod limits;
 pub mod listen;
 pub mod ratelimit;
 pub mod rest;
+mod scrape;
 
 #[cfg(test)]
 mod tests;
@@ -73,6 +75,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/discovery", get(handlers::discovery))
         .route("/v1/stack", get(handlers::stack))
         .route("/v1/members", get(handlers::members))
+        .route("/metrics", get(scrape::metrics))
         .merge(rest::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -117,7 +120,9 @@ pub async fn serve_with(
     let app = grpc
         .merge(router(state))
         .layer(middleware::from_fn_with_state(opts.access, access::authorize))
-        .layer(axum::Extension(rest::WsShutdown(shutdown.clone())));
+        .layer(axum::Extension(rest::WsShutdown(shutdown.clone())))
+        // Outermost, so that refused calls and gRPC count too.
+        .layer(middleware::from_fn(crate::metrics::http::track));
     listen::serve(listener, app, opts.listen, shutdown).await?;
     tracing::info!("api: stopped");
     Ok(())

@@ -22,6 +22,7 @@ use super::network::pb::raft_server::RaftServer;
 use super::network::{ClusterTag, CurrentRaft, Faults, NetworkFactory, RaftService};
 use super::store::{open, MachineReader, StateMachineStore, StoreError};
 use super::types::{Machine, Proposal, RaftNode, TypeConfig};
+use crate::metrics::RAFT;
 
 /// Log entries between two snapshots.
 const SNAPSHOT_EVERY_ENTRIES: u64 = 50_000;
@@ -254,8 +255,13 @@ impl<M: Machine> Consensus<M> {
 
     /// Proposes one command; on the leader, returns its log index and the machine's answer.
     pub async fn propose(&self, payload: Vec<u8>) -> Result<(u64, Vec<u8>), ConsensusError> {
+        let proposed = Instant::now();
         match self.member()?.raft.client_write(Proposal(payload)).await {
-            Ok(resp) => Ok((resp.log_id.index, resp.data.0)),
+            Ok(resp) => {
+                // client_write answers once the entry is applied here, on the leader.
+                RAFT.commit_seconds.observe(proposed.elapsed().as_secs_f64());
+                Ok((resp.log_id.index, resp.data.0))
+            }
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(ConsensusError::NotLeader {
                     leader_id: f.leader_id,
@@ -469,6 +475,19 @@ async fn stop_member<M: Machine>(m: &Member<M>, data_dir: &std::path::Path) {
     }
 }
 
+/// Copies raft's own numbers into the node's metrics; a change of the known leader (to
+/// another node or to none) counts once.
+fn publish_metrics(m: &openraft::RaftMetrics<TypeConfig>, me: u64, seen_leader: &mut Option<u64>) {
+    let leading = m.state == ServerState::Leader && m.current_leader == Some(me);
+    RAFT.is_leader.set(if leading { 1.0 } else { 0.0 });
+    RAFT.applied_index.set(m.last_applied.as_ref().map_or(0.0, |l| l.index() as f64));
+    RAFT.last_log_index.set(m.last_log_index.unwrap_or(0) as f64);
+    if m.current_leader != *seen_leader {
+        *seen_leader = m.current_leader;
+        RAFT.leader_changes.inc();
+    }
+}
+
 /// Republishes [`Leadership`] on every raft metrics change and when a lease or lock delay
 /// runs out.
 async fn watch_leadership<M: Machine>(
@@ -481,10 +500,12 @@ async fn watch_leadership<M: Machine>(
     let mut metrics = raft.metrics();
     let mut leader_since: Option<Instant> = None;
     let mut led_term: Option<u64> = None;
+    let mut seen_leader: Option<u64> = None;
     loop {
         let m = metrics.borrow_and_update().clone();
         let now = Instant::now();
         let is_leader = m.state == ServerState::Leader;
+        publish_metrics(&m, me, &mut seen_leader);
         if is_leader && led_term != Some(m.current_term) {
             led_term = Some(m.current_term);
             leader_since = Some(now);

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::consensus::Machine;
-use crate::registry::{Applied, Command, Registry, RegistryError, RegistrySnapshot, Revision};
+use crate::metrics::REGISTRY;
+use crate::registry::{Applied, Command, Outcome, Registry, RegistryError, RegistrySnapshot, Revision};
 
 /// Commands and answers travel through the raft log as JSON (self-describing, so absent and
 /// null patch fields stay distinct).
@@ -30,6 +31,16 @@ pub fn decode_answer(bytes: &[u8]) -> Result<Applied, RegistryError> {
         Err(e) => Err(RegistryError::InvalidCommand {
             reason: format!("undecodable answer from the state machine: {e}"),
         }),
+    }
+}
+
+/// Counts what a command this node proposed as leader did, in the node's metrics: each
+/// registration and expiry once in the cluster, where it was committed.
+fn count_committed(outcome: &Outcome) {
+    match outcome {
+        Outcome::Registered { .. } => REGISTRY.registrations.inc(),
+        Outcome::Expired { ids } => REGISTRY.expirations.add(ids.len() as u64),
+        _ => {}
     }
 }
 

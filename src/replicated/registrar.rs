@@ -294,7 +294,9 @@ impl Registrar {
                 self.cfg.propose_timeout
             ))
         })??;
-        Ok(decode_answer(&answer)?)
+        let applied = decode_answer(&answer)?;
+        super::count_committed(&applied.outcome);
+        Ok(applied)
     }
 
     fn require_leader_known(&self) -> Result<(), RegistrarError> {
@@ -399,6 +401,7 @@ impl Registrar {
         if was_expired {
             service.status = Status::Active;
         }
+        crate::metrics::REGISTRY.heartbeats.inc();
         Ok(service)
     }
 

@@ -241,6 +241,7 @@ impl Loop {
                     "supervisor: reconcile failed"
                 );
                 self.status.record_error(message, unreachable, unix_now_ms());
+                crate::metrics::SUPERVISOR.docker_errors.inc();
                 if unreachable {
                     self.reconnect = true;
                     self.events = None;
@@ -292,6 +293,7 @@ impl Loop {
             }
             Ok(_) => {}
             Err(e) => {
+                crate::metrics::SUPERVISOR.docker_errors.inc();
                 tracing::warn!(node = %self.node, error = %e.detailed(), "supervisor: cannot remove unused networks")
             }
         }

@@ -184,6 +184,7 @@ fn apply(
         reason = %change.reason,
         "supervisor: transition"
     );
+    crate::metrics::SUPERVISOR.transition(name(&change.to));
     let record = TransitionRecord {
         from: change.from.clone(),
         to: change.to.clone(),

@@ -30,6 +30,7 @@ use crate::gossip::wire::{
 };
 use crate::logging::throttle::Throttle;
 use crate::membership::{MemberInfo, MemberStatus};
+use crate::metrics::{Direction, Transport, GOSSIP};
 
 /// Commands queued to the driver at most.
 const COMMANDS_MAX: usize = 256;
@@ -519,6 +520,8 @@ impl Driver {
             }
             self.advance_leave(now);
             self.pump(now);
+            let tally = self.swim.tally();
+            GOSSIP.probe_totals(tally.probes, tally.probes_failed, tally.suspicions);
         }
         self.write_snapshot();
     }
@@ -536,6 +539,7 @@ impl Driver {
         let msgs = match decode_packet(bytes, &self.sec.get().view()) {
             Ok(m) => m,
             Err(e) => {
+                GOSSIP.traffic(Transport::Udp, Direction::Received, 0, bytes.len() as u64);
                 let now = Instant::now();
                 let warn = self
                     .decode_warned
@@ -551,6 +555,7 @@ impl Driver {
                 return;
             }
         };
+        GOSSIP.traffic(Transport::Udp, Direction::Received, msgs.len() as u64, bytes.len() as u64);
         let now = Instant::now();
         for m in msgs {
             self.swim.handle_message(from, m, now);
@@ -747,11 +752,16 @@ impl Driver {
                 let opts = PacketOptions { crc, compress: false };
                 match encode_packets(&msgs, self.timing.udp_buffer_bytes, opts, &self.sec.get().view()) {
                     Ok(packets) => {
+                        let mut sent_bytes = 0;
                         for p in packets {
-                            if let Err(err) = self.udp.try_send_to(&p, to) {
-                                tracing::debug!(peer.addr = %to, error = %err, "gossip: udp send failed");
+                            match self.udp.try_send_to(&p, to) {
+                                Ok(n) => sent_bytes += n,
+                                Err(err) => {
+                                    tracing::debug!(peer.addr = %to, error = %err, "gossip: udp send failed")
+                                }
                             }
                         }
+                        GOSSIP.traffic(Transport::Udp, Direction::Sent, msgs.len() as u64, sent_bytes as u64);
                     }
                     Err(err) => tracing::warn!(peer.addr = %to, error = %err, "gossip: cannot encode packet"),
                 }

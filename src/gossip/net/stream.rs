@@ -18,6 +18,7 @@ use tokio::time::timeout;
 
 use super::GossipError;
 use crate::gossip::wire::{decode_stream, encode_stream, Ping, PushNodeState, Security, StreamMessage};
+use crate::metrics::{Direction, Transport, GOSSIP};
 
 /// Largest stream message we accept (a push/pull of thousands of members fits easily).
 const STREAM_BYTES_MAX: usize = 16 * 1024 * 1024;
@@ -101,7 +102,10 @@ pub async fn read_message(
             }
         }
     };
-    timeout(deadline, read).await.map_err(|_| GossipError::Timeout { what: "reading a stream message" })?
+    let read = timeout(deadline, read).await;
+    let messages = u64::from(matches!(read, Ok(Ok(_))));
+    GOSSIP.traffic(Transport::Tcp, Direction::Received, messages, buf.len() as u64);
+    read.map_err(|_| GossipError::Timeout { what: "reading a stream message" })?
 }
 
 pub async fn write_message(
@@ -114,7 +118,9 @@ pub async fn write_message(
     timeout(deadline, conn.write_all(&bytes))
         .await
         .map_err(|_| GossipError::Timeout { what: "writing a stream message" })?
-        .map_err(GossipError::Io)
+        .map_err(GossipError::Io)?;
+    GOSSIP.traffic(Transport::Tcp, Direction::Sent, 1, bytes.len() as u64);
+    Ok(())
 }
 
 pub async fn connect(to: SocketAddr, deadline: Duration) -> Result<TcpStream, GossipError> {

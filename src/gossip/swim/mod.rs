@@ -84,6 +84,18 @@ pub enum MemberEvent {
     Leave(Node),
 }
 
+/// Running totals of the probe loop, which the driver copies into the node's metrics (plain
+/// numbers: the core keeps no globals and does no I/O).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProbeTally {
+    /// Probes of other members started.
+    pub probes: u64,
+    /// Probes that no direct, indirect or TCP ack answered.
+    pub probes_failed: u64,
+    /// Members this node started to suspect (by its own probe or another member's report).
+    pub suspicions: u64,
+}
+
 /// The SWIM state machine.
 pub struct Swim {
     local: LocalNode,
@@ -107,6 +119,7 @@ pub struct Swim {
     ack_payload: Vec<u8>,
     rng: StdRng,
     effects: Vec<Effect>,
+    tally: ProbeTally,
 }
 
 impl Swim {
@@ -141,6 +154,7 @@ impl Swim {
             ack_payload: Vec::new(),
             rng,
             effects: Vec::new(),
+            tally: ProbeTally::default(),
         };
         swim.incarnation = 1;
         let me = Node {
@@ -184,6 +198,11 @@ impl Swim {
     /// Lifeguard's local health score (0 is healthy).
     pub fn awareness(&self) -> u32 {
         self.awareness
+    }
+
+    /// The probe loop's totals so far.
+    pub fn tally(&self) -> ProbeTally {
+        self.tally
     }
 
     pub fn is_leaving(&self) -> bool {

@@ -137,6 +137,7 @@ impl Swim {
             msgs.push(Message::Suspect(s).encode());
         }
         self.send(node.socket(), msgs);
+        self.tally.probes += 1;
         self.probe = Some(Probe {
             target,
             incarnation: node.incarnation,
@@ -216,6 +217,7 @@ impl Swim {
         }
         let delta = if p.expected_nacks > 0 { p.expected_nacks.saturating_sub(p.nacks) as i64 } else { 1 };
         self.apply_awareness(delta);
+        self.tally.probes_failed += 1;
         tracing::info!(member = %p.target, "gossip: suspect member has failed, no acks received");
         let s = Suspect { incarnation: p.incarnation, node: p.target, from: self.local.name.clone() };
         self.suspect_node(s, now);

@@ -168,6 +168,7 @@ impl Swim {
         let min = suspicion_timeout(self.timing.suspicion_mult, n_nodes, self.timing.probe_interval);
         let max = min * self.timing.suspicion_max_timeout_mult;
         self.suspicions.insert(key, Suspicion::new(incarnation, &from, k, min, max, now));
+        self.tally.suspicions += 1;
     }
 
     pub(super) fn tick_suspicions(&mut self, now: Instant) {

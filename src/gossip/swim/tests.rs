@@ -111,6 +111,10 @@ fn an_unanswering_member_is_suspected_then_declared_dead_within_the_suspicion_ti
     // Indirect probes went out (to the other members) and so did TCP fallback pings.
     assert!(effects.iter().any(|e| matches!(e, Effect::Send { msgs, .. } if msgs[0][0] == 1)));
     assert!(effects.iter().any(|e| matches!(e, Effect::TcpPing { .. })));
+    // The tally: each member suspected once; every suspicion came from a failed probe.
+    let t = s.tally();
+    assert_eq!(t.suspicions, 3, "{t:?}");
+    assert!(t.probes_failed >= 3 && t.probes >= t.probes_failed, "{t:?}");
 }
 
 #[test]

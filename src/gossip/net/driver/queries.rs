@@ -22,6 +22,7 @@ use crate::gossip::wire::{
     SerfConflictMember, SerfKeyRequest, SerfKeyResponse,
 };
 use crate::membership::MemberStatus;
+use crate::metrics::{Direction, Transport, GOSSIP};
 
 /// Serf's `QueryTimeoutMult`: a query's default timeout is gossip interval × this × ⌈log10(n+1)⌉.
 const QUERY_TIMEOUT_MULT: u32 = 16;
@@ -201,11 +202,14 @@ impl Driver {
         let opts = PacketOptions { crc: false, compress: false };
         match encode_packets(&[msg], self.timing.udp_buffer_bytes, opts, &self.sec.get().view()) {
             Ok(packets) => {
+                let mut sent_bytes = 0;
                 for p in packets {
-                    if let Err(e) = self.udp.try_send_to(&p, to) {
-                        tracing::debug!(peer.addr = %to, error = %e, "gossip: udp send failed");
+                    match self.udp.try_send_to(&p, to) {
+                        Ok(n) => sent_bytes += n,
+                        Err(e) => tracing::debug!(peer.addr = %to, error = %e, "gossip: udp send failed"),
                     }
                 }
+                GOSSIP.traffic(Transport::Udp, Direction::Sent, 1, sent_bytes as u64);
             }
             Err(e) => tracing::warn!(peer.addr = %to, error = %e, "gossip: cannot encode a direct message"),
         }
