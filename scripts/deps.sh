@@ -55,7 +55,16 @@ if ! command -v promtool >/dev/null 2>&1; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
+  # Only promtool is wanted: a policy-rc.d that says "no" keeps the package from starting a
+  # Prometheus server (on :9090) where an init system would; it is removed again afterwards.
+  made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  [ "$made_policy" = 1 ] && $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 # Docker Engine: the supervisor's tests drive the real engine. Start the daemon when none
 # answers (no registry is needed: images are built from our own binary, scripts/mkimage.sh).

@@ -226,6 +226,30 @@ fn checks_turn_services_unhealthy_after_the_threshold_and_back_on_every_node() {
     let event = ws.health_change("web", Instant::now() + TURN);
     assert_eq!(event["service"]["status"], "active", "{event}");
 
+    // The leader counted its checks and the changes they made (summed over the nodes, in case
+    // leadership moved during the test).
+    let metric = |name: &str| -> f64 {
+        all.iter()
+            .map(|m| {
+                let out = Command::new("curl")
+                    .args(["-sS", &format!("http://{}/metrics", m.http)])
+                    .output()
+                    .unwrap();
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                let line = text
+                    .lines()
+                    .find(|l| l.starts_with(&format!("{name} ")))
+                    .unwrap_or_else(|| panic!("{name} in {text}"));
+                line.rsplit(' ').next().unwrap().parse::<f64>().unwrap()
+            })
+            .sum()
+    };
+    assert!(metric("muster_registry_health_status_changes_total") >= 4.0);
+    assert!(metric("muster_registry_health_checks_failed_total") >= 4.0);
+    assert!(
+        metric("muster_registry_health_checks_total") > metric("muster_registry_health_checks_failed_total")
+    );
+
     // The gRPC Watch replays the same changes from the cluster's first revision on.
     let body = json!({"start_revision": 1}).to_string();
     let out = Command::new("grpcurl")

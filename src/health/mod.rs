@@ -99,6 +99,10 @@ pub async fn run(registrar: Arc<Registrar>, prober: Prober, cfg: HealthConfig, s
                     let outcome = prober.check(&due.target, Duration::from_millis(due.timeout_ms)).await;
                     let latency_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
                     let error = outcome.err().map(|e| shorten(&e));
+                    crate::metrics::REGISTRY.health_checks.inc();
+                    if error.is_some() {
+                        crate::metrics::REGISTRY.health_checks_failed.inc();
+                    }
                     let result = CheckResult {
                         id: due.id.clone(),
                         at_ms: now_ms,
@@ -177,6 +181,7 @@ async fn propose(registrar: &Registrar, results: Vec<CheckResult>) {
         Ok(applied) => {
             if let Outcome::HealthChecked { changed, .. } = &applied.outcome {
                 for id in changed {
+                    crate::metrics::REGISTRY.health_changes.inc();
                     let status = registrar.read_local(|r| r.get(id).map(|s| s.status));
                     let error = errors.iter().rev().find(|(e, _)| e == id).and_then(|(_, e)| e.clone());
                     tracing::info!(service.id = %id, status = status.map(|s| s.as_str()).unwrap_or("deregistered"), error = error.as_deref().unwrap_or(""),

@@ -132,7 +132,11 @@ mod tests {
     use tokio::net::TcpListener;
 
     /// Serves one answer per connection: `answer` after reading the request, or nothing.
-    async fn serve(listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, answer: Option<&'static str>) {
+    async fn serve(
+        listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        answer: Option<&'static str>,
+    ) {
         loop {
             let Ok((tcp, _)) = listener.accept().await else { return };
             let tls = tls.clone();
@@ -181,14 +185,18 @@ mod tests {
         let ca = ca_params.self_signed(&ca_key).unwrap();
         let issuer = Issuer::from_ca_cert_pem(&ca.pem(), ca_key).unwrap();
         let leaf_key = KeyPair::generate().unwrap();
-        let leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&leaf_key, &issuer).unwrap();
-        let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
+        let leaf = CertificateParams::new(vec!["localhost".to_string()])
             .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![leaf.der().clone()], key)
+            .signed_by(&leaf_key, &issuer)
             .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
+        let config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![leaf.der().clone()], key)
+                .unwrap();
         (ca.pem(), tokio_rustls::TlsAcceptor::from(Arc::new(config)))
     }
 
@@ -208,14 +216,26 @@ mod tests {
         let ok = listen(None, Some("HTTP/1.1 204 No Content\r\n\r\n")).await;
         assert_eq!(prober.check(&http(false, ok), second).await, Ok(()));
         let down = listen(None, Some("HTTP/1.1 500 Internal Server Error\r\n\r\n")).await;
-        assert_eq!(prober.check(&http(false, down), second).await, Err("HTTP 500 Internal Server Error".into()));
+        assert_eq!(
+            prober.check(&http(false, down), second).await,
+            Err("HTTP 500 Internal Server Error".into())
+        );
         let silent = listen(None, None).await;
         let err = prober.check(&http(false, silent), Duration::from_millis(300)).await.unwrap_err();
         assert_eq!(err, "no answer within 300 ms (the check's timeout)");
-        assert_eq!(prober.check(&CheckTarget::Tcp { host: "127.0.0.1".into(), port: ok }, second).await, Ok(()));
+        assert_eq!(
+            prober.check(&CheckTarget::Tcp { host: "127.0.0.1".into(), port: ok }, second).await,
+            Ok(())
+        );
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let err = prober.check(&CheckTarget::Tcp { host: "127.0.0.1".into(), port: closed }, second).await.unwrap_err();
-        assert!(err.starts_with(&format!("connect to 127.0.0.1:{closed}: ")) && err.contains("refused"), "{err}");
+        let err = prober
+            .check(&CheckTarget::Tcp { host: "127.0.0.1".into(), port: closed }, second)
+            .await
+            .unwrap_err();
+        assert!(
+            err.starts_with(&format!("connect to 127.0.0.1:{closed}: ")) && err.contains("refused"),
+            "{err}"
+        );
 
         let secure = listen(Some(acceptor), Some("HTTP/1.1 200 OK\r\n\r\n")).await;
         assert_eq!(prober.check(&http(true, secure), second).await, Ok(()));

@@ -143,6 +143,11 @@ pub struct RegistryMetrics {
     pub registrations: Counter,
     pub heartbeats: Counter,
     pub expirations: Counter,
+    /// Health checks the leader ran, and how many of them failed.
+    pub health_checks: Counter,
+    pub health_checks_failed: Counter,
+    /// `active` ↔ `unhealthy` changes the leader's check results committed.
+    pub health_changes: Counter,
 }
 
 impl RegistryMetrics {
@@ -165,6 +170,24 @@ impl RegistryMetrics {
             "Services whose lease lapsed, counted on the leader that expired them.",
             &self.expirations,
         );
+        counter(
+            e,
+            "muster_registry_health_checks_total",
+            "Health checks run by the leader.",
+            &self.health_checks,
+        );
+        counter(
+            e,
+            "muster_registry_health_checks_failed_total",
+            "Health checks run by the leader that failed (error, non-2xx, refused, timeout).",
+            &self.health_checks_failed,
+        );
+        counter(
+            e,
+            "muster_registry_health_status_changes_total",
+            "Services turned unhealthy or active again by committed check results.",
+            &self.health_changes,
+        );
     }
 }
 
@@ -172,6 +195,9 @@ pub static REGISTRY: RegistryMetrics = RegistryMetrics {
     registrations: Counter::new(),
     heartbeats: Counter::new(),
     expirations: Counter::new(),
+    health_checks: Counter::new(),
+    health_checks_failed: Counter::new(),
+    health_changes: Counter::new(),
 };
 
 /// API requests, gRPC and HTTP, by method label (see [`super::http`]).
