@@ -1,567 +1,381 @@
 // muster's dashboard. Reads the node's JSON (/health, /v1/members, /v1/raft, /v1/stack,
 // /api/v1/services) and follows the registry's event stream (/api/v1/ws), resuming from the
 // last revision it saw. Every string from the server is put in the page as text
-// (textContent), never as markup.
-"use strict";
+// (textContent), never as markup. An ES module (deferred, strict); the page's global scope
+// gets only `window.musterDashboard`.
 
-(function () {
-  const TOKEN_KEY = "muster.token";
-  const POLL_MS = 3000; // members, raft, stack
-  const PAGE_LIMIT = 100; // the REST list's largest page
-  const PAGES_MAX = 1000; // at most 100 000 services are listed
-  const EVENTS_MAX = 200; // lines kept in the event feed
-  const ROWS_MAX = 500; // service rows drawn at once
-  const PROGRESS_MS = 5000; // asked of the stream: a message at least this often
-  const STALL_MS = 4 * PROGRESS_MS; // silence after which the stream is presumed dead
-  const RETRY_MS_MIN = 500;
-  const RETRY_MS_MAX = 15000;
-  const STATUSES = ["active", "inactive", "unhealthy", "expired"];
+import { clear, clock, el, fact, pill } from "/ui/dom.js";
+import { drawHealth, drawMembers, drawRaft, drawStack, eventItem, serviceRow } from "/ui/views.js";
 
-  const state = {
-    token: readToken(),
-    services: new Map(), // service_id -> service JSON
-    revision: null, // the last registry revision applied (null: not listed yet)
-    listing: false,
-    ws: null,
-    wsRetryMs: RETRY_MS_MIN,
-    wsTimer: null,
-    stallTimer: null,
-    relist: false,
-    events: 0,
-    raft: null,
-    health: null,
-    drawPending: false,
-    flash: new Set(),
-  };
+const TOKEN_KEY = "muster.token";
+const POLL_MS = 3000; // members, raft, stack
+const PAGE_LIMIT = 100; // the REST list's largest page
+const PAGES_MAX = 1000; // at most 100 000 services are listed
+const EVENTS_MAX = 200; // lines kept in the event feed
+const ROWS_MAX = 500; // service rows drawn at once
+const PROGRESS_MS = 5000; // asked of the stream: a message at least this often
+const STALL_MS = 4 * PROGRESS_MS; // silence after which the stream is presumed dead
+const RETRY_MS_MIN = 500;
+const RETRY_MS_MAX = 15000;
+const FETCH_MS_MAX = 10000; // a call that takes longer is abandoned (the node may hang)
+const STATUSES = ["active", "inactive", "unhealthy", "expired"];
 
-  // Exposed for inspection (and for the browser test's check that the page never reloads).
-  window.musterDashboard = { loadedAt: Date.now(), state: state, applyEvent: applyEvent };
+const state = {
+  token: readToken(),
+  services: new Map(), // service_id -> service JSON
+  revision: null, // the last registry revision applied (null: not listed yet)
+  listing: false,
+  ws: null,
+  wsRetryMs: RETRY_MS_MIN,
+  wsTimer: null,
+  stallTimer: null,
+  relist: false,
+  events: 0,
+  raft: null,
+  health: null,
+  drawPending: false,
+  flash: new Set(),
+};
 
-  const $ = (id) => document.getElementById(id);
+// Exposed for inspection (and for the browser test's check that the page never reloads).
+window.musterDashboard = { loadedAt: Date.now(), state: state, applyEvent: applyEvent };
 
-  // ---- small DOM helpers: text only ----
+const $ = (id) => document.getElementById(id);
 
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === undefined || v === null) continue;
-      if (k === "class") node.className = v;
-      else if (k === "title") node.title = String(v);
-      else node.setAttribute(k, String(v));
-    }
-    for (const c of children) {
-      if (c === undefined || c === null || c === "") continue;
-      node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-    }
-    return node;
-  }
+// ---- token ----
 
-  function pill(text, kind) {
-    return el("span", { class: "pill pill-" + String(kind || text).replace(/[^a-z0-9-]/gi, "") }, text);
-  }
-
-  function chip(text) {
-    return el("span", { class: "chip" }, text);
-  }
-
-  function fact(dl, name, ...values) {
-    dl.append(el("dt", {}, name), el("dd", {}, ...values));
-  }
-
-  function clear(node) {
-    node.replaceChildren();
-  }
-
-  function cell(label, ...children) {
-    return el("td", { "data-label": label }, ...children);
-  }
-
-  // ---- formatting ----
-
-  function ago(ms) {
-    if (typeof ms !== "number" || !isFinite(ms) || ms < 0) return "–";
-    if (ms < 1500) return "now";
-    const s = Math.round(ms / 1000);
-    if (s < 120) return s + " s ago";
-    const m = Math.round(s / 60);
-    if (m < 120) return m + " min ago";
-    return Math.round(m / 60) + " h ago";
-  }
-
-  function clock(when) {
-    const d = new Date(when);
-    if (isNaN(d.getTime())) return "–";
-    return d.toLocaleTimeString([], { hour12: false });
-  }
-
-  function duration(seconds) {
-    if (typeof seconds !== "number") return "–";
-    const d = Math.floor(seconds / 86400), h = Math.floor(seconds / 3600) % 24;
-    const m = Math.floor(seconds / 60) % 60, s = seconds % 60;
-    if (d > 0) return d + "d " + h + "h";
-    if (h > 0) return h + "h " + m + "m";
-    if (m > 0) return m + "m " + s + "s";
-    return s + "s";
-  }
-
-  // ---- token ----
-
-  function readToken() {
-    try {
-      return localStorage.getItem(TOKEN_KEY) || "";
-    } catch (_) {
-      return "";
-    }
-  }
-
-  function storeToken(token) {
-    state.token = token;
-    try {
-      if (token) localStorage.setItem(TOKEN_KEY, token);
-      else localStorage.removeItem(TOKEN_KEY);
-    } catch (_) {
-      // storage refused (private mode): the token lives until the page closes
-    }
-  }
-
-  function askToken(message) {
-    $("token-message").textContent = message;
-    $("token-panel").hidden = false;
-    if (document.activeElement !== $("token-input")) $("token-input").focus();
-  }
-
-  class HttpError extends Error {
-    constructor(status, message) {
-      super(message);
-      this.status = status;
-    }
-  }
-
-  async function getJson(path) {
-    const headers = { Accept: "application/json" };
-    if (state.token) headers.Authorization = "Bearer " + state.token;
-    const response = await fetch(path, { headers: headers, cache: "no-store" });
-    if (!response.ok) {
-      let message = response.status + " " + response.statusText;
-      try {
-        const body = await response.json();
-        if (body && body.error) message = String(body.detail || body.error);
-      } catch (_) {
-        // not JSON: keep the status line
-      }
-      if (response.status === 401) {
-        askToken((state.token ? "The token was refused: " : "This node asks for an API token: ") + message);
-      }
-      throw new HttpError(response.status, message);
-    }
-    return response.json();
-  }
-
-  function showError(message) {
-    const box = $("error");
-    box.textContent = message || "";
-    box.hidden = !message;
-  }
-
-  // ---- members, raft, stack: polled ----
-
-  async function poll() {
-    const [health, members, raft, stack] = await Promise.allSettled([
-      getJson("/health"),
-      getJson("/v1/members"),
-      getJson("/v1/raft"),
-      getJson("/v1/stack"),
-    ]);
-    if (health.status === "fulfilled") drawHealth(health.value);
-    if (raft.status === "fulfilled") state.raft = raft.value;
-    if (members.status === "fulfilled") drawMembers(members.value);
-    drawRaft(raft.status === "fulfilled" ? raft.value : null, health.status === "fulfilled" ? health.value : null);
-    drawStack(stack);
-    const failed = [health, members, raft].find((r) => r.status === "rejected");
-    if (failed && failed.reason.status !== 401) showError("Cannot read the node: " + failed.reason.message);
-    else if (!failed) showError("");
-    $("refreshed").textContent = "refreshed " + clock(Date.now());
-    if (state.revision === null && !state.listing) listServices();
-    scheduleDraw(); // relative times move on
-  }
-
-  function pollLoop() {
-    poll().catch((e) => showError(String(e))).finally(() => setTimeout(pollLoop, POLL_MS));
-  }
-
-  function drawHealth(h) {
-    state.health = h;
-    const line = $("node-line");
-    clear(line);
-    line.append(
-      el("strong", {}, h.node), " in ", el("strong", {}, h.cluster),
-      " · v", h.version, " · up ", duration(h.uptime_seconds)
-    );
-    document.title = "muster · " + h.node;
-  }
-
-  function raftRoleOf(member) {
-    const raft = state.raft;
-    const id = member.tags && member.tags.raft_id;
-    if (!raft || !id) return "";
-    if (raft.leader_id === id) return "leader";
-    if (raft.voters.some((v) => v.id === id)) return "voter";
-    if (raft.learners.some((v) => v.id === id)) return "learner";
+function readToken() {
+  try {
+    return localStorage.getItem(TOKEN_KEY) || "";
+  } catch (_) {
     return "";
   }
+}
 
-  function drawMembers(members) {
-    const tbody = $("members").tBodies[0];
+function storeToken(token) {
+  state.token = token;
+  try {
+    if (token) localStorage.setItem(TOKEN_KEY, token);
+    else localStorage.removeItem(TOKEN_KEY);
+  } catch (_) {
+    // storage refused (private mode): the token lives until the page closes
+  }
+}
+
+function askToken(message) {
+  $("token-message").textContent = message;
+  $("token-panel").hidden = false;
+  if (document.activeElement !== $("token-input")) $("token-input").focus();
+}
+
+class HttpError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function getJson(path) {
+  const headers = { Accept: "application/json" };
+  if (state.token) headers.Authorization = "Bearer " + state.token;
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), FETCH_MS_MAX);
+  let response;
+  try {
+    response = await fetch(path, { headers: headers, cache: "no-store", signal: abort.signal });
+  } catch (e) {
+    throw new HttpError(0, abort.signal.aborted ? "no answer within " + FETCH_MS_MAX / 1000 + " s" : e.message);
+  } finally {
+    clearTimeout(timer);
+  }
+  if (!response.ok) {
+    let message = response.status + " " + response.statusText;
+    try {
+      const body = await response.json();
+      if (body && body.error) message = String(body.detail || body.error);
+    } catch (_) {
+      // not JSON: keep the status line
+    }
+    if (response.status === 401) {
+      askToken((state.token ? "The token was refused: " : "This node asks for an API token: ") + message);
+    }
+    throw new HttpError(response.status, message);
+  }
+  return response.json();
+}
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message || "";
+  box.hidden = !message;
+}
+
+// ---- members, raft, stack: polled ----
+
+async function poll() {
+  const [health, members, raft, stack] = await Promise.allSettled([
+    getJson("/health"),
+    getJson("/v1/members"),
+    getJson("/v1/raft"),
+    getJson("/v1/stack"),
+  ]);
+  if (health.status === "fulfilled") {
+    state.health = health.value;
+    drawHealth($("node-line"), health.value);
+    document.title = "muster · " + health.value.node;
+  }
+  if (raft.status === "fulfilled") state.raft = raft.value;
+  if (members.status === "fulfilled") {
     const me = state.health ? state.health.node : null;
-    const rows = members.map((m) => {
-      const tags = el("span", { class: "chips" });
-      for (const [k, v] of Object.entries(m.tags || {})) tags.append(chip(k + "=" + v));
-      const name = el("span", {}, m.name);
-      if (m.name === me) name.append(" ", el("span", { class: "me" }, "this node"));
-      const role = raftRoleOf(m);
-      return el("tr", { "data-member": m.name },
-        cell("Name", name),
-        cell("Address", m.addr + ":" + m.port),
-        cell("Status", pill(m.status)),
-        cell("Mode", pill(m.mode)),
-        cell("Raft", role ? pill(role) : "–"),
-        cell("Last seen", ago(m.last_seen_ms_ago)),
-        cell("Tags", tags));
-    });
-    tbody.replaceChildren(...rows);
-    const alive = members.filter((m) => m.status === "alive").length;
-    $("members-count").textContent = alive + " alive of " + members.length;
+    drawMembers($("members"), $("members-count"), members.value, me, state.raft);
   }
+  const value = (r) => (r.status === "fulfilled" ? r.value : null);
+  drawRaft($("raft"), value(raft), value(health));
+  drawStack($("stack"), stack);
+  const failed = [health, members, raft].find((r) => r.status === "rejected");
+  if (failed && failed.reason.status !== 401) showError("Cannot read the node: " + failed.reason.message);
+  else if (!failed) showError("");
+  $("refreshed").textContent = "refreshed " + clock(Date.now());
+  if (state.revision === null && !state.listing) listServices();
+  scheduleDraw(); // relative times move on
+}
 
-  function names(list) {
-    if (!list || list.length === 0) return "none";
-    return list.map((m) => m.name || m.id).join(", ");
-  }
+function pollLoop() {
+  poll().catch((e) => showError(String(e))).finally(() => setTimeout(pollLoop, POLL_MS));
+}
 
-  function drawRaft(raft, health) {
-    const dl = $("raft");
-    clear(dl);
-    if (!raft) {
-      fact(dl, "raft", "unknown");
-      return;
+// ---- services: listed once, then kept current by the event stream ----
+
+async function listServices() {
+  state.listing = true;
+  try {
+    const all = new Map();
+    let skip = 0, revision = null;
+    for (let page = 0; page < PAGES_MAX; page++) {
+      const answer = await getJson("/api/v1/services?limit=" + PAGE_LIMIT + "&skip=" + skip);
+      for (const s of answer.services) all.set(s.service_id, s);
+      // Pages may see different revisions: resume after the oldest, replaying is harmless.
+      revision = revision === null ? answer.revision : Math.min(revision, answer.revision);
+      skip += answer.services.length;
+      if (answer.services.length === 0 || skip >= answer.total) break;
     }
-    fact(dl, "leader", raft.leader ? el("strong", {}, raft.leader) : pill("none", "failed"));
-    fact(dl, "term", String(raft.term));
-    fact(dl, "this node", raft.node + " ", pill(raft.role));
-    fact(dl, "voters", String(raft.voters.length) + ": " + names(raft.voters));
-    fact(dl, "learners", String(raft.learners.length) + (raft.learners.length ? ": " + names(raft.learners) : ""));
-    if (health && health.members) {
-      const c = health.members;
-      fact(dl, "members", c.alive + " alive, " + c.failed + " failed, " + c.left + " left");
-    }
-  }
-
-  function drawStack(result) {
-    const dl = $("stack");
-    clear(dl);
-    if (result.status === "rejected") {
-      fact(dl, "supervisor", result.reason.status === 503 ? "none on this node" : result.reason.message);
-      return;
-    }
-    const s = result.value;
-    const want = s.want || {};
-    fact(dl, "wants", want.stack ? pill(want.stack) : "no stack", want.stack ? " epoch " + want.epoch : "");
-    if (want.server) fact(dl, "server", want.server.node + " (" + want.server.addr + ")");
-    fact(dl, "docker", s.docker || "–");
-    if (s.stack_file) fact(dl, "stack file", s.stack_file);
-    const o = s.observed;
-    if (o) {
-      const running = o.containers.filter((c) => c.state === "running").length;
-      fact(dl, "containers", running + " running of " + o.containers.length + " ",
-        pill(o.converged ? "converged" : "converging", o.converged ? "active" : "unhealthy"));
-    }
-    const t = s.last_transition;
-    if (t) {
-      const from = t.from.stack || "nothing", to = t.to.stack || "nothing";
-      fact(dl, "last change", from + " → " + to + " at " + clock(t.at_unix_ms), el("br"),
-        el("small", {}, t.reason));
-    }
-    const err = s.last_error || (o && o.last_error && o.last_error.message);
-    if (err) fact(dl, "error", el("span", { class: "bad" }, err));
-  }
-
-  // ---- services: listed once, then kept current by the event stream ----
-
-  async function listServices() {
-    state.listing = true;
-    try {
-      const all = new Map();
-      let skip = 0, revision = null;
-      for (let page = 0; page < PAGES_MAX; page++) {
-        const answer = await getJson("/api/v1/services?limit=" + PAGE_LIMIT + "&skip=" + skip);
-        for (const s of answer.services) all.set(s.service_id, s);
-        // Pages may see different revisions: resume after the oldest, replaying is harmless.
-        revision = revision === null ? answer.revision : Math.min(revision, answer.revision);
-        skip += answer.services.length;
-        if (answer.services.length === 0 || skip >= answer.total) break;
-      }
-      state.services = all;
-      state.revision = revision;
-      state.relist = false;
-      $("revision").textContent = String(revision);
-      drawFilters();
-      scheduleDraw();
-      connect();
-    } catch (e) {
-      if (e.status !== 401) showError("Cannot list services: " + e.message);
-    } finally {
-      state.listing = false;
-    }
-  }
-
-  function matches(s, f) {
-    if (f.type && s.type !== f.type) return false;
-    if (f.status && s.status !== f.status) return false;
-    if (f.tag && !(s.tags || []).includes(f.tag)) return false;
-    if (f.text) {
-      const hay = [s.name, s.service_id, s.host, s.description || ""].join("\n").toLowerCase();
-      if (!hay.includes(f.text)) return false;
-    }
-    return true;
-  }
-
-  function filters() {
-    return {
-      text: $("filter-text").value.trim().toLowerCase(),
-      type: $("filter-type").value,
-      status: $("filter-status").value,
-      tag: $("filter-tag").value,
-    };
-  }
-
-  function fillSelect(select, label, values) {
-    const keep = select.value;
-    const options = [el("option", { value: "" }, label)];
-    for (const v of [...values].sort()) options.push(el("option", { value: v }, v));
-    if (keep && !values.has(keep)) options.push(el("option", { value: keep }, keep));
-    select.replaceChildren(...options);
-    select.value = keep;
-  }
-
-  function drawFilters() {
-    const types = new Set(), tags = new Set();
-    for (const s of state.services.values()) {
-      types.add(s.type);
-      for (const t of s.tags || []) tags.add(t);
-    }
-    fillSelect($("filter-type"), "all types", types);
-    fillSelect($("filter-tag"), "all tags", tags);
-  }
-
-  function healthCell(s) {
-    const c = s.last_health_check;
-    if (!c || typeof c !== "object") return cell("Health check");
-    const parts = el("span", { class: "check" });
-    parts.append(c.error ? pill("failed", "expired") : pill("ok", "active"));
-    if (typeof c.latency_ms === "number") parts.append(" " + c.latency_ms + " ms");
-    if (c.at !== undefined && c.at !== null) parts.append(" at " + clock(c.at));
-    if (c.error) parts.append(el("br"), el("small", { class: "bad" }, String(c.error)));
-    return cell("Health check", parts);
-  }
-
-  function heartbeatCell(s, now) {
-    const beat = s.last_heartbeat_ms > 0 ? ago(now - s.last_heartbeat_ms) : "never";
-    const left = Math.round((s.expires_at_ms - now) / 1000);
-    const expiry = s.status === "expired" ? "expired" : left >= 0 ? "expires in " + left + " s" : "overdue";
-    return cell("Heartbeat", beat, el("br"), el("small", {}, "ttl " + s.ttl + " s, " + expiry));
-  }
-
-  function serviceRow(s, now) {
-    const name = el("span", {}, el("strong", {}, s.name), el("br"), el("small", { class: "id" }, s.service_id));
-    if (s.description) name.append(el("br"), el("small", {}, s.description));
-    const tags = el("span", { class: "chips" });
-    for (const t of s.tags || []) tags.append(chip(t));
-    const row = el("tr", { "data-service-id": s.service_id },
-      cell("Name", name),
-      cell("Type", s.type, el("br"), el("small", {}, s.protocol)),
-      cell("Address", s.host + ":" + s.port),
-      cell("Status", pill(s.status)),
-      cell("Tags", tags),
-      heartbeatCell(s, now),
-      healthCell(s));
-    if (state.flash.has(s.service_id)) row.className = "flash";
-    return row;
-  }
-
-  function scheduleDraw() {
-    if (state.drawPending) return;
-    state.drawPending = true;
-    requestAnimationFrame(() => {
-      state.drawPending = false;
-      drawServices();
-    });
-  }
-
-  function drawServices() {
-    const f = filters();
-    const now = Date.now();
-    const shown = [...state.services.values()].filter((s) => matches(s, f));
-    shown.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.service_id < b.service_id ? -1 : 1));
-    const rows = shown.slice(0, ROWS_MAX).map((s) => serviceRow(s, now));
-    $("services").tBodies[0].replaceChildren(...rows);
-    state.flash.clear();
-    const total = state.services.size;
-    $("services-count").textContent = shown.length === total ? String(total) : shown.length + " of " + total;
-    const note = $("services-note");
-    if (state.revision === null) note.textContent = "Loading services…";
-    else if (shown.length === 0) note.textContent = total === 0 ? "No services registered." : "No service matches the filters.";
-    else if (shown.length > ROWS_MAX) note.textContent = "Showing the first " + ROWS_MAX + "; narrow the filters to see the others.";
-    else note.textContent = "";
-    note.hidden = note.textContent === "";
-    drawSummary();
-  }
-
-  function drawSummary() {
-    const counts = { active: 0, inactive: 0, unhealthy: 0, expired: 0 };
-    for (const s of state.services.values()) counts[s.status] = (counts[s.status] || 0) + 1;
-    const dl = $("summary");
-    clear(dl);
-    fact(dl, "services", String(state.services.size));
-    for (const st of STATUSES) fact(dl, st, pill(String(counts[st]), counts[st] ? st : "zero"));
-    fact(dl, "revision", state.revision === null ? "–" : String(state.revision));
-  }
-
-  // ---- the event stream ----
-
-  function setConn(text, kind) {
-    const c = $("conn");
-    c.textContent = text;
-    c.className = "pill pill-" + kind;
-  }
-
-  function connect() {
-    clearTimeout(state.wsTimer);
-    if (state.ws || state.revision === null) return;
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    let url = scheme + "//" + location.host + "/api/v1/ws?revision=" + state.revision + "&progress_ms=" + PROGRESS_MS;
-    if (state.token) url += "&token=" + encodeURIComponent(state.token);
-    let ws;
-    try {
-      ws = new WebSocket(url);
-    } catch (e) {
-      reconnectLater("cannot open the stream: " + e.message);
-      return;
-    }
-    state.ws = ws;
-    ws.onopen = () => {
-      setConn("live", "active");
-      state.wsRetryMs = RETRY_MS_MIN;
-      watchStall();
-    };
-    ws.onmessage = (m) => {
-      watchStall();
-      let msg;
-      try {
-        msg = JSON.parse(m.data);
-      } catch (_) {
-        return;
-      }
-      onMessage(msg);
-    };
-    ws.onclose = (c) => {
-      if (state.ws !== ws) return;
-      state.ws = null;
-      clearTimeout(state.stallTimer);
-      reconnectLater(c.reason || "the stream closed (" + c.code + ")");
-    };
-  }
-
-  function watchStall() {
-    clearTimeout(state.stallTimer);
-    state.stallTimer = setTimeout(() => {
-      if (state.ws) state.ws.close(4000, "no message in " + STALL_MS + " ms");
-    }, STALL_MS);
-  }
-
-  function reconnectLater(why) {
-    setConn("reconnecting", "unhealthy");
-    $("conn").title = why;
-    const wait = state.wsRetryMs;
-    state.wsRetryMs = Math.min(RETRY_MS_MAX, state.wsRetryMs * 2);
-    state.wsTimer = setTimeout(() => {
-      if (state.relist) {
-        state.revision = null; // the poll loop lists again, then reconnects
-        listServices();
-      } else {
-        connect();
-      }
-    }, wait);
-  }
-
-  function onMessage(msg) {
-    if (msg.type === "progress") {
-      if (typeof msg.revision === "number" && msg.revision > state.revision) {
-        state.revision = msg.revision;
-        $("revision").textContent = String(state.revision);
-      }
-    } else if (msg.type === "compacted") {
-      // History we missed is gone: list again once the server closes the stream.
-      state.relist = true;
-    } else if (msg.service && typeof msg.revision === "number") {
-      applyEvent(msg);
-    }
-  }
-
-  function applyEvent(ev) {
-    if (state.revision !== null && ev.revision <= state.revision) return false;
-    const s = ev.service;
-    if (ev.type === "service_deregistered") state.services.delete(s.service_id);
-    else state.services.set(s.service_id, s);
-    state.revision = ev.revision;
-    state.flash.add(s.service_id);
-    $("revision").textContent = String(ev.revision);
-    feed(ev);
+    state.services = all;
+    state.revision = revision;
+    state.relist = false;
+    $("revision").textContent = String(revision);
     drawFilters();
     scheduleDraw();
-    return true;
+    connect();
+  } catch (e) {
+    if (e.status !== 401) showError("Cannot list services: " + e.message);
+  } finally {
+    state.listing = false;
   }
+}
 
-  function feed(ev) {
-    const list = $("events");
-    const kind = String(ev.type).replace(/^service_/, "").replace(/_/g, " ");
-    const item = el("li", { "data-revision": ev.revision, "data-type": ev.type },
-      el("time", {}, clock(ev.timestamp || Date.now())),
-      pill(kind, ev.type === "service_deregistered" || ev.type === "service_expired" ? "expired" : ev.type === "health_status_changed" ? "unhealthy" : "active"),
-      el("strong", {}, ev.service.name),
-      el("small", { class: "id" }, ev.service.service_id),
-      ev.type === "health_status_changed" || ev.type === "service_updated" ? pill(ev.service.status) : "",
-      el("small", { class: "rev" }, "rev " + ev.revision));
-    list.prepend(item);
-    while (list.children.length > EVENTS_MAX) list.lastElementChild.remove();
-    state.events += 1;
-    $("events-count").textContent = String(state.events);
-    $("events-empty").hidden = true;
+function matches(s, f) {
+  if (f.type && s.type !== f.type) return false;
+  if (f.status && s.status !== f.status) return false;
+  if (f.tag && !(s.tags || []).includes(f.tag)) return false;
+  if (f.text) {
+    const hay = [s.name, s.service_id, s.host, s.description || ""].join("\n").toLowerCase();
+    if (!hay.includes(f.text)) return false;
   }
+  return true;
+}
 
-  // ---- wiring ----
+function filters() {
+  return {
+    text: $("filter-text").value.trim().toLowerCase(),
+    type: $("filter-type").value,
+    status: $("filter-status").value,
+    tag: $("filter-tag").value,
+  };
+}
 
-  function init() {
-    for (const id of ["filter-text", "filter-type", "filter-status", "filter-tag"]) {
-      $(id).addEventListener("input", scheduleDraw);
+function fillSelect(select, label, values) {
+  const keep = select.value;
+  const options = [el("option", { value: "" }, label)];
+  for (const v of [...values].sort()) options.push(el("option", { value: v }, v));
+  if (keep && !values.has(keep)) options.push(el("option", { value: keep }, keep));
+  select.replaceChildren(...options);
+  select.value = keep;
+}
+
+function drawFilters() {
+  const types = new Set(), tags = new Set();
+  for (const s of state.services.values()) {
+    types.add(s.type);
+    for (const t of s.tags || []) tags.add(t);
+  }
+  fillSelect($("filter-type"), "all types", types);
+  fillSelect($("filter-tag"), "all tags", tags);
+}
+
+function scheduleDraw() {
+  if (state.drawPending) return;
+  state.drawPending = true;
+  requestAnimationFrame(() => {
+    state.drawPending = false;
+    drawServices();
+  });
+}
+
+function drawServices() {
+  const f = filters();
+  const now = Date.now();
+  const shown = [...state.services.values()].filter((s) => matches(s, f));
+  shown.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.service_id < b.service_id ? -1 : 1));
+  const rows = shown.slice(0, ROWS_MAX).map((s) => serviceRow(s, now, state.flash.has(s.service_id)));
+  $("services").tBodies[0].replaceChildren(...rows);
+  state.flash.clear();
+  const total = state.services.size;
+  $("services-count").textContent = shown.length === total ? String(total) : shown.length + " of " + total;
+  const note = $("services-note");
+  if (state.revision === null) note.textContent = "Loading services…";
+  else if (shown.length === 0) note.textContent = total === 0 ? "No services registered." : "No service matches the filters.";
+  else if (shown.length > ROWS_MAX) note.textContent = "Showing the first " + ROWS_MAX + "; narrow the filters to see the others.";
+  else note.textContent = "";
+  note.hidden = note.textContent === "";
+  drawSummary();
+}
+
+function drawSummary() {
+  const counts = { active: 0, inactive: 0, unhealthy: 0, expired: 0 };
+  for (const s of state.services.values()) counts[s.status] = (counts[s.status] || 0) + 1;
+  const dl = $("summary");
+  clear(dl);
+  fact(dl, "services", String(state.services.size));
+  for (const st of STATUSES) fact(dl, st, pill(String(counts[st]), counts[st] ? st : "zero"));
+  fact(dl, "revision", state.revision === null ? "–" : String(state.revision));
+}
+
+// ---- the event stream ----
+
+function setConn(text, kind) {
+  const c = $("conn");
+  c.textContent = text;
+  c.className = "pill pill-" + kind;
+}
+
+function connect() {
+  clearTimeout(state.wsTimer);
+  if (state.ws || state.revision === null) return;
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  let url = scheme + "//" + location.host + "/api/v1/ws?revision=" + state.revision + "&progress_ms=" + PROGRESS_MS;
+  if (state.token) url += "&token=" + encodeURIComponent(state.token);
+  let ws;
+  try {
+    ws = new WebSocket(url);
+  } catch (e) {
+    reconnectLater("cannot open the stream: " + e.message);
+    return;
+  }
+  state.ws = ws;
+  ws.onopen = () => {
+    setConn("live", "active");
+    state.wsRetryMs = RETRY_MS_MIN;
+    watchStall();
+  };
+  ws.onmessage = (m) => {
+    watchStall();
+    let msg;
+    try {
+      msg = JSON.parse(m.data);
+    } catch (_) {
+      return;
     }
-    $("token-button").addEventListener("click", () => askToken("Set the API token this page sends."));
-    $("token-panel").addEventListener("submit", (e) => {
-      e.preventDefault();
-      storeToken($("token-input").value.trim());
-      $("token-input").value = "";
-      $("token-panel").hidden = true;
-      if (state.ws) state.ws.close(1000, "new token");
-      poll().catch((err) => showError(String(err)));
-    });
-    $("token-forget").addEventListener("click", () => {
-      storeToken("");
-      $("token-input").value = "";
-      $("token-panel").hidden = true;
-    });
-    drawSummary();
-    pollLoop();
-  }
+    onMessage(msg);
+  };
+  ws.onclose = (c) => {
+    if (state.ws !== ws) return;
+    state.ws = null;
+    clearTimeout(state.stallTimer);
+    reconnectLater(c.reason || "the stream closed (" + c.code + ")");
+  };
+}
 
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
-  else init();
-})();
+function watchStall() {
+  clearTimeout(state.stallTimer);
+  state.stallTimer = setTimeout(() => {
+    if (state.ws) state.ws.close(4000, "no message in " + STALL_MS + " ms");
+  }, STALL_MS);
+}
+
+function reconnectLater(why) {
+  setConn("reconnecting", "unhealthy");
+  $("conn").title = why;
+  const wait = state.wsRetryMs;
+  state.wsRetryMs = Math.min(RETRY_MS_MAX, state.wsRetryMs * 2);
+  state.wsTimer = setTimeout(() => {
+    if (state.relist) {
+      state.revision = null; // the poll loop lists again, then reconnects
+      listServices();
+    } else {
+      connect();
+    }
+  }, wait);
+}
+
+function onMessage(msg) {
+  if (msg.type === "progress") {
+    if (typeof msg.revision === "number" && msg.revision > state.revision) {
+      state.revision = msg.revision;
+      $("revision").textContent = String(state.revision);
+    }
+  } else if (msg.type === "compacted") {
+    // History we missed is gone: list again once the server closes the stream.
+    state.relist = true;
+  } else if (msg.service && typeof msg.revision === "number") {
+    applyEvent(msg);
+  }
+}
+
+function applyEvent(ev) {
+  if (state.revision !== null && ev.revision <= state.revision) return false;
+  const s = ev.service;
+  if (ev.type === "service_deregistered") state.services.delete(s.service_id);
+  else state.services.set(s.service_id, s);
+  state.revision = ev.revision;
+  state.flash.add(s.service_id);
+  $("revision").textContent = String(ev.revision);
+  feed(ev);
+  drawFilters();
+  scheduleDraw();
+  return true;
+}
+
+function feed(ev) {
+  const list = $("events");
+  list.prepend(eventItem(ev));
+  while (list.children.length > EVENTS_MAX) list.lastElementChild.remove();
+  state.events += 1;
+  $("events-count").textContent = String(state.events);
+  $("events-empty").hidden = true;
+}
+
+// ---- wiring ----
+
+function init() {
+  for (const id of ["filter-text", "filter-type", "filter-status", "filter-tag"]) {
+    $(id).addEventListener("input", scheduleDraw);
+  }
+  $("token-button").addEventListener("click", () => askToken("Set the API token this page sends."));
+  $("token-panel").addEventListener("submit", (e) => {
+    e.preventDefault();
+    storeToken($("token-input").value.trim());
+    $("token-input").value = "";
+    $("token-panel").hidden = true;
+    if (state.ws) state.ws.close(1000, "new token");
+    poll().catch((err) => showError(String(err)));
+  });
+  $("token-forget").addEventListener("click", () => {
+    storeToken("");
+    $("token-input").value = "";
+    $("token-panel").hidden = true;
+  });
+  drawSummary();
+  pollLoop();
+}
+
+init();

@@ -1,6 +1,7 @@
-//! The operator dashboard: one static page (`GET /`, also `/ui` and `/ui/`) and its script and
-//! style sheet under `/ui/`, embedded in the binary with `include_str!`; plain HTML, CSS and
-//! vanilla JavaScript, no build step and nothing fetched from elsewhere, so it works offline.
+//! The operator dashboard: one static page (`GET /`, also `/ui` and `/ui/`) and its scripts
+//! (three ES modules) and style sheet under `/ui/`, embedded in the binary with
+//! `include_str!`; plain HTML, CSS and vanilla JavaScript, no build step and nothing fetched
+//! from elsewhere, so it works offline.
 //! The page reads the node's own JSON (`/health`, `/v1/members`, `/v1/raft`, `/v1/stack`,
 //! `/api/v1/services`) and follows `/api/v1/ws`; with tokens on it asks for one when a call
 //! answers 401. The assets are open (see `access::classify`); the data calls are not.
@@ -43,7 +44,17 @@ pub const ASSETS: &[Asset] = &[
         body: include_str!("dashboard.js"),
         content_type: "text/javascript; charset=utf-8",
     },
-    Asset { name: "dashboard.css", body: include_str!("dashboard.css"), content_type: "text/css; charset=utf-8" },
+    Asset { name: "dom.js", body: include_str!("dom.js"), content_type: "text/javascript; charset=utf-8" },
+    Asset {
+        name: "views.js",
+        body: include_str!("views.js"),
+        content_type: "text/javascript; charset=utf-8",
+    },
+    Asset {
+        name: "dashboard.css",
+        body: include_str!("dashboard.css"),
+        content_type: "text/css; charset=utf-8",
+    },
 ];
 
 /// What the page may load and connect to: only this origin (the WebSocket included), no inline

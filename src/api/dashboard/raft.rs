@@ -57,11 +57,7 @@ fn named(ids: &BTreeSet<u64>, names: &BTreeMap<u64, String>) -> Vec<RaftMember> 
 }
 
 /// The view from a leadership value and the members.
-fn view(
-    node: &str,
-    lead: &crate::consensus::leadership::Leadership,
-    members: &[MemberInfo],
-) -> RaftView {
+fn view(node: &str, lead: &crate::consensus::leadership::Leadership, members: &[MemberInfo]) -> RaftView {
     let names = names(members);
     RaftView {
         node: node.to_string(),
