@@ -18,6 +18,8 @@ const STALL_MS = 4 * PROGRESS_MS; // silence after which the stream is presumed 
 const RETRY_MS_MIN = 500;
 const RETRY_MS_MAX = 15000;
 const FETCH_MS_MAX = 10000; // a call that takes longer is abandoned (the node may hang)
+// Heartbeats and health checks that change no status make no event: re-read these fields.
+const FRESHEN_MS = 10000;
 const STATUSES = ["active", "inactive", "unhealthy", "expired"];
 
 const state = {
@@ -25,6 +27,7 @@ const state = {
   services: new Map(), // service_id -> service JSON
   revision: null, // the last registry revision applied (null: not listed yet)
   listing: false,
+  freshening: false,
   ws: null,
   wsRetryMs: RETRY_MS_MIN,
   wsTimer: null,
@@ -146,19 +149,25 @@ function pollLoop() {
 
 // ---- services: listed once, then kept current by the event stream ----
 
+/** Every service, page by page; with the oldest revision the pages saw. */
+async function readAll(query) {
+  const all = new Map();
+  let skip = 0, revision = null;
+  for (let page = 0; page < PAGES_MAX; page++) {
+    const answer = await getJson("/api/v1/services?limit=" + PAGE_LIMIT + "&skip=" + skip + query);
+    for (const s of answer.services) all.set(s.service_id, s);
+    revision = revision === null ? answer.revision : Math.min(revision, answer.revision);
+    skip += answer.services.length;
+    if (answer.services.length === 0 || skip >= answer.total) break;
+  }
+  return { all, revision };
+}
+
 async function listServices() {
   state.listing = true;
   try {
-    const all = new Map();
-    let skip = 0, revision = null;
-    for (let page = 0; page < PAGES_MAX; page++) {
-      const answer = await getJson("/api/v1/services?limit=" + PAGE_LIMIT + "&skip=" + skip);
-      for (const s of answer.services) all.set(s.service_id, s);
-      // Pages may see different revisions: resume after the oldest, replaying is harmless.
-      revision = revision === null ? answer.revision : Math.min(revision, answer.revision);
-      skip += answer.services.length;
-      if (answer.services.length === 0 || skip >= answer.total) break;
-    }
+    // Pages may see different revisions: resume after the oldest, replaying is harmless.
+    const { all, revision } = await readAll("");
     state.services = all;
     state.revision = revision;
     state.relist = false;
@@ -170,6 +179,38 @@ async function listServices() {
     if (e.status !== 401) showError("Cannot list services: " + e.message);
   } finally {
     state.listing = false;
+  }
+}
+
+/**
+ * Renewed leases and health checks that change no status come with no event: takes the newer
+ * lease times and last check of the services the page has from this node's copy. Which
+ * services exist, and their status, stay with the event stream.
+ */
+async function freshen() {
+  if (state.revision === null || state.freshening) return;
+  state.freshening = true;
+  try {
+    const { all } = await readAll("&stale=true");
+    let changed = false;
+    for (const [id, fresh] of all) {
+      const mine = state.services.get(id);
+      if (!mine) continue;
+      if (fresh.last_heartbeat_ms > mine.last_heartbeat_ms || fresh.expires_at_ms > mine.expires_at_ms) {
+        for (const k of ["last_heartbeat_ms", "last_heartbeat", "expires_at_ms", "expires_at"]) mine[k] = fresh[k];
+        changed = true;
+      }
+      const [a, b] = [fresh.last_health_check, mine.last_health_check];
+      if (a && (!b || a.at_ms > b.at_ms)) {
+        mine.last_health_check = a;
+        changed = true;
+      }
+    }
+    if (changed) scheduleDraw();
+  } catch (_) {
+    // the next round tries again; the poll shows what is wrong with the node
+  } finally {
+    state.freshening = false;
   }
 }
 
@@ -376,6 +417,7 @@ function init() {
   });
   drawSummary();
   pollLoop();
+  setInterval(freshen, FRESHEN_MS);
 }
 
 init();
