@@ -6,7 +6,8 @@
 # etcd comparison bench compiles etcd's protos with it) and, with BENCH_ETCD=1, Debian's
 # etcd-server (the bench's opponent); PyPI's serfclient (a Serf client library the RPC tests use)
 # and zeroconf (the DNS-SD browser the mDNS announcement test uses);
-# and a running Docker Engine.
+# and a running Docker Engine; Debian's chromium and chromium-driver (the dashboard's browser
+# test).
 set -euo pipefail
 
 need=()
@@ -15,6 +16,8 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+# The dashboard's browser test drives headless Chromium through chromedriver.
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium chromium-driver)
 if [ "${BENCH_ETCD:-0}" = 1 ]; then
   command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 fi

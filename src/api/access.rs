@@ -1,6 +1,6 @@
 //! Who may call what on the API port. [`classify`] is the one table from a request (method
 //! and path, gRPC or REST) to what it needs; [`authorize`] is the middleware that checks it:
-//! - open: health checks, reflection, the OpenAPI document;
+//! - open: health checks, reflection, the OpenAPI document, the dashboard's page and assets;
 //! - node: raft and write forwarding between nodes; with TLS on, only a connection that showed
 //!   a node certificate of this cluster (`server.<cluster>.muster`, verified against the CA);
 //! - a token scope (read, write, operator) when the node has a tokens file: the secret comes
@@ -73,6 +73,10 @@ pub fn classify(method: &Method, path: &str) -> Need {
         }
     }
     if OPEN_PATHS.contains(&path) {
+        return Need::Open;
+    }
+    // The dashboard's page and assets; the data they read still needs a token.
+    if path == "/" || path == "/ui" || path.starts_with("/ui/") {
         return Need::Open;
     }
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
@@ -239,6 +243,9 @@ mod tests {
         assert_eq!(c(&Method::GET, "/api/v1/ws"), Need::Scope(Scope::Read));
         assert_eq!(c(&Method::GET, "/v1/members"), Need::Scope(Scope::Read));
         assert_eq!(c(&Method::GET, "/metrics"), Need::Scope(Scope::Read));
+        assert_eq!(c(&Method::GET, "/"), Need::Open);
+        assert_eq!(c(&Method::GET, "/ui/dashboard.js"), Need::Open);
+        assert_eq!(c(&Method::GET, "/v1/raft"), Need::Scope(Scope::Read));
         assert_eq!(c(&post, "/api/v1/services/register"), Need::Scope(Scope::Write));
         assert_eq!(c(&Method::PUT, "/api/v1/services/x/heartbeat"), Need::Scope(Scope::Write));
         assert_eq!(c(&Method::DELETE, "/api/v1/services/cleanup"), Need::Scope(Scope::Write));

@@ -8,6 +8,7 @@
 //! [`scrape`]; `metrics::http::track` counts every request, gRPC included.
 
 pub mod access;
+pub mod dashboard;
 mod filter;
 pub mod grpc;
 mod handlers;
@@ -77,6 +78,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/members", get(handlers::members))
         .route("/metrics", get(scrape::metrics))
         .merge(rest::router())
+        .merge(dashboard::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(log_request))
