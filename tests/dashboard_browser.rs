@@ -31,24 +31,6 @@ const RESUMED: Duration = Duration::from_secs(90);
 const DESKTOP: (u32, u32) = (1400, 900);
 const PHONE: (u32, u32) = (390, 844);
 
-/// Three nodes; waits until each knows the same leader and three voters; the leader's name.
-fn cluster() -> (Vec<Muster>, String) {
-    let a = Muster::start("dash-a", &["--profile", "local"]);
-    let join = a.gossip.to_string();
-    let b = Muster::start("dash-b", &["--profile", "local", "--join", &join]);
-    let c = Muster::start("dash-c", &["--profile", "local", "--join", &join]);
-    let all = vec![a, b, c];
-    let leader = wait_for(ELECT, "one leader and three voters, agreed by every node", || {
-        let views: Vec<Value> = all.iter().map(|m| http(m.http, "GET", "/health", None, None).1).collect();
-        let leader = views[0]["raft"]["leader"].as_str()?.to_string();
-        views
-            .iter()
-            .all(|v| v["raft"]["leader"] == leader.as_str() && v["raft"]["voters"] == 3)
-            .then_some(leader)
-    });
-    (all, leader)
-}
-
 /// Registers `body` through `node` (with `token`); the service as answered.
 fn register(node: &Muster, body: Value, token: Option<&str>) -> Value {
     let (status, answer) = http(node.http, "POST", "/api/v1/services/register", Some(&body), token);
@@ -105,7 +87,7 @@ fn the_dashboard_shows_the_cluster_and_follows_the_registry_live() {
     // from the page's last revision and brings the change made meanwhile (in the feed, so not
     // a re-list); the page rides out its node's restart; at 390×844 the tables turn into
     // cards and nothing overflows sideways.
-    let (mut all, leader) = cluster();
+    let (mut all, leader) = three_nodes(["dash-a", "dash-b", "dash-c"], &["--profile", "local"], ELECT);
     let li = all.iter().position(|m| m.name == leader).unwrap();
     let fi = (0..3).find(|i| *i != li).unwrap();
     let oi = (0..3).find(|i| *i != li && *i != fi).unwrap();

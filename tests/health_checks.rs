@@ -24,16 +24,7 @@ const ELECT: Duration = Duration::from_secs(30);
 const TURN: Duration = Duration::from_secs(30);
 
 fn curl(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-    let url = format!("http://{addr}{path}");
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--max-time", "20", "-X", method, "-w", "\n%{http_code}"]);
-    if let Some(body) = body {
-        cmd.args(["-H", "content-type: application/json", "--data-binary", body]);
-    }
-    let out = cmd.arg(&url).output().expect("run curl (is it installed?)");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    (code.trim().parse().unwrap_or(0), serde_json::from_str(body).unwrap_or(Value::Null))
+    curl_json(addr, method, path, body, None)
 }
 
 /// An HTTP endpoint answering every request with the status in `status`; counts requests.
@@ -148,28 +139,10 @@ impl Ws {
     }
 }
 
-fn cluster() -> (Vec<Muster>, String) {
-    let flags = ["--profile", "local"];
-    let a = Muster::start("ha", &flags);
-    let join = a.gossip.to_string();
-    let b = Muster::start("hb", &[&flags[..], &["--join", &join]].concat());
-    let c = Muster::start("hc", &[&flags[..], &["--join", &join]].concat());
-    let all = vec![a, b, c];
-    let leader = wait_for(ELECT, "one leader and three voters, agreed by every node", || {
-        let views: Vec<Value> = all.iter().map(|m| curl(m.http, "GET", "/health", None).1).collect();
-        let leader = views[0]["raft"]["leader"].as_str()?.to_string();
-        views
-            .iter()
-            .all(|v| v["raft"]["leader"] == leader.as_str() && v["raft"]["voters"] == 3)
-            .then_some(leader)
-    });
-    (all, leader)
-}
-
 #[test]
 fn checks_turn_services_unhealthy_after_the_threshold_and_back_on_every_node() {
     // Proves thresholds, replicated status and last check, and the events on WS and gRPC.
-    let (all, leader) = cluster();
+    let (all, leader) = three_nodes(["ha", "hb", "hc"], &["--profile", "local"], ELECT);
     let follower = all.iter().find(|m| m.name != leader).unwrap();
     let web = Endpoint::start();
     let port = Port::open();

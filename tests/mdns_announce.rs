@@ -15,55 +15,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 
-/// Two namespaces `<p>a` (the node, 10.251.9.1) and `<p>b` (the browser, 10.251.9.2) linked
-/// by a veth pair, removed on drop.
-struct TestNet {
-    a: String,
-    b: String,
-}
-
-fn ip(args: &[&str]) {
-    let out =
-        Command::new("ip").args(args).output().unwrap_or_else(|e| panic!("cannot run ip {args:?}: {e}"));
-    assert!(out.status.success(), "ip {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-impl TestNet {
-    fn new() -> TestNet {
-        let p = format!("ann{}", std::process::id() % 100_000);
-        let (a, b) = (format!("{p}a"), format!("{p}b"));
-        let net = TestNet { a: a.clone(), b: b.clone() };
-        // `ip netns exec` shows /etc/netns/<ns>/hosts as /etc/hosts: a name only the node's
-        // namespace resolves, for a service registered by host name.
-        let etc = format!("/etc/netns/{a}");
-        std::fs::create_dir_all(&etc).unwrap();
-        std::fs::write(format!("{etc}/hosts"), "127.0.0.1 localhost\n10.251.9.9 printer.example\n").unwrap();
-        ip(&["netns", "add", &a]);
-        ip(&["netns", "add", &b]);
-        ip(&["link", "add", &format!("{p}x"), "type", "veth", "peer", "name", &format!("{p}y")]);
-        ip(&["link", "set", &format!("{p}x"), "netns", &a]);
-        ip(&["link", "set", &format!("{p}y"), "netns", &b]);
-        for (ns, dev, addr) in
-            [(&a, format!("{p}x"), "10.251.9.1/24"), (&b, format!("{p}y"), "10.251.9.2/24")]
-        {
-            ip(&["-n", ns, "addr", "add", addr, "dev", &dev]);
-            ip(&["-n", ns, "link", "set", &dev, "up", "multicast", "on"]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-            ip(&["-n", ns, "route", "add", "224.0.0.0/4", "dev", &dev]);
-        }
-        net
-    }
-}
-
-impl Drop for TestNet {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-        let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.a));
-    }
-}
-
 const API: &str = "10.251.9.1:9999";
 
 /// curl inside namespace `ns`: the status code and the JSON answer.
@@ -123,7 +74,8 @@ fn a_browser_sees_registered_services_and_the_node_come_and_go() {
     // a port change is re-announced; inactive, deregistered and expired services are withdrawn
     // with goodbyes; _muster._tcp and _beacon._tcp carry the API port and are withdrawn when the
     // node stops.
-    let net = TestNet::new();
+    let net =
+        common::netns::VethPair::new("ann", 9, Some("127.0.0.1 localhost\n10.251.9.9 printer.example\n"));
     let tmp = tempfile::tempdir().unwrap();
 
     let browse = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mdns_browse.py");

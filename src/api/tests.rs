@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::watch;
@@ -50,18 +50,7 @@ async fn start(members: Vec<MemberInfo>) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let (tx, rx) = watch::channel(Arc::new(members));
-    let state = ApiState {
-        node_name: "self".into(),
-        cluster: "muster".into(),
-        version: env!("CARGO_PKG_VERSION"),
-        started: Instant::now(),
-        members: rx,
-        leadership: watch::channel(crate::consensus::leadership::Leadership::unknown()).1,
-        raft_cluster: watch::channel(Default::default()).1,
-        registrar: None,
-        supervisor: None,
-        limits: Default::default(),
-    };
+    let state = ApiState::for_tests(rx);
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(serve(listener, state, shutdown.clone()));
     Running { addr: addr.to_string(), members: tx, shutdown, task }

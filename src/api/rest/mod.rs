@@ -471,7 +471,7 @@ fn service_schema() -> Value {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::sync::watch;
@@ -585,18 +585,7 @@ mod tests {
         // the JSON error shape, and that the document itself is served.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let state = ApiState {
-            node_name: "self".into(),
-            cluster: "muster".into(),
-            version: env!("CARGO_PKG_VERSION"),
-            started: Instant::now(),
-            members: watch::channel(Arc::new(Vec::new())).1,
-            leadership: watch::channel(crate::consensus::leadership::Leadership::unknown()).1,
-            raft_cluster: watch::channel(Default::default()).1,
-            registrar: None,
-            supervisor: None,
-            limits: Default::default(),
-        };
+        let state = ApiState::for_tests(watch::channel(Arc::new(Vec::new())).1);
         let shutdown = CancellationToken::new();
         tokio::spawn(crate::api::serve(listener, state, shutdown.clone()));
         for route in ROUTES {
