@@ -8,8 +8,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -19,24 +18,12 @@ const ELECT: Duration = Duration::from_secs(30);
 
 /// `curl -X method http://node/path` with an optional JSON body; the status and the body.
 fn curl(m: &Muster, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--max-time", "20", "-X", method, "-w", "\n%{http_code}"]);
-    if body.is_some() {
-        cmd.args(["-H", "content-type: application/json", "--data-binary", "@-"]);
-    }
-    let mut child = cmd
-        .arg(format!("http://{}{path}", m.http))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run curl (is it installed?)");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(body.unwrap_or_default().as_bytes()).unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    (code.trim().parse().unwrap_or(0), body.to_string())
+    let (code, answer) = curl_json(m.http, method, path, body, None);
+    let text = match answer {
+        Value::String(text) => text,
+        json => json.to_string(),
+    };
+    (code, text)
 }
 
 /// One gRPC call through grpcurl; whether it succeeded and what it printed.
