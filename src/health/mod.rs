@@ -73,7 +73,9 @@ pub async fn run(registrar: Arc<Registrar>, prober: Prober, cfg: HealthConfig, s
     let mut last_sync = tokio::time::Instant::now();
     let mut last_batch = tokio::time::Instant::now();
     loop {
-        let now_leading = registrar.leads_with_lease();
+        // The plan lives as long as the leadership; new checks start only under the lease (a
+        // leader cut off from its quorum may already have a successor checking).
+        let now_leading = registrar.leads();
         if now_leading != leading {
             leading = now_leading;
             schedule = Schedule::new();
@@ -91,7 +93,8 @@ pub async fn run(registrar: Arc<Registrar>, prober: Prober, cfg: HealthConfig, s
                 dirty = false;
                 last_sync = tokio::time::Instant::now();
             }
-            let room = cfg.in_flight_max.saturating_sub(tasks.len());
+            let room =
+                if registrar.leads_with_lease() { cfg.in_flight_max.saturating_sub(tasks.len()) } else { 0 };
             for due in schedule.due(now_ms, room) {
                 let prober = prober.clone();
                 tasks.spawn(async move {
@@ -157,6 +160,10 @@ fn next_wake(
     let idle = Duration::from_secs(1);
     if !leading {
         return idle;
+    }
+    if !registrar.leads_with_lease() {
+        // Checks wait for the lease; look again soon instead of spinning on a due check.
+        return Duration::from_millis(100);
     }
     let mut wake = idle;
     if let Some(next_ms) = schedule.next_due_ms() {

@@ -191,11 +191,15 @@ impl Registrar {
         self.consensus.leadership()
     }
 
+    /// True while this node is the leader as its raft sees it.
+    pub fn leads(&self) -> bool {
+        self.consensus.leadership().borrow().leader_id == Some(self.consensus.id())
+    }
+
     /// True while this node leads and a quorum acknowledged it within the lease: the only time
     /// it may act for the cluster from its own memory (leases, health checks).
     pub fn leads_with_lease(&self) -> bool {
-        self.consensus.leadership().borrow().leader_id == Some(self.consensus.id())
-            && self.consensus.holds_quorum_lease()
+        self.leads() && self.consensus.holds_quorum_lease()
     }
 
     pub fn read_local<R>(&self, f: impl FnOnce(&Registry) -> R) -> R {
