@@ -488,6 +488,17 @@ fn publish_metrics(m: &openraft::RaftMetrics<TypeConfig>, me: u64, seen_leader: 
     }
 }
 
+/// Whether this member needs openraft's tick: its only work is the election timer and the
+/// leader's heartbeats, and a learner has neither. The tick fires every 13/64 of the
+/// heartbeat interval (30 ms on `lan`), so a learner that rests it idles on gossip alone. A
+/// member that is not in the membership yet (waiting to join, or bootstrapping) ticks, as does
+/// one that is a voter in any part of a joint configuration.
+fn needs_tick(m: &openraft::RaftMetrics<TypeConfig>, me: u64) -> bool {
+    let membership = m.membership_config.membership();
+    let known = membership.nodes().any(|(id, _)| *id == me);
+    !known || m.state == ServerState::Leader || membership.voter_ids().any(|id| id == me)
+}
+
 /// Republishes [`Leadership`] on every raft metrics change and when a lease or lock delay
 /// runs out.
 async fn watch_leadership<M: Machine>(
@@ -501,11 +512,22 @@ async fn watch_leadership<M: Machine>(
     let mut leader_since: Option<Instant> = None;
     let mut led_term: Option<u64> = None;
     let mut seen_leader: Option<u64> = None;
+    let mut ticking = true;
     loop {
         let m = metrics.borrow_and_update().clone();
         let now = Instant::now();
         let is_leader = m.state == ServerState::Leader;
         publish_metrics(&m, me, &mut seen_leader);
+        let tick = needs_tick(&m, me);
+        if tick != ticking {
+            ticking = tick;
+            raft.runtime_config().tick(tick);
+            tracing::debug!(
+                tick,
+                "raft: the election timer {}",
+                if tick { "runs (a voter)" } else { "rests (a learner)" }
+            );
+        }
         if is_leader && led_term != Some(m.current_term) {
             led_term = Some(m.current_term);
             leader_since = Some(now);
