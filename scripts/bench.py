@@ -11,8 +11,12 @@ RPC"), opens a `stream` subscription for `user` events on every node, and measur
           every node's RPC `members` lists N members `alive`; every node is polled each
           BENCH_POLL_MS over persistent connections, and a node counts from the first poll that
           satisfied it.
-  rss     VmRSS (/proc/PID/status) of each agent right after convergence; median over agents.
-  cpu     utime+stime (/proc/PID/stat) over a BENCH_IDLE_S idle window after convergence, as %
+  settle  after convergence, muster's nodes also merge their one-node raft clusters into one:
+          the bench waits until every muster node's `GET /health` names the same raft leader
+          and counts N members (voters + learners); then both implementations rest
+          BENCH_SETTLE_S, so that rss and cpu see an idle cluster, not the end of the joins.
+  rss     VmRSS (/proc/PID/status) of each agent after settling; median over agents.
+  cpu     utime+stime (/proc/PID/stat) over a BENCH_IDLE_S idle window after settling, as %
           of one core; median over agents.
   event   t0: one user event (Coalesce false) sent through node 0's RPC `event`. Done when every
           node's stream has delivered it.
@@ -26,6 +30,7 @@ dies with this process through PR_SET_PDEATHSIG); live pids are listed in $BENCH
 """
 import collections
 import contextlib
+import json
 import ctypes
 import os
 import selectors
@@ -37,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 import msgpack
 
@@ -46,6 +52,7 @@ REPEATS = int(ENV.get("BENCH_REPEATS", "5"))
 IMPLS = ENV.get("BENCH_IMPLS", "muster serf").split()
 TIMEOUT_S = float(ENV.get("BENCH_TIMEOUT_S", "120"))
 IDLE_S = float(ENV.get("BENCH_IDLE_S", "10"))
+SETTLE_S = float(ENV.get("BENCH_SETTLE_S", "5"))
 POLL_S = float(ENV.get("BENCH_POLL_MS", "20")) / 1000
 MUSTER_BIN = ENV.get("MUSTER_BIN", "")
 SERF_BIN = ENV.get("SERF_BIN", "serf")
@@ -149,8 +156,9 @@ class Agent:
         self.log_path = os.path.join(run_dir, self.name + ".log")
         if impl == "muster":
             data_dir = os.path.join(run_dir, self.name)
+            self.http = free_port()
             self.cmd = [MUSTER_BIN, "agent", "--node", self.name,
-                        "--bind", f"127.0.0.1:{self.gossip}", "--http-addr", f"127.0.0.1:{free_port()}",
+                        "--bind", f"127.0.0.1:{self.gossip}", "--http-addr", f"127.0.0.1:{self.http}",
                         "--rpc-addr", f"127.0.0.1:{self.rpc}", "--discovery", "serf",
                         "--data-dir", data_dir, "--profile", "lan",
                         # Like for like with the serf agents below, which gossip in clear text.
@@ -229,6 +237,32 @@ def poll_members(conns, done_when, deadline, what):
     return max(done.values())
 
 
+def raft_view(agent):
+    """(leader, voters + learners) from a muster node's `GET /health`; None when it has none."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{agent.http}/health", timeout=2) as r:
+            raft = json.load(r).get("raft") or {}
+    except (OSError, ValueError):
+        return None
+    if not raft.get("leader"):
+        return None
+    return raft["leader"], raft.get("voters", 0) + raft.get("learners", 0)
+
+
+def settle(impl, agents, deadline):
+    """Waits until muster's raft clusters merged (one leader, N members seen by every node),
+    then BENCH_SETTLE_S for every implementation."""
+    if impl == "muster":
+        while True:
+            views = [raft_view(a) for a in agents]
+            if all(views) and len({v[0] for v in views}) == 1 and all(v[1] == len(agents) for v in views):
+                break
+            if time.monotonic() > deadline:
+                raise BenchTimeout(f"settle: raft views {collections.Counter(views)}")
+            time.sleep(0.2)
+    time.sleep(SETTLE_S)
+
+
 def proc_rss_mb(pid):
     with open(f"/proc/{pid}/status") as f:
         return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
@@ -287,7 +321,9 @@ def run_once(impl, n, rep):
                 c.reply(seq, True)
             alive = lambda ms: sum(m["Status"] == "alive" for m in ms) == n
             res["join"] = (poll_members(conns, alive, t0 + TIMEOUT_S, "join") - t0) * 1000
-            # rss and idle cpu after convergence
+            # rss and idle cpu once the cluster settled
+            metric = "settle"
+            settle(impl, agents, time.monotonic() + TIMEOUT_S)
             metric = "rss"
             res["rss"] = statistics.median(proc_rss_mb(a.pid) for a in agents)
             metric = "cpu"
@@ -360,7 +396,7 @@ def header():
         f"Machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {model}, "
         f"Linux {os.uname().release}.",
         f"Workload: sizes {' '.join(map(str, SIZES))}, {REPEATS} repeats (medians), LAN profile, "
-        f"127.0.0.1, members poll every {POLL_S * 1000:.0f} ms, idle window {IDLE_S:.0f} s "
+        f"127.0.0.1, members poll every {POLL_S * 1000:.0f} ms, settle {SETTLE_S:.0f} s, idle window {IDLE_S:.0f} s "
         f"(CPU resolution {100 / os.sysconf('SC_CLK_TCK') / IDLE_S:.2f} %), timeout {TIMEOUT_S:.0f} s.",
         f"Versions: {ENV.get('BENCH_VERSIONS', '?')}.",
         f"Load average (1 min) at start {LOAD_AT_START:.2f}, at end {os.getloadavg()[0]:.2f}; "
