@@ -20,7 +20,10 @@ RPC"), opens a `stream` subscription for `user` events on every node, and measur
           of one core; median over agents.
   event   t0: one user event (Coalesce false) sent through node 0's RPC `event`. Done when every
           node's stream has delivered it.
-  detect  t0: `kill -9` of the last node. Done when every survivor lists it `failed`.
+  detect  t0: `kill -9` of the last node, at a random moment within one probe interval (1 s on
+          lan) after the event, so that the kill does not fall at the same phase of the
+          agents' probe rounds in every repeat (BENCH_SEED seeds the draw). Done when every
+          survivor lists it `failed`.
 
 Repeats of the implementations are interleaved so that machine noise hits both alike. A table
 cell is the median over the repeats that finished; a wait longer than BENCH_TIMEOUT_S is
@@ -33,6 +36,7 @@ import contextlib
 import json
 import ctypes
 import os
+import random
 import selectors
 import shutil
 import signal
@@ -53,6 +57,7 @@ IMPLS = ENV.get("BENCH_IMPLS", "muster serf").split()
 TIMEOUT_S = float(ENV.get("BENCH_TIMEOUT_S", "120"))
 IDLE_S = float(ENV.get("BENCH_IDLE_S", "10"))
 SETTLE_S = float(ENV.get("BENCH_SETTLE_S", "5"))
+PHASE = random.Random(ENV.get("BENCH_SEED", "1"))
 POLL_S = float(ENV.get("BENCH_POLL_MS", "20")) / 1000
 MUSTER_BIN = ENV.get("MUSTER_BIN", "")
 SERF_BIN = ENV.get("SERF_BIN", "serf")
@@ -340,6 +345,7 @@ def run_once(impl, n, rep):
             metric = "detect"
             victim = agents[-1]
             failed = lambda ms: any(m["Name"] == victim.name and m["Status"] == "failed" for m in ms)
+            time.sleep(PHASE.uniform(0.0, 1.0))
             t0 = time.monotonic()
             victim.kill()
             res["detect"] = (poll_members(conns[:-1], failed, t0 + TIMEOUT_S, "detect") - t0) * 1000

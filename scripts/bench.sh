@@ -10,7 +10,7 @@
 #
 # Environment (defaults): MUSTER_BIN ($CARGO_TARGET_DIR/release/muster), SERF_BIN (serf),
 # BENCH_IMPLS ("muster serf"), BENCH_SIZES ("3 10 30"), BENCH_REPEATS (5), BENCH_TIMEOUT_S (120,
-# the bound on every wait), BENCH_SETTLE_S (5, the rest after convergence before rss and cpu), BENCH_IDLE_S (10), BENCH_POLL_MS (20), BENCH_KEEP=1 keeps the work
+# the bound on every wait), BENCH_SETTLE_S (5, the rest after convergence before rss and cpu), BENCH_IDLE_S (10), BENCH_POLL_MS (20), BENCH_SEED (1, the kill phases), BENCH_KEEP=1 keeps the work
 # directory with every agent's log.
 # Output: the markdown table on stdout and in $CARGO_TARGET_DIR/bench/cluster-<date>.md
 # (/tmp/bench/ when CARGO_TARGET_DIR is unset); progress on stderr.
