@@ -25,7 +25,7 @@ export MUSTER_BIN="${MUSTER_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/muster-target}
 rev="$(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 git diff --quiet HEAD 2>/dev/null || rev="$rev+dirty"
 muster_version="$("$MUSTER_BIN" version 2>/dev/null || true)"
-BENCH_VERSIONS="${muster_version:-muster ?} (tree $rev, $MUSTER_BIN); serf $("$serf_bin" version 2>/dev/null | head -1)"
+BENCH_VERSIONS="${muster_version:-muster ?} (tree $rev, $MUSTER_BIN); serf $("$serf_bin" version 2>/dev/null | sed -n 1p)"
 export BENCH_VERSIONS
 
 out_dir="${CARGO_TARGET_DIR:-/tmp}/bench"

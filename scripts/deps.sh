@@ -91,4 +91,4 @@ if ! docker info >/dev/null 2>&1; then
     docker info >/dev/null 2>&1 || { echo "deps: dockerd did not answer within 30 s (see /tmp/muster-dockerd.log)" >&2; exit 1; }
   fi
 fi
-echo "deps: serf $(serf version 2>/dev/null | head -1 | awk '{print $2}'), $(ip -V 2>/dev/null), grpcurl $(grpcurl -version 2>&1 | awk '{print $2}')"
+echo "deps: serf $(serf version 2>/dev/null | awk 'NR==1{print $2}'), $(ip -V 2>/dev/null), grpcurl $(grpcurl -version 2>&1 | awk '{print $2}')"

@@ -590,3 +590,42 @@ async fn watch_leadership<M: Machine>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use openraft::{Membership, RaftMetrics, ServerState, StoredMembership};
+
+    use super::{needs_tick, TypeConfig};
+
+    fn metrics(
+        me: u64,
+        configs: Vec<BTreeSet<u64>>,
+        all: &[u64],
+        state: ServerState,
+    ) -> RaftMetrics<TypeConfig> {
+        let mut m = RaftMetrics::<TypeConfig>::new_initial(me);
+        m.membership_config = Arc::new(StoredMembership::new(
+            None,
+            Membership::new_with_defaults(configs, all.iter().copied()),
+        ));
+        m.state = state;
+        m
+    }
+
+    #[test]
+    fn only_a_learner_rests_the_tick() {
+        let voters = || vec![BTreeSet::from([1, 2, 3])];
+        assert!(needs_tick(&metrics(1, voters(), &[1, 2, 3, 4], ServerState::Leader), 1));
+        assert!(needs_tick(&metrics(2, voters(), &[1, 2, 3, 4], ServerState::Follower), 2));
+        assert!(!needs_tick(&metrics(4, voters(), &[1, 2, 3, 4], ServerState::Learner), 4));
+        // Not in the membership (waiting to join, or removed): the tick stays on.
+        assert!(needs_tick(&metrics(9, voters(), &[1, 2, 3, 4], ServerState::Learner), 9));
+        assert!(needs_tick(&metrics(9, vec![], &[], ServerState::Learner), 9));
+        // A voter in either half of a joint configuration (being promoted) ticks.
+        let joint = vec![BTreeSet::from([1, 2, 3]), BTreeSet::from([1, 2, 4])];
+        assert!(needs_tick(&metrics(4, joint, &[1, 2, 3, 4], ServerState::Learner), 4));
+    }
+}
