@@ -9,7 +9,6 @@
 //! largest value recorded.
 
 use std::fmt;
-use std::marker::PhantomData;
 
 /// Bits of a value that pick its bucket: the most significant bit and the two after it.
 const WIDTH: u32 = 3;
@@ -57,20 +56,12 @@ pub struct Histogram<T = ()> {
     min: u64,
     max: u64,
     data: Option<T>,
-    _t: PhantomData<T>,
 }
 
 impl<T> Histogram<T> {
     /// An empty histogram.
     pub fn new() -> Self {
-        Self {
-            counts: vec![0; BUCKETS].into_boxed_slice(),
-            total: 0,
-            min: u64::MAX,
-            max: 0,
-            data: None,
-            _t: PhantomData,
-        }
+        Self { counts: vec![0; BUCKETS].into_boxed_slice(), total: 0, min: u64::MAX, max: 0, data: None }
     }
 
     /// Records one sample.
@@ -198,7 +189,6 @@ impl<T: Clone> Clone for Histogram<T> {
             min: self.min,
             max: self.max,
             data: self.data.clone(),
-            _t: PhantomData,
         }
     }
 }
