@@ -60,6 +60,15 @@ impl RaftTiming {
         RaftTiming { heartbeat_ms: 50, election_min_ms: 250, election_max_ms: 500, lease_ms: 180 }
     }
 
+    /// openraft's own `heartbeat_interval`: three of our heartbeat periods (below the election
+    /// timeout). openraft ticks every 13/64 of it on every voter, and the tick is what an idle
+    /// voter spends its CPU on; the leader's heartbeats at [`RaftTiming::heartbeat_ms`] come
+    /// from [`pace_heartbeats`] instead. Elections are checked on that tick, so they start up
+    /// to one tick (91 ms on `lan`) after the randomized timeout.
+    pub fn openraft_heartbeat_ms(&self) -> u64 {
+        (self.heartbeat_ms * 3).min(self.election_min_ms.saturating_sub(1)).max(self.heartbeat_ms)
+    }
+
     pub fn lease(&self) -> Lease {
         let lease = Duration::from_millis(self.lease_ms);
         Lease { lease, lock_delay: lease }
@@ -99,6 +108,8 @@ pub enum ConsensusError {
 struct Member<M: Machine> {
     raft: MusterRaft<M>,
     watcher: JoinHandle<()>,
+    /// Sends the leader's heartbeats (see [`pace_heartbeats`]).
+    pacer: JoinHandle<()>,
 }
 
 /// A running raft member. Its raft instance can be replaced (after a cluster merge) while
@@ -429,7 +440,7 @@ async fn start_member<M: Machine>(
     let t = cfg.timing;
     let config = Config {
         cluster_name: "muster".to_string(),
-        heartbeat_interval: t.heartbeat_ms,
+        heartbeat_interval: t.openraft_heartbeat_ms(),
         election_timeout_min: t.election_min_ms,
         election_timeout_max: t.election_max_ms,
         enable_pre_vote: Some(true),
@@ -448,13 +459,24 @@ async fn start_member<M: Machine>(
     let raft = Raft::new(cfg.id, Arc::new(config), network, log, sm)
         .await
         .map_err(|e| ConsensusError::Fatal(e.to_string()))?;
-    let watcher = tokio::spawn(watch_leadership(raft.clone(), cfg.id, t.lease(), tx.clone(), quorum.clone()));
-    Ok((Member { raft, watcher }, reader))
+    let (leading_tx, leading_rx) = watch::channel(false);
+    let watcher = tokio::spawn(watch_leadership(
+        raft.clone(),
+        cfg.id,
+        t.lease(),
+        tx.clone(),
+        quorum.clone(),
+        leading_tx,
+    ));
+    let pacer =
+        tokio::spawn(pace_heartbeats(raft.clone(), Duration::from_millis(t.heartbeat_ms), leading_rx));
+    Ok((Member { raft, watcher, pacer }, reader))
 }
 
 /// Stops one raft incarnation and waits (bounded) until its storage files are released.
 async fn stop_member<M: Machine>(m: &Member<M>, data_dir: &std::path::Path) {
     m.watcher.abort();
+    m.pacer.abort();
     if let Err(e) = m.raft.shutdown().await {
         tracing::warn!(error = %e, "raft: shutdown failed");
     }
@@ -488,6 +510,37 @@ fn publish_metrics(m: &openraft::RaftMetrics<TypeConfig>, me: u64, seen_leader: 
     }
 }
 
+/// While this member leads, asks openraft for a heartbeat round every `every` (openraft's own
+/// heartbeats run at [`RaftTiming::openraft_heartbeat_ms`], three times slower, so that its
+/// tick wakes every voter a third as often). The quorum acknowledgements of these rounds keep
+/// the leader's lease; a member that does not lead sleeps until it does.
+async fn pace_heartbeats<M: Machine>(
+    raft: MusterRaft<M>,
+    every: Duration,
+    mut leading: watch::Receiver<bool>,
+) {
+    loop {
+        if leading.wait_for(|l| *l).await.is_err() {
+            return;
+        }
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                r = leading.changed() => {
+                    if r.is_err() { return }
+                    if !*leading.borrow_and_update() { break }
+                    continue;
+                }
+            }
+            if let Err(e) = raft.trigger().heartbeat().await {
+                tracing::debug!(error = %e, "raft: the heartbeat round was refused");
+            }
+        }
+    }
+}
+
 /// Whether this member needs openraft's tick: its only work is the election timer and the
 /// leader's heartbeats, and a learner has neither. The tick fires every 13/64 of the
 /// heartbeat interval (30 ms on `lan`), so a learner that rests it idles on gossip alone. A
@@ -507,6 +560,7 @@ async fn watch_leadership<M: Machine>(
     lease: Lease,
     tx: Arc<watch::Sender<Leadership>>,
     quorum: Arc<QuorumLease>,
+    leading: watch::Sender<bool>,
 ) {
     let mut metrics = raft.metrics();
     let mut leader_since: Option<Instant> = None;
@@ -518,6 +572,7 @@ async fn watch_leadership<M: Machine>(
         let now = Instant::now();
         let is_leader = m.state == ServerState::Leader;
         publish_metrics(&m, me, &mut seen_leader);
+        leading.send_if_modified(|l| std::mem::replace(l, is_leader) != is_leader);
         let tick = needs_tick(&m, me);
         if tick != ticking {
             ticking = tick;
@@ -598,7 +653,7 @@ mod tests {
 
     use openraft::{Membership, RaftMetrics, ServerState, StoredMembership};
 
-    use super::{needs_tick, TypeConfig};
+    use super::{needs_tick, RaftTiming, TypeConfig};
 
     fn metrics(
         me: u64,
@@ -613,6 +668,17 @@ mod tests {
         ));
         m.state = state;
         m
+    }
+
+    #[test]
+    fn openraft_heartbeats_run_at_three_of_ours_below_the_election_timeout() {
+        for (t, want) in [(RaftTiming::lan(), 450), (RaftTiming::local(), 150), (RaftTiming::wan(), 1500)] {
+            assert_eq!(t.openraft_heartbeat_ms(), want, "{t:?}");
+            assert!(t.openraft_heartbeat_ms() < t.election_min_ms, "{t:?}");
+        }
+        let tight =
+            RaftTiming { heartbeat_ms: 100, election_min_ms: 250, election_max_ms: 400, lease_ms: 200 };
+        assert_eq!(tight.openraft_heartbeat_ms(), 249);
     }
 
     #[test]
