@@ -53,19 +53,14 @@ pub struct AnnounceConfig {
 }
 
 /// Announces the registry's services and the node until `shutdown`, then withdraws them.
+/// `daemon` is the node's one mDNS daemon, shared with discovery; the node stops it.
 pub async fn run(
+    daemon: ServiceDaemon,
     cfg: AnnounceConfig,
     registrar: Arc<Registrar>,
     mut leadership: watch::Receiver<Leadership>,
     shutdown: CancellationToken,
 ) {
-    let daemon = match ServiceDaemon::new() {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(error = %e, "announce: mDNS unavailable; nothing is announced");
-            return;
-        }
-    };
     tracing::info!(services_max = cfg.services_max, "announce: publishing registry services over mDNS");
     let mut d = Driver::new(cfg, daemon);
     let mut applied = registrar.subscribe();
@@ -258,8 +253,7 @@ impl Driver {
         }
     }
 
-    /// Sends the goodbye for everything announced, waits (bounded) for it to go out, and stops
-    /// the daemon.
+    /// Sends the goodbye for everything announced and waits (bounded) for it to go out.
     async fn withdraw_all(mut self) {
         self.lookups.abort_all();
         let mut pending = Vec::new();
@@ -277,9 +271,6 @@ impl Driver {
         };
         if tokio::time::timeout(GOODBYE_WAIT, wait).await.is_err() {
             tracing::warn!("announce: not every goodbye went out before the deadline");
-        }
-        if let Ok(rx) = retry_busy(|| self.daemon.shutdown()).await {
-            let _ = tokio::time::timeout(GOODBYE_WAIT, rx.recv_async()).await;
         }
         tracing::info!(withdrawn = count, "announce: mDNS records withdrawn");
     }

@@ -14,28 +14,28 @@ pub fn mdns_service_type(cluster: &str) -> String {
     format!("_serf_{cluster}._tcp.local.")
 }
 
-/// Advertises this node and joins every member found, until shutdown.
+/// Advertises this node and joins every member found, until shutdown; then withdraws the
+/// record. `daemon` is the node's one mDNS daemon (see [`crate::node`]): the Go agent answers a
+/// query by unicast to port 5353, which reaches only one of the sockets bound there, so the
+/// node browses and announces through a single daemon.
 pub async fn run_mdns(
+    daemon: ServiceDaemon,
     gossip: GossipHandle,
     cluster: String,
     node: String,
     advertise: SocketAddr,
     shutdown: CancellationToken,
 ) {
-    let daemon = match ServiceDaemon::new() {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(error = %e, "discovery: mDNS unavailable");
-            return;
-        }
-    };
     let ty = mdns_service_type(&cluster);
     let host = format!("{}.local.", node.replace('.', "-"));
     let txt = [("cluster", cluster.as_str())];
+    let mut advertised = None;
     match ServiceInfo::new(&ty, &node, &host, advertise.ip(), advertise.port(), &txt[..]) {
         Ok(info) => {
-            if let Err(e) = daemon.register(info) {
-                tracing::warn!(error = %e, "discovery: cannot advertise over mDNS");
+            let fullname = info.get_fullname().to_string();
+            match daemon.register(info) {
+                Ok(()) => advertised = Some(fullname),
+                Err(e) => tracing::warn!(error = %e, "discovery: cannot advertise over mDNS"),
             }
         }
         Err(e) => tracing::warn!(error = %e, "discovery: cannot build the mDNS record"),
@@ -83,8 +83,16 @@ pub async fn run_mdns(
             }
         }
     }
-    let _ = daemon.shutdown();
+    let _ = daemon.stop_browse(&ty);
+    if let Some(fullname) = advertised {
+        if let Ok(rx) = daemon.unregister(&fullname) {
+            let _ = tokio::time::timeout(GOODBYE_WAIT, rx.recv_async()).await;
+        }
+    }
 }
+
+/// How long the goodbye for this node's record may take to go out at shutdown.
+const GOODBYE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn is_unusable(ip: IpAddr) -> bool {
     ip.is_unspecified() || ip.is_multicast()

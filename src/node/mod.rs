@@ -44,6 +44,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a graceful leave may take before we stop anyway.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the mDNS daemon may take to stop at shutdown.
+const MDNS_STOP_WAIT: Duration = Duration::from_secs(2);
 
 /// Runs a node until a signal asks it to stop. `logs` is the log tee `logging::init` returned
 /// (what `serf monitor` reads).
@@ -266,8 +268,22 @@ pub async fn run(config: Config, logs: LogTee) -> anyhow::Result<()> {
     let sources = discovery::choose(config.discovery, discovery::on_path("tailscale"));
     tracing::info!(backend = %config.discovery, mdns = sources.mdns, tailscale = sources.tailscale,
         static_joins = config.join.len() + config.retry_join.len(), "discovery: sources chosen");
-    if sources.mdns {
+    // One mDNS daemon for browsing and announcing: a reply sent by unicast to port 5353 (the
+    // Go agent answers that way) reaches only one of the sockets bound there.
+    let mdns = if sources.mdns || config.mdns_announce {
+        match mdns_sd::ServiceDaemon::new() {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::warn!(error = %e, "mDNS unavailable: no mDNS discovery or announcements");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if let (true, Some(daemon)) = (sources.mdns, &mdns) {
         tracker.spawn(discovery::run_mdns(
+            daemon.clone(),
             gossip.clone(),
             config.cluster.clone(),
             config.node.clone(),
@@ -282,7 +298,7 @@ pub async fn run(config: Config, logs: LogTee) -> anyhow::Result<()> {
         mdns_announce = config.mdns_announce,
         "announce: mDNS announcements of services and the API"
     );
-    if config.mdns_announce {
+    if let (true, Some(daemon)) = (config.mdns_announce, &mdns) {
         let announce_cfg = crate::announce::AnnounceConfig {
             node: config.node.clone(),
             cluster: config.cluster.clone(),
@@ -292,6 +308,7 @@ pub async fn run(config: Config, logs: LogTee) -> anyhow::Result<()> {
             services_max: crate::announce::ANNOUNCED_SERVICES_MAX,
         };
         tracker.spawn(crate::announce::run(
+            daemon.clone(),
             announce_cfg,
             registrar.clone(),
             consensus.leadership(),
@@ -328,6 +345,11 @@ pub async fn run(config: Config, logs: LogTee) -> anyhow::Result<()> {
     consensus.shutdown().await;
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
         tracing::warn!("node: tasks did not stop within the grace period");
+    }
+    if let Some(daemon) = mdns {
+        if let Ok(rx) = daemon.shutdown() {
+            let _ = tokio::time::timeout(MDNS_STOP_WAIT, rx.recv_async()).await;
+        }
     }
     let _ = gossip_task.await;
     if let Ok(Err(e)) = api_task.await {

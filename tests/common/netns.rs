@@ -17,6 +17,16 @@ pub fn ip(args: &[&str]) {
     assert!(out.status.success(), "ip {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Sets `/proc/sys/<key>` to `value` inside namespace `ns`; panics when it fails.
+fn sysctl(ns: &str, key: &str, value: &str) {
+    let path = format!("/proc/sys/{key}");
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "sh", "-c", "printf %s \"$1\" > \"$2\"", "sh", value, &path])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot set {path}: {e}"));
+    assert!(out.status.success(), "setting {path} in {ns} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 impl VethPair {
     /// Names start with `prefix` and this process' id, so parallel runs do not meet. `hosts_a`:
     /// the hosts file `ip netns exec` shows inside `a` (kept in `/etc/netns/<a>/hosts`).
@@ -36,6 +46,10 @@ impl VethPair {
         ip(&["link", "set", &format!("{p}x"), "netns", &a]);
         ip(&["link", "set", &format!("{p}y"), "netns", &b]);
         for (ns, dev, host) in [(&a, format!("{p}x"), 1), (&b, format!("{p}y"), 2)] {
+            // No duplicate address detection: the IPv6 link-local address is usable as soon as
+            // the link is up. While it is tentative, sending to ff02::fb fails, and the Go mDNS
+            // client gives up its whole query (IPv4 included) on that error.
+            sysctl(ns, &format!("net/ipv6/conf/{dev}/accept_dad"), "0");
             ip(&["-n", ns, "addr", "add", &format!("10.251.{net}.{host}/24"), "dev", &dev]);
             ip(&["-n", ns, "link", "set", &dev, "up", "multicast", "on"]);
             ip(&["-n", ns, "link", "set", "lo", "up"]);
