@@ -158,8 +158,12 @@ fn on_path(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().expect("local addr").port()
+/// `n` distinct free ports: every listener stays open until all are chosen, so the kernel
+/// cannot hand the same port out twice (two members on one port made a run hang).
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> =
+        (0..n).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0")).collect();
+    held.iter().map(|l| l.local_addr().expect("local addr").port()).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -246,8 +250,9 @@ impl Cluster {
             Kind::Muster => {
                 // The lan profile gossips encrypted: the three nodes share a key of this run.
                 let key = muster::gossip::wire::generate_key();
+                let ports = free_ports(9);
                 for i in 0..3 {
-                    let (api, gossip, rpc) = (free_port(), free_port(), free_port());
+                    let (api, gossip, rpc) = (ports[3 * i], ports[3 * i + 1], ports[3 * i + 2]);
                     let args = vec![
                         "agent".to_owned(),
                         "--node".into(),
@@ -292,7 +297,8 @@ impl Cluster {
                 }
             }
             Kind::Etcd => {
-                let peers: Vec<u16> = (0..3).map(|_| free_port()).collect();
+                let ports = free_ports(6);
+                let peers: Vec<u16> = ports[..3].to_vec();
                 let initial = peers
                     .iter()
                     .enumerate()
@@ -300,7 +306,7 @@ impl Cluster {
                     .collect::<Vec<_>>()
                     .join(",");
                 for (i, peer) in peers.iter().enumerate() {
-                    let client = free_port();
+                    let client = ports[3 + i];
                     let args = [
                         "--name".to_owned(),
                         format!("e{i}"),
