@@ -397,7 +397,7 @@ impl<M: Machine> Consensus<M> {
             stop_member(&old, &self.cfg.data_dir).await;
         }
         let dir = self.cfg.data_dir.join(super::store::RAFT_DIR);
-        for file in [super::store::LOG_FILE, super::store::SM_FILE] {
+        for file in [super::store::LOG_FILE, super::store::WAL_FILE, super::store::SM_FILE] {
             match std::fs::remove_file(dir.join(file)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

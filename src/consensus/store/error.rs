@@ -66,6 +66,9 @@ pub enum StoreError {
     /// A blocking storage task panicked or was cancelled.
     #[error("raft storage task failed: {0}")]
     Task(String),
+    /// The raft log's write-ahead file (`raft/log.wal`) could not be read or written.
+    #[error("raft log write-ahead file: {0}")]
+    Wal(std::io::Error),
 }
 
 macro_rules! from_redb {

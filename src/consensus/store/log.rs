@@ -3,9 +3,10 @@
 //!
 //! Writes are pipelined. `append` puts the entries into an in-memory tail of the log (so they
 //! are readable at once, as openraft requires) and queues them for the log's writer thread; the
-//! writer takes every job queued meanwhile into one redb transaction, commits it (with
-//! `Durability::Immediate`, i.e. fsync, when any job in it needs that) and then reports the
-//! appends flushed. So raft never waits for the disk on its own task: a leader sends new
+//! writer takes every job queued meanwhile into one redb transaction, commits it and then
+//! reports the appends flushed. A batch that must be durable is made so by the write-ahead
+//! file (`wal.rs`: one sequential write and one fdatasync) while redb commits without fsync;
+//! votes, closing and a checkpoint every few seconds commit redb durably instead. So raft never waits for the disk on its own task: a leader sends new
 //! entries to the followers while its own fsync runs, and appends that arrive during one fsync
 //! share the next one (group commit).
 //!
@@ -20,6 +21,7 @@ use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 use std::{fmt, io};
 
 use openraft::entry::RaftEntry;
@@ -29,6 +31,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
+use super::wal::{Op as WalOp, Wal};
 use super::{blocking, decode, encode, StoreError};
 use crate::consensus::types::{Entry, LogId, TypeConfig, Vote};
 
@@ -40,6 +43,10 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 const KEY_VOTE: &str = "vote";
 pub(super) const KEY_COMMITTED: &str = "committed";
 const KEY_LAST_PURGED: &str = "last_purged";
+/// The last write-ahead record a durable redb commit covers.
+const KEY_WAL_SEQ: &str = "wal_seq";
+/// A random number of this log's, which its write-ahead records are checksummed with.
+const KEY_WAL_ID: &str = "wal_id";
 
 /// `limited_get_log_entries` stops after this many entries (replication batches stay bounded).
 const LIMITED_READ_ENTRIES_MAX: usize = 4096;
@@ -51,6 +58,10 @@ const TAIL_FLUSHED_MAX: usize = 1024;
 const DEFER_MAX: std::time::Duration = std::time::Duration::from_millis(200);
 /// At most this many queued jobs go into one redb transaction.
 const BATCH_JOBS_MAX: usize = 1024;
+/// A durable redb commit (a checkpoint) once the write-ahead file holds this many bytes ...
+const CHECKPOINT_BYTES: u64 = 4 * 1024 * 1024;
+/// ... or this long after the last one, while anything was written ahead meanwhile.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The durable raft log. Cheap to clone: clones share one redb [`Database`], the in-memory
 /// tail and the writer's queue, and a clone is also the log reader, so a reader sees every
@@ -207,6 +218,17 @@ impl Job {
         Ok(())
     }
 
+    /// What the write-ahead file records of this job: appends and truncations.
+    fn wal_op(&self) -> Option<WalOp> {
+        match self {
+            Job::Append { entries, .. } => {
+                Some(WalOp::Append(entries.iter().map(|(id, bytes)| (id.index(), bytes.clone())).collect()))
+            }
+            Job::TruncateFrom { from, .. } => Some(WalOp::TruncateFrom(*from)),
+            Job::Meta { .. } | Job::Purge { .. } => None,
+        }
+    }
+
     /// Reports the commit's outcome to whoever waits for this job.
     fn finish(self, result: &Result<(), String>) {
         match self {
@@ -233,7 +255,7 @@ fn lock(mem: &Mutex<Mem>) -> MutexGuard<'_, Mem> {
 /// own: it rides along with the next durable batch, or is committed after [`DEFER_MAX`] or
 /// when the queue closes. Under steady writes that halves the commits: every write would
 /// otherwise cost one commit for its entry and one for the committed log id after it.
-fn run_writer(db: Arc<Database>, mem: Arc<Mutex<Mem>>, jobs: mpsc::Receiver<Job>) {
+fn run_writer(db: Arc<Database>, mem: Arc<Mutex<Mem>>, mut ahead: Ahead, jobs: mpsc::Receiver<Job>) {
     let mut batch: Vec<Job> = Vec::new();
     loop {
         let next = if batch.is_empty() {
@@ -259,11 +281,12 @@ fn run_writer(db: Arc<Database>, mem: Arc<Mutex<Mem>>, jobs: mpsc::Receiver<Job>
         if !durable && !closed && !timed_out && batch.len() < BATCH_JOBS_MAX {
             continue;
         }
-        if batch.is_empty() {
+        // Closing: one last durable commit, so the next open has nothing to replay.
+        if batch.is_empty() && !(closed && ahead.dirty()) {
             return;
         }
         let batch = std::mem::take(&mut batch);
-        let result = commit(&db, &batch, durable).map_err(|e| e.to_string());
+        let result = commit(&db, &mut ahead, &batch, durable, closed).map_err(|e| e.to_string());
         if let Err(e) = &result {
             tracing::error!(error = %e, jobs = batch.len(), "raft log: commit failed");
         } else {
@@ -278,13 +301,60 @@ fn run_writer(db: Arc<Database>, mem: Arc<Mutex<Mem>>, jobs: mpsc::Receiver<Job>
     }
 }
 
-fn commit(db: &Database, batch: &[Job], durable: bool) -> Result<(), StoreError> {
+/// The write-ahead file and when redb last committed durably.
+struct Ahead {
+    wal: Wal,
+    checkpointed: Instant,
+}
+
+impl Ahead {
+    /// Records were written since the last durable redb commit.
+    fn dirty(&self) -> bool {
+        self.wal.written() > 0
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        self.wal.written() >= CHECKPOINT_BYTES
+            || (self.dirty() && self.checkpointed.elapsed() >= CHECKPOINT_EVERY)
+    }
+}
+
+/// Commits one batch. A durable batch is made durable by the write-ahead file (one write, one
+/// fdatasync) with redb committing without fsync, unless it holds a durable record (a vote),
+/// a checkpoint is due or the writer is closing: then redb commits durably, noting the last
+/// write-ahead record it now covers, and the file is written from its start again.
+fn commit(
+    db: &Database,
+    ahead: &mut Ahead,
+    batch: &[Job],
+    durable: bool,
+    closing: bool,
+) -> Result<(), StoreError> {
+    let checkpoint = closing
+        || batch.iter().any(|j| matches!(j, Job::Meta { durable: true, .. }))
+        || (durable && ahead.checkpoint_due());
+    let through_wal = durable && !checkpoint;
+    if through_wal {
+        let ops: Vec<WalOp> = batch.iter().filter_map(Job::wal_op).collect();
+        ahead.wal.write(&ops).map_err(StoreError::Wal)?;
+    }
     let mut txn = db.begin_write()?;
-    txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
+    txn.set_durability(if checkpoint { Durability::Immediate } else { Durability::None })?;
     for job in batch {
         job.write(&txn)?;
     }
+    if checkpoint {
+        txn.open_table(META)?
+            .insert(KEY_WAL_SEQ, encode("wal sequence number", &ahead.wal.last_seq())?.as_slice())?;
+    }
     txn.commit()?;
+    if through_wal {
+        ahead.wal.sync().map_err(StoreError::Wal)?;
+    }
+    if checkpoint {
+        ahead.wal.restart();
+        ahead.checkpointed = Instant::now();
+    }
     Ok(())
 }
 
@@ -327,18 +397,62 @@ fn clear_hidden(mem: &mut Mem, batch: &[Job]) {
 impl LogStore {
     /// Wraps an opened database, creating the tables on first use, and starts its writer
     /// thread (which ends when the last clone is dropped).
-    pub(super) fn new(db: Database) -> Result<Self, StoreError> {
+    /// Records of the write-ahead file at `wal_path` that redb does not cover yet (the
+    /// appends and truncations since its last durable commit) are applied to it first.
+    pub(super) fn new(db: Database, wal_path: &std::path::Path) -> Result<Self, StoreError> {
         let txn = db.begin_write()?;
         txn.open_table(LOGS)?;
-        txn.open_table(META)?;
+        let (wal_id, wal_seq) = {
+            let mut meta = txn.open_table(META)?;
+            let stored = meta.get(KEY_WAL_ID)?.map(|v| decode::<u64>(KEY_WAL_ID, v.value())).transpose()?;
+            let id = match stored {
+                Some(id) => id,
+                None => {
+                    let id: u64 = rand::random();
+                    meta.insert(KEY_WAL_ID, encode(KEY_WAL_ID, &id)?.as_slice())?;
+                    id
+                }
+            };
+            let seq = match meta.get(KEY_WAL_SEQ)? {
+                Some(v) => decode::<u64>(KEY_WAL_SEQ, v.value())?,
+                None => 0,
+            };
+            (id, seq)
+        };
         txn.commit()?;
+        let (wal, pending) = Wal::open(wal_path, wal_id, wal_seq).map_err(StoreError::Wal)?;
+        if !pending.is_empty() {
+            let txn = db.begin_write()?;
+            {
+                let mut logs = txn.open_table(LOGS)?;
+                for (_, op) in &pending {
+                    match op {
+                        WalOp::Append(entries) => {
+                            for (index, bytes) in entries {
+                                logs.insert(*index, bytes.as_slice())?;
+                            }
+                        }
+                        WalOp::TruncateFrom(from) => {
+                            logs.retain_in(*from.., |_, _| false)?;
+                        }
+                    }
+                }
+            }
+            txn.open_table(META)?.insert(KEY_WAL_SEQ, encode(KEY_WAL_SEQ, &wal.last_seq())?.as_slice())?;
+            txn.commit()?;
+            tracing::info!(
+                records = pending.len(),
+                "raft log: replayed the write-ahead records redb did not cover"
+            );
+        }
+        let ahead = Ahead { wal, checkpointed: Instant::now() };
         let db = Arc::new(db);
         let mem = Arc::new(Mutex::new(Mem::default()));
         let (tx, rx) = mpsc::channel();
         let (wdb, wmem) = (db.clone(), mem.clone());
         let writer = std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || run_writer(wdb, wmem, rx))
+            .spawn(move || run_writer(wdb, wmem, ahead, rx))
             .map_err(|e| StoreError::Task(format!("cannot start the raft log writer thread: {e}")))?;
         Ok(Self { inner: Arc::new(Inner { db, mem, jobs: Some(tx), writer: Some(writer) }) })
     }

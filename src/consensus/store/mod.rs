@@ -12,6 +12,7 @@ mod log;
 mod state_machine;
 #[cfg(test)]
 mod tests;
+mod wal;
 
 use std::path::Path;
 
@@ -30,6 +31,8 @@ pub const RAFT_DIR: &str = "raft";
 const CACHE_BYTES: usize = 4 * 1024 * 1024;
 /// The log store's file inside [`RAFT_DIR`].
 pub const LOG_FILE: &str = "log.redb";
+/// The log's write-ahead file inside [`RAFT_DIR`] (see `wal.rs`).
+pub const WAL_FILE: &str = "log.wal";
 /// The state machine's snapshot file inside [`RAFT_DIR`].
 pub const SM_FILE: &str = "sm.redb";
 
@@ -46,7 +49,7 @@ pub async fn open<M: Machine>(
     blocking(move || {
         std::fs::create_dir_all(&dir)
             .map_err(|source| StoreError::CreateDir { path: dir.clone(), source })?;
-        let log = LogStore::new(create_db(&dir.join(LOG_FILE))?)?;
+        let log = LogStore::new(create_db(&dir.join(LOG_FILE))?, &dir.join(WAL_FILE))?;
         let sm = StateMachineStore::open_blocking(create_db(&dir.join(SM_FILE))?, machine)?;
         Ok((log, sm))
     })

@@ -359,3 +359,45 @@ async fn the_committed_log_id_rides_with_the_next_fsync_or_is_written_on_its_own
     let (mut log, _sm) = reopen(dir.path()).await;
     assert_eq!(log.read_committed().await.unwrap(), Some(lid(1, 3)), "the last one saved, written at close");
 }
+
+/// Copies the raft files of `from` as they are on disk now (the store still open) to `to`:
+/// what a crash at this moment would leave.
+fn copy_as_crashed(from: &Path, to: &Path) {
+    let (from, to) = (from.join(super::RAFT_DIR), to.join(super::RAFT_DIR));
+    std::fs::create_dir_all(&to).unwrap();
+    for file in [super::LOG_FILE, super::WAL_FILE, super::SM_FILE] {
+        std::fs::copy(from.join(file), to.join(file)).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn flushed_appends_and_truncations_survive_a_crash_between_checkpoints() {
+    // Proves the write-ahead file: an append is reported flushed once its record is synced,
+    // before redb commits durably, and the files a crash leaves behind (redb without those
+    // commits, the write-ahead file with them) reopen to exactly the flushed log, the
+    // truncation included. Without the file's records the copy has lost them.
+    let dir = tempfile::tempdir().unwrap();
+    let crashed = tempfile::tempdir().unwrap();
+    let lost = tempfile::tempdir().unwrap();
+    let (mut log, _sm) = reopen(dir.path()).await;
+    log.save_vote(&Vote::new(1, 0)).await.unwrap(); // a durable redb commit: a checkpoint
+    append(&mut log, blanks(1, 1..=10)).await;
+    log.truncate_after(Some(lid(1, 6))).await.unwrap();
+    append(&mut log, blanks(2, 7..=8)).await;
+    copy_as_crashed(dir.path(), crashed.path());
+    copy_as_crashed(dir.path(), lost.path());
+    std::fs::write(lost.path().join(super::RAFT_DIR).join(super::WAL_FILE), b"").unwrap();
+    drop(log);
+
+    let want: Vec<LogId> = (1..=6).map(|i| lid(1, i)).chain([lid(2, 7), lid(2, 8)]).collect();
+    for _ in 0..2 {
+        // The second time the replay has been committed durably: the same log.
+        let (mut log, _sm) = reopen(crashed.path()).await;
+        let ids: Vec<LogId> = log.try_get_log_entries(..).await.unwrap().iter().map(|e| e.log_id()).collect();
+        assert_eq!(ids, want);
+        assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(1, 0)));
+    }
+    let (mut log, _sm) = reopen(lost.path()).await;
+    let ids: Vec<LogId> = log.try_get_log_entries(..).await.unwrap().iter().map(|e| e.log_id()).collect();
+    assert_ne!(ids, want, "redb alone already had the flushed log: the test proves nothing");
+}
