@@ -47,6 +47,9 @@ const KEY_LAST_PURGED: &str = "last_purged";
 const KEY_WAL_SEQ: &str = "wal_seq";
 /// A random number of this log's, which its write-ahead records are checksummed with.
 const KEY_WAL_ID: &str = "wal_id";
+/// The number of the last durable redb commit that restarted the write-ahead file; the
+/// records written after it are checksummed with it.
+const KEY_WAL_ROUND: &str = "wal_round";
 
 /// `limited_get_log_entries` stops after this many entries (replication batches stay bounded).
 const LIMITED_READ_ENTRIES_MAX: usize = 4096;
@@ -304,6 +307,7 @@ fn run_writer(db: Arc<Database>, mem: Arc<Mutex<Mem>>, mut ahead: Ahead, jobs: m
 /// The write-ahead file and when redb last committed durably.
 struct Ahead {
     wal: Wal,
+    round: u64,
     checkpointed: Instant,
 }
 
@@ -344,15 +348,17 @@ fn commit(
         job.write(&txn)?;
     }
     if checkpoint {
-        txn.open_table(META)?
-            .insert(KEY_WAL_SEQ, encode("wal sequence number", &ahead.wal.last_seq())?.as_slice())?;
+        let mut meta = txn.open_table(META)?;
+        meta.insert(KEY_WAL_SEQ, encode(KEY_WAL_SEQ, &ahead.wal.last_seq())?.as_slice())?;
+        meta.insert(KEY_WAL_ROUND, encode(KEY_WAL_ROUND, &(ahead.round + 1))?.as_slice())?;
     }
     txn.commit()?;
     if through_wal {
         ahead.wal.sync().map_err(StoreError::Wal)?;
     }
     if checkpoint {
-        ahead.wal.restart();
+        ahead.round += 1;
+        ahead.wal.restart(ahead.round);
         ahead.checkpointed = Instant::now();
     }
     Ok(())
@@ -402,7 +408,7 @@ impl LogStore {
     pub(super) fn new(db: Database, wal_path: &std::path::Path) -> Result<Self, StoreError> {
         let txn = db.begin_write()?;
         txn.open_table(LOGS)?;
-        let (wal_id, wal_seq) = {
+        let (wal_id, wal_seq, round) = {
             let mut meta = txn.open_table(META)?;
             let stored = meta.get(KEY_WAL_ID)?.map(|v| decode::<u64>(KEY_WAL_ID, v.value())).transpose()?;
             let id = match stored {
@@ -413,39 +419,42 @@ impl LogStore {
                     id
                 }
             };
-            let seq = match meta.get(KEY_WAL_SEQ)? {
-                Some(v) => decode::<u64>(KEY_WAL_SEQ, v.value())?,
-                None => 0,
-            };
-            (id, seq)
+            let seq = meta.get(KEY_WAL_SEQ)?.map(|v| decode::<u64>(KEY_WAL_SEQ, v.value())).transpose()?;
+            let round =
+                meta.get(KEY_WAL_ROUND)?.map(|v| decode::<u64>(KEY_WAL_ROUND, v.value())).transpose()?;
+            (id, seq.unwrap_or(0), round.unwrap_or(0))
         };
         txn.commit()?;
-        let (wal, pending) = Wal::open(wal_path, wal_id, wal_seq).map_err(StoreError::Wal)?;
-        if !pending.is_empty() {
-            let txn = db.begin_write()?;
-            {
-                let mut logs = txn.open_table(LOGS)?;
-                for (_, op) in &pending {
-                    match op {
-                        WalOp::Append(entries) => {
-                            for (index, bytes) in entries {
-                                logs.insert(*index, bytes.as_slice())?;
-                            }
+        let (mut wal, pending) = Wal::open(wal_path, wal_id, round, wal_seq).map_err(StoreError::Wal)?;
+        // The records redb does not cover yet, and the next round, in one durable commit.
+        let txn = db.begin_write()?;
+        {
+            let mut logs = txn.open_table(LOGS)?;
+            for (_, op) in &pending {
+                match op {
+                    WalOp::Append(entries) => {
+                        for (index, bytes) in entries {
+                            logs.insert(*index, bytes.as_slice())?;
                         }
-                        WalOp::TruncateFrom(from) => {
-                            logs.retain_in(*from.., |_, _| false)?;
-                        }
+                    }
+                    WalOp::TruncateFrom(from) => {
+                        logs.retain_in(*from.., |_, _| false)?;
                     }
                 }
             }
-            txn.open_table(META)?.insert(KEY_WAL_SEQ, encode(KEY_WAL_SEQ, &wal.last_seq())?.as_slice())?;
-            txn.commit()?;
+            let mut meta = txn.open_table(META)?;
+            meta.insert(KEY_WAL_SEQ, encode(KEY_WAL_SEQ, &wal.last_seq())?.as_slice())?;
+            meta.insert(KEY_WAL_ROUND, encode(KEY_WAL_ROUND, &(round + 1))?.as_slice())?;
+        }
+        txn.commit()?;
+        wal.restart(round + 1);
+        if !pending.is_empty() {
             tracing::info!(
                 records = pending.len(),
                 "raft log: replayed the write-ahead records redb did not cover"
             );
         }
-        let ahead = Ahead { wal, checkpointed: Instant::now() };
+        let ahead = Ahead { wal, round: round + 1, checkpointed: Instant::now() };
         let db = Arc::new(db);
         let mem = Arc::new(Mutex::new(Mem::default()));
         let (tx, rx) = mpsc::channel();

@@ -7,12 +7,14 @@
 //! commit now and then (a checkpoint) records the last sequence number it covers, and the
 //! file is written again from its start.
 //!
-//! A record: `len: u32` (of the body), `crc: u32` (CRC-32 of the file's id and the body),
-//! then the body: `seq: u64`, `kind: u8` and the operation. Records carry consecutive
-//! sequence numbers; reading stops at the first record that is short, fails its CRC or does
-//! not continue the sequence. So what an earlier round left behind past the end is never
-//! taken for new records (its numbers are smaller), nor is a file left by another log (its id
-//! differs). All integers are little-endian.
+//! A record: `len: u32` (of the body), `crc: u32` (CRC-32 of the log's id, the round and the
+//! body), then the body: `seq: u64`, `kind: u8` and the operation. The round is the number of
+//! the durable redb commit the records follow (it is stored with that commit); records carry
+//! consecutive sequence numbers. Reading stops at the first record that is short, fails its
+//! CRC or does not continue the sequence, so what an earlier round left behind past the new
+//! records is never read as theirs (its CRC is another round's, even where a torn write
+//! left a later record intact), nor is a file another log left (another id). All integers
+//! are little-endian.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -40,20 +42,27 @@ pub(super) enum Op {
 pub(super) struct Wal {
     file: File,
     id: u64,
+    round: u64,
     offset: u64,
     last_seq: u64,
 }
 
 impl Wal {
-    /// Opens (creating) the file and returns it with the records that follow `after_seq`
-    /// (those a durable redb commit does not cover yet), in order. The next record is written
-    /// at the start of the file.
-    pub(super) fn open(path: &Path, id: u64, after_seq: u64) -> io::Result<(Wal, Vec<(u64, Op)>)> {
+    /// Opens (creating) the file and returns it with the records of `round` that follow
+    /// `after_seq` (those the durable redb commit of that round does not cover), in order.
+    /// The caller commits them to redb durably with the next round and calls
+    /// [`Wal::restart`] with it before writing.
+    pub(super) fn open(
+        path: &Path,
+        id: u64,
+        round: u64,
+        after_seq: u64,
+    ) -> io::Result<(Wal, Vec<(u64, Op)>)> {
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
         let len = usize::try_from(file.metadata()?.len()).map_err(io::Error::other)?;
         let mut bytes = vec![0; len];
         file.read_exact_at(&mut bytes, 0)?;
-        let records = read_records(&bytes, id);
+        let records = read_records(&bytes, seed(id, round));
         let pending: Vec<(u64, Op)> = records.into_iter().filter(|(seq, _)| *seq > after_seq).collect();
         if let Some((first, _)) = pending.first() {
             if *first != after_seq + 1 {
@@ -64,7 +73,7 @@ impl Wal {
             }
         }
         let last_seq = pending.last().map_or(after_seq, |(seq, _)| *seq);
-        Ok((Wal { file, id, offset: 0, last_seq }, pending))
+        Ok((Wal { file, id, round, offset: 0, last_seq }, pending))
     }
 
     /// The sequence number of the last record written.
@@ -83,7 +92,7 @@ impl Wal {
         let mut seq = self.last_seq;
         for op in ops {
             seq += 1;
-            encode_record(&mut buf, self.id, seq, op);
+            encode_record(&mut buf, seed(self.id, self.round), seq, op);
         }
         self.file.write_all_at(&buf, self.offset)?;
         self.offset += buf.len() as u64;
@@ -96,13 +105,23 @@ impl Wal {
         self.file.sync_data()
     }
 
-    /// A durable redb commit covers every record so far: write again from the start.
-    pub(super) fn restart(&mut self) {
+    /// A durable redb commit of `round` covers every record so far: write records of that
+    /// round from the start of the file.
+    pub(super) fn restart(&mut self, round: u64) {
+        self.round = round;
         self.offset = 0;
     }
 }
 
-fn encode_record(buf: &mut Vec<u8>, id: u64, seq: u64, op: &Op) {
+/// What a record's CRC starts from: the log's id and the round.
+fn seed(id: u64, round: u64) -> [u8; 16] {
+    let mut s = [0; 16];
+    s[..8].copy_from_slice(&id.to_le_bytes());
+    s[8..].copy_from_slice(&round.to_le_bytes());
+    s
+}
+
+fn encode_record(buf: &mut Vec<u8>, seed: [u8; 16], seq: u64, op: &Op) {
     let start = buf.len();
     buf.extend_from_slice(&[0; HEAD]);
     buf.extend_from_slice(&seq.to_le_bytes());
@@ -122,23 +141,23 @@ fn encode_record(buf: &mut Vec<u8>, id: u64, seq: u64, op: &Op) {
         }
     }
     let body_len = (buf.len() - start - HEAD) as u32;
-    let crc = checksum(id, &buf[start + HEAD..]);
+    let crc = checksum(seed, &buf[start + HEAD..]);
     buf[start..start + 4].copy_from_slice(&body_len.to_le_bytes());
     buf[start + 4..start + HEAD].copy_from_slice(&crc.to_le_bytes());
 }
 
-fn checksum(id: u64, body: &[u8]) -> u32 {
+fn checksum(seed: [u8; 16], body: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
-    h.update(&id.to_le_bytes());
+    h.update(&seed);
     h.update(body);
     h.finalize()
 }
 
 /// The valid records at the start of `bytes`: consecutive sequence numbers, each intact.
-fn read_records(bytes: &[u8], id: u64) -> Vec<(u64, Op)> {
+fn read_records(bytes: &[u8], seed: [u8; 16]) -> Vec<(u64, Op)> {
     let mut out: Vec<(u64, Op)> = Vec::new();
     let mut at = 0;
-    while let Some((seq, op, next)) = read_record(bytes, at, id) {
+    while let Some((seq, op, next)) = read_record(bytes, at, seed) {
         if out.last().is_some_and(|(last, _)| seq != last + 1) {
             break;
         }
@@ -148,13 +167,13 @@ fn read_records(bytes: &[u8], id: u64) -> Vec<(u64, Op)> {
     out
 }
 
-fn read_record(bytes: &[u8], at: usize, id: u64) -> Option<(u64, Op, usize)> {
+fn read_record(bytes: &[u8], at: usize, seed: [u8; 16]) -> Option<(u64, Op, usize)> {
     let head = bytes.get(at..at.checked_add(HEAD)?)?;
     let len = u32::from_le_bytes(head[..4].try_into().ok()?) as usize;
     let crc = u32::from_le_bytes(head[4..].try_into().ok()?);
     let body_start = at + HEAD;
     let body = bytes.get(body_start..body_start.checked_add(len)?)?;
-    if len < BODY_HEAD || checksum(id, body) != crc {
+    if len < BODY_HEAD || checksum(seed, body) != crc {
         return None;
     }
     let seq = u64::from_le_bytes(body[..8].try_into().ok()?);
@@ -207,13 +226,13 @@ mod tests {
     fn records_written_are_read_back_after_the_covered_ones() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.wal");
-        let (mut wal, pending) = Wal::open(&path, 7, 0).unwrap();
+        let (mut wal, pending) = Wal::open(&path, 7, 1, 0).unwrap();
         assert!(pending.is_empty());
         wal.write(&[append(1, "a"), append(2, "b")]).unwrap();
         wal.write(&[Op::TruncateFrom(2), append(2, "c")]).unwrap();
         wal.sync().unwrap();
         drop(wal);
-        let (wal, pending) = Wal::open(&path, 7, 1).unwrap();
+        let (wal, pending) = Wal::open(&path, 7, 1, 1).unwrap();
         let seqs: Vec<u64> = pending.iter().map(|(s, _)| *s).collect();
         assert_eq!(seqs, vec![2, 3, 4]);
         assert_eq!(pending[1].1, Op::TruncateFrom(2));
@@ -226,32 +245,40 @@ mod tests {
         // Proves that what an earlier round left past the new records is not read as records.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.wal");
-        let (mut wal, _) = Wal::open(&path, 7, 0).unwrap();
+        let (mut wal, _) = Wal::open(&path, 7, 1, 0).unwrap();
         wal.write(&[append(1, "aaaaaaaa"), append(2, "bbbbbbbb"), append(3, "cccccccc")]).unwrap();
-        wal.restart();
+        wal.restart(2);
         wal.write(&[append(4, "d")]).unwrap();
         drop(wal);
-        let (_, pending) = Wal::open(&path, 7, 3).unwrap();
+        let (_, pending) = Wal::open(&path, 7, 2, 3).unwrap();
         assert_eq!(pending, vec![(4, append(4, "d"))]);
         // The covered ones are skipped even though they are intact.
-        let (_, pending) = Wal::open(&path, 7, 4).unwrap();
+        let (_, pending) = Wal::open(&path, 7, 2, 4).unwrap();
         assert!(pending.is_empty());
+        // The earlier round's records are not this round's, even where one would continue
+        // the sequence (a torn write can leave a later record intact and an earlier one not).
+        let (mut wal, _) = Wal::open(&path, 7, 3, 0).unwrap();
+        wal.restart(3);
+        wal.write(&[append(1, "zzzzzzzz")]).unwrap(); // as long as round 1's first record
+        drop(wal);
+        let (_, pending) = Wal::open(&path, 7, 3, 0).unwrap();
+        assert_eq!(pending, vec![(1, append(1, "zzzzzzzz"))], "round 1's record 2 is not read");
     }
 
     #[test]
     fn a_torn_or_foreign_record_ends_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.wal");
-        let (mut wal, _) = Wal::open(&path, 7, 0).unwrap();
+        let (mut wal, _) = Wal::open(&path, 7, 1, 0).unwrap();
         wal.write(&[append(1, "a"), append(2, "b")]).unwrap();
         drop(wal);
         // Another log's file (another id) holds nothing for this one.
-        assert!(Wal::open(&path, 8, 0).unwrap().1.is_empty());
+        assert!(Wal::open(&path, 8, 1, 0).unwrap().1.is_empty());
         // A torn last record: the first one stays.
         let len = std::fs::metadata(&path).unwrap().len();
         let f = OpenOptions::new().write(true).open(&path).unwrap();
         f.set_len(len - 1).unwrap();
-        let (_, pending) = Wal::open(&path, 7, 0).unwrap();
+        let (_, pending) = Wal::open(&path, 7, 1, 0).unwrap();
         assert_eq!(pending, vec![(1, append(1, "a"))]);
     }
 
@@ -259,10 +286,10 @@ mod tests {
     fn records_that_skip_past_the_covered_log_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.wal");
-        let (mut wal, _) = Wal::open(&path, 7, 5).unwrap();
+        let (mut wal, _) = Wal::open(&path, 7, 1, 5).unwrap();
         wal.write(&[append(1, "a")]).unwrap(); // sequence number 6
         drop(wal);
-        let e = Wal::open(&path, 7, 3).unwrap_err();
+        let e = Wal::open(&path, 7, 1, 3).unwrap_err();
         assert!(e.to_string().contains("start at sequence number 6"), "{e}");
     }
 }
