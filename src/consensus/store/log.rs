@@ -221,12 +221,13 @@ impl Job {
         Ok(())
     }
 
-    /// What the write-ahead file records of this job: appends and truncations.
-    fn wal_op(&self) -> Option<WalOp> {
+    /// What the write-ahead file records of this job (appends and truncations), borrowing
+    /// the encoded entries.
+    fn wal_op(&self) -> Option<WalOp<&[u8]>> {
         match self {
-            Job::Append { entries, .. } => {
-                Some(WalOp::Append(entries.iter().map(|(id, bytes)| (id.index(), bytes.clone())).collect()))
-            }
+            Job::Append { entries, .. } => Some(WalOp::Append(
+                entries.iter().map(|(id, bytes)| (id.index(), bytes.as_slice())).collect(),
+            )),
             Job::TruncateFrom { from, .. } => Some(WalOp::TruncateFrom(*from)),
             Job::Meta { .. } | Job::Purge { .. } => None,
         }
@@ -307,7 +308,6 @@ fn run_writer(db: Arc<Database>, mem: Arc<Mutex<Mem>>, mut ahead: Ahead, jobs: m
 /// The write-ahead file and when redb last committed durably.
 struct Ahead {
     wal: Wal,
-    round: u64,
     checkpointed: Instant,
 }
 
@@ -339,7 +339,7 @@ fn commit(
         || (durable && ahead.checkpoint_due());
     let through_wal = durable && !checkpoint;
     if through_wal {
-        let ops: Vec<WalOp> = batch.iter().filter_map(Job::wal_op).collect();
+        let ops: Vec<WalOp<&[u8]>> = batch.iter().filter_map(Job::wal_op).collect();
         ahead.wal.write(&ops).map_err(StoreError::Wal)?;
     }
     let mut txn = db.begin_write()?;
@@ -348,19 +348,25 @@ fn commit(
         job.write(&txn)?;
     }
     if checkpoint {
-        let mut meta = txn.open_table(META)?;
-        meta.insert(KEY_WAL_SEQ, encode(KEY_WAL_SEQ, &ahead.wal.last_seq())?.as_slice())?;
-        meta.insert(KEY_WAL_ROUND, encode(KEY_WAL_ROUND, &(ahead.round + 1))?.as_slice())?;
+        note_checkpoint(&txn, ahead.wal.last_seq(), ahead.wal.round() + 1)?;
     }
     txn.commit()?;
     if through_wal {
         ahead.wal.sync().map_err(StoreError::Wal)?;
     }
     if checkpoint {
-        ahead.round += 1;
-        ahead.wal.restart(ahead.round);
+        ahead.wal.restart(ahead.wal.round() + 1);
         ahead.checkpointed = Instant::now();
     }
+    Ok(())
+}
+
+/// Notes in a durable commit the last write-ahead record it covers and the round the records
+/// after it belong to.
+fn note_checkpoint(txn: &WriteTransaction, last_seq: u64, next_round: u64) -> Result<(), StoreError> {
+    let mut meta = txn.open_table(META)?;
+    meta.insert(KEY_WAL_SEQ, encode(KEY_WAL_SEQ, &last_seq)?.as_slice())?;
+    meta.insert(KEY_WAL_ROUND, encode(KEY_WAL_ROUND, &next_round)?.as_slice())?;
     Ok(())
 }
 
@@ -406,8 +412,8 @@ impl LogStore {
     /// Records of the write-ahead file at `wal_path` that redb does not cover yet (the
     /// appends and truncations since its last durable commit) are applied to it first.
     pub(super) fn new(db: Database, wal_path: &std::path::Path) -> Result<Self, StoreError> {
+        // The records redb does not cover yet, and the next round, in one durable commit.
         let txn = db.begin_write()?;
-        txn.open_table(LOGS)?;
         let (wal_id, wal_seq, round) = {
             let mut meta = txn.open_table(META)?;
             let stored = meta.get(KEY_WAL_ID)?.map(|v| decode::<u64>(KEY_WAL_ID, v.value())).transpose()?;
@@ -424,10 +430,7 @@ impl LogStore {
                 meta.get(KEY_WAL_ROUND)?.map(|v| decode::<u64>(KEY_WAL_ROUND, v.value())).transpose()?;
             (id, seq.unwrap_or(0), round.unwrap_or(0))
         };
-        txn.commit()?;
         let (mut wal, pending) = Wal::open(wal_path, wal_id, round, wal_seq).map_err(StoreError::Wal)?;
-        // The records redb does not cover yet, and the next round, in one durable commit.
-        let txn = db.begin_write()?;
         {
             let mut logs = txn.open_table(LOGS)?;
             for (_, op) in &pending {
@@ -442,10 +445,8 @@ impl LogStore {
                     }
                 }
             }
-            let mut meta = txn.open_table(META)?;
-            meta.insert(KEY_WAL_SEQ, encode(KEY_WAL_SEQ, &wal.last_seq())?.as_slice())?;
-            meta.insert(KEY_WAL_ROUND, encode(KEY_WAL_ROUND, &(round + 1))?.as_slice())?;
         }
+        note_checkpoint(&txn, wal.last_seq(), round + 1)?;
         txn.commit()?;
         wal.restart(round + 1);
         if !pending.is_empty() {
@@ -454,7 +455,7 @@ impl LogStore {
                 "raft log: replayed the write-ahead records redb did not cover"
             );
         }
-        let ahead = Ahead { wal, round: round + 1, checkpointed: Instant::now() };
+        let ahead = Ahead { wal, checkpointed: Instant::now() };
         let db = Arc::new(db);
         let mem = Arc::new(Mutex::new(Mem::default()));
         let (tx, rx) = mpsc::channel();

@@ -28,11 +28,11 @@ const BODY_HEAD: usize = 9;
 const KIND_APPEND: u8 = 1;
 const KIND_TRUNCATE: u8 = 2;
 
-/// One logged change of the raft log.
+/// One logged change of the raft log; written from borrowed bytes, read back as owned ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Op {
+pub(super) enum Op<B = Vec<u8>> {
     /// Encoded entries by log index.
-    Append(Vec<(u64, Vec<u8>)>),
+    Append(Vec<(u64, B)>),
     /// Every entry at or after this index is gone.
     TruncateFrom(u64),
 }
@@ -76,6 +76,11 @@ impl Wal {
         Ok((Wal { file, id, round, offset: 0, last_seq }, pending))
     }
 
+    /// The round the records written now belong to.
+    pub(super) fn round(&self) -> u64 {
+        self.round
+    }
+
     /// The sequence number of the last record written.
     pub(super) fn last_seq(&self) -> u64 {
         self.last_seq
@@ -87,7 +92,7 @@ impl Wal {
     }
 
     /// Writes `ops` as the next records (one write, not synced).
-    pub(super) fn write(&mut self, ops: &[Op]) -> io::Result<()> {
+    pub(super) fn write<B: AsRef<[u8]>>(&mut self, ops: &[Op<B>]) -> io::Result<()> {
         let mut buf = Vec::new();
         let mut seq = self.last_seq;
         for op in ops {
@@ -121,7 +126,7 @@ fn seed(id: u64, round: u64) -> [u8; 16] {
     s
 }
 
-fn encode_record(buf: &mut Vec<u8>, seed: [u8; 16], seq: u64, op: &Op) {
+fn encode_record<B: AsRef<[u8]>>(buf: &mut Vec<u8>, seed: [u8; 16], seq: u64, op: &Op<B>) {
     let start = buf.len();
     buf.extend_from_slice(&[0; HEAD]);
     buf.extend_from_slice(&seq.to_le_bytes());
@@ -131,6 +136,7 @@ fn encode_record(buf: &mut Vec<u8>, seed: [u8; 16], seq: u64, op: &Op) {
             buf.extend_from_slice(&(entries.len() as u32).to_le_bytes());
             for (index, bytes) in entries {
                 buf.extend_from_slice(&index.to_le_bytes());
+                let bytes = bytes.as_ref();
                 buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
                 buf.extend_from_slice(bytes);
             }
