@@ -9,6 +9,7 @@
 //! Must not import `registry`, `gossip`, `membership`, `api` or `node`: they depend on
 //! consensus, never the reverse.
 
+pub mod contact;
 pub mod leadership;
 pub mod network;
 pub mod raft;

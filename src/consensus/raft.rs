@@ -17,6 +17,7 @@ use openraft::{Config, Raft, ServerState};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::contact::{plan, LeaderContact, Standing, TickPlan};
 use super::leadership::{role_at, Leadership, Lease, RaftView};
 use super::network::pb::raft_server::RaftServer;
 use super::network::{ClusterTag, CurrentRaft, Faults, NetworkFactory, RaftService};
@@ -61,12 +62,27 @@ impl RaftTiming {
     }
 
     /// openraft's own `heartbeat_interval`: three of our heartbeat periods (below the election
-    /// timeout). openraft ticks every 13/64 of it on every voter, and the tick is what an idle
-    /// voter spends its CPU on; the leader's heartbeats at [`RaftTiming::heartbeat_ms`] come
-    /// from [`pace_heartbeats`] instead. Elections are checked on that tick, so they start up
-    /// to one tick (91 ms on `lan`) after the randomized timeout.
+    /// timeout). It sets openraft's tick (13/64 of it: 91 ms on `lan`), which checks the
+    /// election timer; elections start up to one tick after the randomized timeout. The tick
+    /// runs only where an election may be due (see [`super::contact`]), so openraft never sends
+    /// heartbeats of its own: the leader's come from [`pace_heartbeats`] every
+    /// [`RaftTiming::heartbeat_ms`].
     pub fn openraft_heartbeat_ms(&self) -> u64 {
         (self.heartbeat_ms * 3).min(self.election_min_ms.saturating_sub(1)).max(self.heartbeat_ms)
+    }
+
+    /// openraft's tick period: 13/64 of its heartbeat interval.
+    pub fn tick_ms(&self) -> u64 {
+        (self.openraft_heartbeat_ms() * 13 / 64).max(1)
+    }
+
+    /// How long a voter may go without hearing its leader before openraft's tick runs again
+    /// (see [`super::contact`]): the shortest election timeout less one and a half ticks, so
+    /// that the first tick after it (at most one period later) still comes before that
+    /// timeout, with half a period to spare for a late wake-up. Never below our heartbeat
+    /// period, so that a follower hearing every heartbeat does not run the tick.
+    pub fn quiet_ms(&self) -> u64 {
+        self.election_min_ms.saturating_sub(self.tick_ms() * 3 / 2).max(self.heartbeat_ms)
     }
 
     pub fn lease(&self) -> Lease {
@@ -110,6 +126,9 @@ struct Member<M: Machine> {
     watcher: JoinHandle<()>,
     /// Sends the leader's heartbeats (see [`pace_heartbeats`]).
     pacer: JoinHandle<()>,
+    /// Set once raft says it is initialized, which it then stays: later asks need no call
+    /// into raft (the cluster controller asks twice a second).
+    initialized: std::sync::atomic::AtomicBool,
 }
 
 /// A running raft member. Its raft instance can be replaced (after a cluster merge) while
@@ -123,6 +142,8 @@ pub struct Consensus<M: Machine> {
     leadership_tx: Arc<watch::Sender<Leadership>>,
     leadership: watch::Receiver<Leadership>,
     quorum: Arc<QuorumLease>,
+    /// When a leader was last heard; decides whether openraft's tick runs.
+    contact: Arc<LeaderContact>,
     reset_lock: tokio::sync::Mutex<()>,
 }
 
@@ -183,7 +204,9 @@ impl<M: Machine> Consensus<M> {
         let (tx, leadership) = watch::channel(Leadership::unknown());
         let leadership_tx = Arc::new(tx);
         let quorum = Arc::new(QuorumLease::new());
-        let (member, reader) = start_member(&cfg, &cluster, &leadership_tx, &quorum, machine).await?;
+        let contact = Arc::new(LeaderContact::default());
+        let (member, reader) =
+            start_member(&cfg, &cluster, &leadership_tx, &quorum, &contact, machine).await?;
         Ok(Consensus {
             id: cfg.id,
             cfg,
@@ -193,6 +216,7 @@ impl<M: Machine> Consensus<M> {
             leadership_tx,
             leadership,
             quorum,
+            contact,
             reset_lock: tokio::sync::Mutex::new(()),
         })
     }
@@ -248,15 +272,24 @@ impl<M: Machine> Consensus<M> {
         let current = self.current.clone();
         let find: CurrentRaft<StateMachineStore<M>> =
             Arc::new(move || read(&current).map(|m| m.raft.clone()));
-        RaftServer::new(RaftService::new(find, self.id, self.cluster.clone(), self.cfg.faults.clone()))
+        RaftServer::new(RaftService::new(
+            find,
+            self.id,
+            self.cluster.clone(),
+            self.cfg.faults.clone(),
+            self.contact.clone(),
+        ))
     }
 
     /// True once this member has a membership (bootstrapped or added by a leader).
     pub async fn is_initialized(&self) -> bool {
-        match self.member() {
-            Ok(m) => m.raft.is_initialized().await.unwrap_or(false),
-            Err(_) => false,
+        let Ok(m) = self.member() else { return false };
+        if m.initialized.load(Ordering::Acquire) {
+            return true;
         }
+        let yes = m.raft.is_initialized().await.unwrap_or(false);
+        m.initialized.fetch_or(yes, Ordering::AcqRel);
+        yes
     }
 
     /// Bootstraps a new cluster whose voters are `members`.
@@ -411,7 +444,8 @@ impl<M: Machine> Consensus<M> {
         }
         self.leadership_tx.send_replace(Leadership::unknown());
         let (member, reader) =
-            start_member(&self.cfg, &self.cluster, &self.leadership_tx, &self.quorum, machine).await?;
+            start_member(&self.cfg, &self.cluster, &self.leadership_tx, &self.quorum, &self.contact, machine)
+                .await?;
         write(&self.reader, reader);
         write(&self.current, Some(Arc::new(member)));
         Ok(())
@@ -433,6 +467,7 @@ async fn start_member<M: Machine>(
     cluster: &ClusterTag,
     tx: &Arc<watch::Sender<Leadership>>,
     quorum: &Arc<QuorumLease>,
+    contact: &Arc<LeaderContact>,
     machine: M,
 ) -> Result<(Member<M>, MachineReader<M>), ConsensusError> {
     let (log, sm) = open(&cfg.data_dir, machine).await?;
@@ -463,14 +498,15 @@ async fn start_member<M: Machine>(
     let watcher = tokio::spawn(watch_leadership(
         raft.clone(),
         cfg.id,
-        t.lease(),
+        t,
         tx.clone(),
         quorum.clone(),
         leading_tx,
+        contact.clone(),
     ));
     let pacer =
         tokio::spawn(pace_heartbeats(raft.clone(), Duration::from_millis(t.heartbeat_ms), leading_rx));
-    Ok((Member { raft, watcher, pacer }, reader))
+    Ok((Member { raft, watcher, pacer, initialized: Default::default() }, reader))
 }
 
 /// Stops one raft incarnation and waits (bounded) until its storage files are released.
@@ -511,9 +547,9 @@ fn publish_metrics(m: &openraft::RaftMetrics<TypeConfig>, me: u64, seen_leader: 
 }
 
 /// While this member leads, asks openraft for a heartbeat round every `every` (openraft's own
-/// heartbeats run at [`RaftTiming::openraft_heartbeat_ms`], three times slower, so that its
-/// tick wakes every voter a third as often). The quorum acknowledgements of these rounds keep
-/// the leader's lease; a member that does not lead sleeps until it does.
+/// heartbeats come from its tick, which rests on a leader: see [`super::contact`]). The quorum
+/// acknowledgements of these rounds keep the leader's lease; a member that does not lead
+/// sleeps until it does.
 async fn pace_heartbeats<M: Machine>(
     raft: MusterRaft<M>,
     every: Duration,
@@ -541,15 +577,20 @@ async fn pace_heartbeats<M: Machine>(
     }
 }
 
-/// Whether this member needs openraft's tick: its only work is the election timer and the
-/// leader's heartbeats, and a learner has neither. The tick fires every 13/64 of the
-/// heartbeat interval (30 ms on `lan`), so a learner that rests it idles on gossip alone. A
-/// member that is not in the membership yet (waiting to join, or bootstrapping) ticks, as does
-/// one that is a voter in any part of a joint configuration.
-fn needs_tick(m: &openraft::RaftMetrics<TypeConfig>, me: u64) -> bool {
+/// Where this member stands for openraft's tick (see [`super::contact`]). A member that is
+/// not in the membership yet (waiting to join, or bootstrapping) counts as unknown, and one
+/// that is a voter in any part of a joint configuration as a voter.
+fn standing(m: &openraft::RaftMetrics<TypeConfig>, me: u64) -> Standing {
     let membership = m.membership_config.membership();
-    let known = membership.nodes().any(|(id, _)| *id == me);
-    !known || m.state == ServerState::Leader || membership.voter_ids().any(|id| id == me)
+    if !membership.nodes().any(|(id, _)| *id == me) {
+        return Standing::Unknown;
+    }
+    match m.state {
+        ServerState::Leader => Standing::Leader,
+        _ if !membership.voter_ids().any(|id| id == me) => Standing::Learner,
+        ServerState::Candidate => Standing::Candidate,
+        _ => Standing::Follower,
+    }
 }
 
 /// Republishes [`Leadership`] on every raft metrics change and when a lease or lock delay
@@ -557,11 +598,14 @@ fn needs_tick(m: &openraft::RaftMetrics<TypeConfig>, me: u64) -> bool {
 async fn watch_leadership<M: Machine>(
     raft: MusterRaft<M>,
     me: u64,
-    lease: Lease,
+    timing: RaftTiming,
     tx: Arc<watch::Sender<Leadership>>,
     quorum: Arc<QuorumLease>,
     leading: watch::Sender<bool>,
+    contact: Arc<LeaderContact>,
 ) {
+    let lease = timing.lease();
+    let quiet = Duration::from_millis(timing.quiet_ms());
     let mut metrics = raft.metrics();
     let mut leader_since: Option<Instant> = None;
     let mut led_term: Option<u64> = None;
@@ -573,15 +617,11 @@ async fn watch_leadership<M: Machine>(
         let is_leader = m.state == ServerState::Leader;
         publish_metrics(&m, me, &mut seen_leader);
         leading.send_if_modified(|l| std::mem::replace(l, is_leader) != is_leader);
-        let tick = needs_tick(&m, me);
-        if tick != ticking {
-            ticking = tick;
-            raft.runtime_config().tick(tick);
-            tracing::debug!(
-                tick,
-                "raft: the election timer {}",
-                if tick { "runs (a voter)" } else { "rests (a learner)" }
-            );
+        let ticks = plan(standing(&m, me), contact.last(), now, quiet);
+        if ticks.ticks() != ticking {
+            ticking = ticks.ticks();
+            raft.runtime_config().tick(ticking);
+            tracing::debug!(tick = ?ticks, "raft: the tick {}", if ticking { "runs" } else { "rests" });
         }
         if is_leader && led_term != Some(m.current_term) {
             led_term = Some(m.current_term);
@@ -639,9 +679,17 @@ async fn watch_leadership<M: Machine>(
                 None => std::future::pending().await,
             }
         };
+        let look_again = async {
+            match ticks {
+                TickPlan::RestUntil(t) => tokio::time::sleep_until(t.into()).await,
+                TickPlan::RunUntilHeard => contact.next().await,
+                TickPlan::Run | TickPlan::Rest => std::future::pending().await,
+            }
+        };
         tokio::select! {
             r = metrics.changed() => if r.is_err() { return },
             _ = sleep => {}
+            _ = look_again => {}
         }
     }
 }
@@ -653,7 +701,7 @@ mod tests {
 
     use openraft::{Membership, RaftMetrics, ServerState, StoredMembership};
 
-    use super::{needs_tick, RaftTiming, TypeConfig};
+    use super::{standing, RaftTiming, Standing, TypeConfig};
 
     fn metrics(
         me: u64,
@@ -682,16 +730,27 @@ mod tests {
     }
 
     #[test]
-    fn only_a_learner_rests_the_tick() {
+    fn a_follower_goes_quiet_before_the_shortest_election_timeout_less_a_tick() {
+        for (t, quiet) in [(RaftTiming::lan(), 364), (RaftTiming::local(), 205), (RaftTiming::wan(), 2044)] {
+            assert_eq!(t.quiet_ms(), quiet, "{t:?}");
+            assert!(t.quiet_ms() + t.tick_ms() < t.election_min_ms, "{t:?}");
+            assert!(t.quiet_ms() >= t.heartbeat_ms, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn standing_follows_the_membership_and_the_state() {
         let voters = || vec![BTreeSet::from([1, 2, 3])];
-        assert!(needs_tick(&metrics(1, voters(), &[1, 2, 3, 4], ServerState::Leader), 1));
-        assert!(needs_tick(&metrics(2, voters(), &[1, 2, 3, 4], ServerState::Follower), 2));
-        assert!(!needs_tick(&metrics(4, voters(), &[1, 2, 3, 4], ServerState::Learner), 4));
-        // Not in the membership (waiting to join, or removed): the tick stays on.
-        assert!(needs_tick(&metrics(9, voters(), &[1, 2, 3, 4], ServerState::Learner), 9));
-        assert!(needs_tick(&metrics(9, vec![], &[], ServerState::Learner), 9));
-        // A voter in either half of a joint configuration (being promoted) ticks.
+        let all = &[1, 2, 3, 4];
+        assert_eq!(standing(&metrics(1, voters(), all, ServerState::Leader), 1), Standing::Leader);
+        assert_eq!(standing(&metrics(2, voters(), all, ServerState::Follower), 2), Standing::Follower);
+        assert_eq!(standing(&metrics(2, voters(), all, ServerState::Candidate), 2), Standing::Candidate);
+        assert_eq!(standing(&metrics(4, voters(), all, ServerState::Learner), 4), Standing::Learner);
+        // Not in the membership (waiting to join, or removed).
+        assert_eq!(standing(&metrics(9, voters(), all, ServerState::Learner), 9), Standing::Unknown);
+        assert_eq!(standing(&metrics(9, vec![], &[], ServerState::Learner), 9), Standing::Unknown);
+        // A voter in either half of a joint configuration (being promoted) is a voter.
         let joint = vec![BTreeSet::from([1, 2, 3]), BTreeSet::from([1, 2, 4])];
-        assert!(needs_tick(&metrics(4, joint, &[1, 2, 3, 4], ServerState::Learner), 4));
+        assert_eq!(standing(&metrics(4, joint, all, ServerState::Learner), 4), Standing::Follower);
     }
 }

@@ -4,6 +4,7 @@
 use std::io::Cursor;
 use std::sync::Arc;
 
+use openraft::raft::AppendEntriesResponse;
 use openraft::storage::RaftStateMachine;
 use openraft::Raft;
 use tonic::{Request, Response, Status};
@@ -11,6 +12,7 @@ use tonic::{Request, Response, Status};
 use super::pb::raft_server::Raft as RaftRpc;
 use super::pb::RaftMessage;
 use super::{decode, encode, ClusterTag, Faults};
+use crate::consensus::contact::LeaderContact;
 use crate::consensus::types::{Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
 
 /// The local `Raft` an RPC goes to right now: `None` while the member is being reset (after a
@@ -26,14 +28,22 @@ where
     self_id: u64,
     cluster: ClusterTag,
     faults: Faults,
+    /// Noted at every leader message the local raft accepts.
+    contact: Arc<LeaderContact>,
 }
 
 impl<SM> RaftService<SM>
 where
     SM: RaftStateMachine<TypeConfig, SnapshotData = SnapshotData>,
 {
-    pub fn new(current: CurrentRaft<SM>, self_id: u64, cluster: ClusterTag, faults: Faults) -> Self {
-        RaftService { current, self_id, cluster, faults }
+    pub fn new(
+        current: CurrentRaft<SM>,
+        self_id: u64,
+        cluster: ClusterTag,
+        faults: Faults,
+        contact: Arc<LeaderContact>,
+    ) -> Self {
+        RaftService { current, self_id, cluster, faults, contact }
     }
 
     /// Decodes the request after fault injection and the cluster check, and finds the raft
@@ -71,7 +81,13 @@ where
 {
     async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let (raft, rpc) = self.open(req)?;
-        reply(self.self_id, raft.append_entries(rpc).await)
+        let r = raft.append_entries(rpc).await;
+        // Anything but a higher vote means raft took the sender as its leader (and reset its
+        // election timer).
+        if matches!(r, Ok(ref resp) if !matches!(resp, AppendEntriesResponse::HigherVote(_))) {
+            self.contact.heard(std::time::Instant::now());
+        }
+        reply(self.self_id, r)
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
@@ -87,7 +103,12 @@ where
     async fn install_snapshot(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let (raft, (vote, meta, data)): (_, (Vote, SnapshotMeta, serde_bytes::ByteBuf)) = self.open(req)?;
         let snapshot = Snapshot { meta, snapshot: Cursor::new(data.into_vec()) };
-        reply(self.self_id, raft.install_full_snapshot(vote, snapshot).await)
+        let sent = vote;
+        let r = raft.install_full_snapshot(vote, snapshot).await;
+        if matches!(r, Ok(ref resp) if resp.vote == sent) {
+            self.contact.heard(std::time::Instant::now());
+        }
+        reply(self.self_id, r)
     }
 
     async fn transfer_leader(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {

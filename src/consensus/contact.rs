@@ -1,0 +1,175 @@
+//! When a member lets openraft's tick run.
+//!
+//! openraft wakes every member on a tick (13/64 of its heartbeat interval: 91 ms on `lan`) and
+//! the tick serves two timers only: a voter's election timeout and the leader's own
+//! heartbeats. The leader's heartbeats come from our pacer instead (see `raft.rs`), a leader
+//! never stands for election, and a follower that hears its leader has no election to start.
+//! So the tick runs only where it can matter: on a member not yet in a membership, on a
+//! candidate, and on a voter that has not heard a leader for [`RaftTiming::quiet_ms`]. That is
+//! early enough that the tick, which resumes at its next period, still sees the shortest
+//! election timeout pass at the same moment as if it had never stopped. A resting follower
+//! wakes once per quiet span (about three times a second on `lan`) instead of on every tick.
+//!
+//! [`RaftTiming::quiet_ms`]: super::raft::RaftTiming::quiet_ms
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+/// When this member last accepted a leader's message (AppendEntries or a snapshot), written by
+/// the raft RPC service and read by the member's leadership watcher.
+#[derive(Debug)]
+pub struct LeaderContact {
+    base: Instant,
+    /// Nanoseconds after `base` plus one; 0: never.
+    at_ns: AtomicU64,
+    /// Set by a watcher that waits for the next contact; the next [`LeaderContact::heard`]
+    /// clears it and wakes the watcher, so that a contact nobody waits for costs no wake-up.
+    armed: AtomicBool,
+    wake: Notify,
+}
+
+impl Default for LeaderContact {
+    fn default() -> Self {
+        LeaderContact {
+            base: Instant::now(),
+            at_ns: AtomicU64::new(0),
+            armed: AtomicBool::new(false),
+            wake: Notify::new(),
+        }
+    }
+}
+
+impl LeaderContact {
+    /// A leader's message was accepted at `now`.
+    pub fn heard(&self, now: Instant) {
+        let ns = u64::try_from(now.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX - 1);
+        self.at_ns.fetch_max(ns + 1, Ordering::AcqRel);
+        if self.armed.swap(false, Ordering::AcqRel) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The last accepted leader message, if any.
+    pub fn last(&self) -> Option<Instant> {
+        match self.at_ns.load(Ordering::Acquire) {
+            0 => None,
+            ns => Some(self.base + Duration::from_nanos(ns - 1)),
+        }
+    }
+
+    /// Returns once a leader's message is accepted after this call began (or, rarely, at
+    /// once for one that came while nobody waited: the caller re-checks either way).
+    pub async fn next(&self) {
+        let notified = self.wake.notified();
+        self.armed.store(true, Ordering::Release);
+        notified.await;
+    }
+}
+
+/// Where a member stands, as far as the tick is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Not in any membership yet (joining or bootstrapping): may have to elect itself.
+    Unknown,
+    /// A learner: never elects.
+    Learner,
+    Leader,
+    Candidate,
+    /// A voter that follows (or looks for) a leader.
+    Follower,
+}
+
+/// What the watcher does with the tick until it looks again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TickPlan {
+    /// The tick runs; look again only when the standing changes.
+    Run,
+    /// The tick rests; look again only when the standing changes.
+    Rest,
+    /// The tick rests while the leader is heard; look again at this instant (the quiet span
+    /// after the last contact).
+    RestUntil(Instant),
+    /// The tick runs because the leader has gone quiet; look again at the next contact.
+    RunUntilHeard,
+}
+
+impl TickPlan {
+    pub fn ticks(self) -> bool {
+        matches!(self, TickPlan::Run | TickPlan::RunUntilHeard)
+    }
+}
+
+/// The tick plan of a member with `standing` whose leader was last heard at `last`.
+pub fn plan(standing: Standing, last: Option<Instant>, now: Instant, quiet: Duration) -> TickPlan {
+    match standing {
+        Standing::Unknown | Standing::Candidate => TickPlan::Run,
+        Standing::Learner | Standing::Leader => TickPlan::Rest,
+        Standing::Follower => match last.map(|t| t + quiet) {
+            Some(until) if now < until => TickPlan::RestUntil(until),
+            _ => TickPlan::RunUntilHeard,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const QUIET: Duration = Duration::from_millis(364);
+
+    #[test]
+    fn only_a_voter_that_may_have_to_elect_ticks() {
+        let t0 = Instant::now();
+        assert_eq!(plan(Standing::Unknown, None, t0, QUIET), TickPlan::Run);
+        assert_eq!(plan(Standing::Candidate, Some(t0), t0, QUIET), TickPlan::Run);
+        assert_eq!(plan(Standing::Learner, None, t0, QUIET), TickPlan::Rest);
+        assert_eq!(plan(Standing::Leader, None, t0, QUIET), TickPlan::Rest);
+    }
+
+    #[test]
+    fn a_follower_rests_while_its_leader_is_heard_and_ticks_once_it_goes_quiet() {
+        let t0 = Instant::now();
+        let heard = t0 + Duration::from_millis(100);
+        assert_eq!(plan(Standing::Follower, None, t0, QUIET), TickPlan::RunUntilHeard);
+        assert_eq!(plan(Standing::Follower, Some(heard), heard, QUIET), TickPlan::RestUntil(heard + QUIET));
+        let just_before = heard + QUIET - Duration::from_millis(1);
+        assert_eq!(
+            plan(Standing::Follower, Some(heard), just_before, QUIET),
+            TickPlan::RestUntil(heard + QUIET)
+        );
+        assert_eq!(plan(Standing::Follower, Some(heard), heard + QUIET, QUIET), TickPlan::RunUntilHeard);
+        assert!(!TickPlan::RestUntil(heard).ticks() && TickPlan::RunUntilHeard.ticks());
+    }
+
+    #[test]
+    fn contact_keeps_the_latest_time_and_wakes_only_an_armed_waiter() {
+        let c = LeaderContact::default();
+        assert_eq!(c.last(), None);
+        let t1 = Instant::now() + Duration::from_millis(5);
+        c.heard(t1);
+        c.heard(t1 - Duration::from_millis(3)); // a late reply never moves it back
+        assert_eq!(c.last(), Some(t1));
+        assert!(!c.armed.load(Ordering::Acquire), "nobody waited, so nothing was armed");
+    }
+
+    #[tokio::test]
+    async fn a_waiter_wakes_at_the_next_contact() {
+        let c = std::sync::Arc::new(LeaderContact::default());
+        let waiter = tokio::spawn({
+            let c = c.clone();
+            async move { c.next().await }
+        });
+        // Until the waiter is armed, a contact could be missed by it; give it the time to arm.
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !c.armed.load(Ordering::Acquire) {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the waiter arms itself");
+        c.heard(Instant::now());
+        tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("woken").expect("joined");
+    }
+}
