@@ -49,6 +49,8 @@ const STREAM_WARN_EVERY: Duration = Duration::from_secs(10);
 /// How long a graceful leave waits for each broadcast to go out, and then to propagate.
 const BROADCAST_TIMEOUT: Duration = Duration::from_secs(5);
 const LEAVE_PROPAGATE_DELAY: Duration = Duration::from_secs(1);
+/// How often the member list and the snapshot are refreshed (see [`Driver::run`]).
+const REFRESH_EVERY: Duration = Duration::from_secs(1);
 
 /// Everything the driver needs.
 #[derive(Debug, Clone)]
@@ -492,11 +494,13 @@ impl Driver {
         shutdown: CancellationToken,
     ) {
         let mut buf = vec![0u8; 65536];
-        let mut refresh = tokio::time::interval(Duration::from_secs(1));
-        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The member list (for the ages of failed members) and the snapshot are refreshed
+        // once a second, on whatever wakes the driver then (the probe rounds do, every
+        // second); only a driver with nothing else to do wakes for it, a second late.
+        let mut next_refresh = Instant::now() + REFRESH_EVERY;
         let udp = self.udp.clone();
         loop {
-            let deadline = self.next_deadline();
+            let deadline = self.next_deadline().min(next_refresh + REFRESH_EVERY);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 r = udp.recv_from(&mut buf) => match r {
@@ -506,12 +510,13 @@ impl Driver {
                 Some(cmd) = cmd_rx.recv() => self.on_command(cmd),
                 Some(i) = int_rx.recv() => self.on_internal(i),
                 _ = tokio::time::sleep_until(deadline.into()) => {}
-                _ = refresh.tick() => {
-                    self.publish(Instant::now());
-                    self.write_snapshot();
-                }
             }
             let now = Instant::now();
+            if now >= next_refresh {
+                next_refresh = now + REFRESH_EVERY;
+                self.publish(now);
+                self.write_snapshot();
+            }
             if now >= self.swim.next_deadline() {
                 self.swim.tick(now);
             }
@@ -858,8 +863,16 @@ impl Driver {
         s
     }
 
+    /// Publishes the member list if it changed: its watchers wake only for news.
     fn publish(&self, now: Instant) {
-        self.members_tx.send_replace(Arc::new(self.serf.member_infos(now)));
+        let members = self.serf.member_infos(now);
+        self.members_tx.send_if_modified(|cur| {
+            let changed = **cur != members;
+            if changed {
+                *cur = Arc::new(members);
+            }
+            changed
+        });
     }
 
     fn write_snapshot(&mut self) {

@@ -214,9 +214,15 @@ impl Swim {
         std::mem::take(&mut self.effects)
     }
 
-    /// The earliest time at which [`Swim::tick`] has work to do.
+    /// The earliest time at which [`Swim::tick`] has work to do. A gossip round with nothing
+    /// queued sends nothing, so while both broadcast queues are empty the round is no
+    /// deadline: an idle node wakes for its probes alone, and a broadcast queued later goes
+    /// out on the round that is due by then (at once, if the node rested past it).
     pub fn next_deadline(&self) -> Instant {
-        let mut t = self.next_probe.min(self.next_gossip).min(self.next_push_pull);
+        let mut t = self.next_probe.min(self.next_push_pull);
+        if !(self.broadcasts.is_empty() && self.user_broadcasts.is_empty()) {
+            t = t.min(self.next_gossip);
+        }
         if let Some(p) = &self.probe {
             t = t.min(p.next_deadline());
         }
