@@ -27,6 +27,8 @@ use plan::{
 
 /// How often the controller looks at the world (also on every member change).
 const TICK: Duration = Duration::from_millis(500);
+/// How often a settled follower looks (see the end of [`run`]).
+const SETTLED_TICK: Duration = Duration::from_secs(30);
 /// How long one membership change may take.
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// At most one hand-over to a preferred voter per this period (no ping-pong when the
@@ -220,11 +222,17 @@ pub async fn run<M: Machine>(
         assign_modes(&mut with_modes, &cfg.name, my_mode, lead.leader_name.as_deref());
         out.members.send_replace(Arc::new(with_modes));
 
+        // A follower of a known leader in a settled cluster has nothing that comes due with
+        // time alone: member and leadership changes wake it.
+        let settled = initialized
+            && cluster_id.is_some()
+            && merge_seen.is_none()
+            && lead.leader_id.is_some_and(|l| l != cfg.id);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = members_rx.changed() => {}
             _ = leadership.changed() => {}
-            _ = tokio::time::sleep(TICK) => {}
+            _ = tokio::time::sleep(if settled { SETTLED_TICK } else { TICK }) => {}
         }
     }
 }

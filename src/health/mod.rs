@@ -157,7 +157,9 @@ fn next_wake(
     dirty: bool,
     cfg: &HealthConfig,
 ) -> Duration {
-    let idle = Duration::from_secs(1);
+    // Nothing here changes with time alone while no check is due: leadership and registry
+    // changes wake the loop themselves, so an idle loop (every follower's) sleeps long.
+    let idle = Duration::from_secs(60);
     if !leading {
         return idle;
     }

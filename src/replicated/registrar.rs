@@ -480,8 +480,11 @@ pub async fn run_lease_keeper(registrar: Arc<Registrar>, shutdown: CancellationT
                 registrar.keeper_propose(cmd).await;
             }
         }
-        // A leader whose extension did not commit retries soon.
-        let tick = if leading && extended_in.is_none() {
+        // A leader whose extension did not commit retries soon; a follower has nothing to do
+        // until the leadership changes, which wakes it.
+        let tick = if !leading {
+            Duration::from_secs(60)
+        } else if extended_in.is_none() {
             cfg.check_every.min(Duration::from_millis(200))
         } else {
             cfg.check_every
