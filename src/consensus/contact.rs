@@ -7,19 +7,26 @@
 //! So the tick runs only where it can matter: on a member not yet in a membership, on a
 //! candidate, and on a voter that has not heard a leader for [`RaftTiming::quiet_ms`]. That is
 //! early enough that the tick, which resumes at its next period, still sees the shortest
-//! election timeout pass at the same moment as if it had never stopped. A resting follower
-//! wakes once per quiet span (about three times a second on `lan`) instead of on every tick.
+//! election timeout pass at the same moment as if it had never stopped.
+//!
+//! A resting follower waits on a timer that every leader message replaces (see
+//! [`LeaderContact::heard`]), so while the leader's heartbeats come nothing wakes for it at
+//! all: not the watcher, not tokio's timer driver.
 //!
 //! [`RaftTiming::quiet_ms`]: super::raft::RaftTiming::quiet_ms
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
+use tokio::time::Sleep;
 
 /// When this member last accepted a leader's message (AppendEntries or a snapshot), written by
 /// the raft RPC service and read by the member's leadership watcher.
-#[derive(Debug)]
 pub struct LeaderContact {
     base: Instant,
     /// Nanoseconds after `base` plus one; 0: never.
@@ -28,6 +35,22 @@ pub struct LeaderContact {
     /// clears it and wakes the watcher, so that a contact nobody waits for costs no wake-up.
     armed: AtomicBool,
     wake: Notify,
+    alarm: Mutex<Alarm>,
+}
+
+/// The timer of a watcher waiting for the leader to go quiet ([`LeaderContact::quiet`]).
+#[derive(Default)]
+struct Alarm {
+    /// The waiting watcher; none: nobody waits, and contacts leave the timer alone.
+    waker: Option<Waker>,
+    sleep: Option<Pin<Box<Sleep>>>,
+    quiet: Duration,
+}
+
+impl std::fmt::Debug for LeaderContact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaderContact").field("last", &self.last()).finish_non_exhaustive()
+    }
 }
 
 impl Default for LeaderContact {
@@ -37,6 +60,7 @@ impl Default for LeaderContact {
             at_ns: AtomicU64::new(0),
             armed: AtomicBool::new(false),
             wake: Notify::new(),
+            alarm: Mutex::new(Alarm::default()),
         }
     }
 }
@@ -49,6 +73,27 @@ impl LeaderContact {
         if self.armed.swap(false, Ordering::AcqRel) {
             self.wake.notify_one();
         }
+        let mut alarm = self.alarm();
+        if let Some(waker) = alarm.waker.clone() {
+            // A new timer in place of the old one, registered with the waiter's waker. tokio
+            // would move an existing timer later only lazily: its driver would still wake at
+            // the first deadline. Dropping the old one takes it out of the driver's wheel.
+            let mut sleep = Box::pin(tokio::time::sleep_until((now + alarm.quiet).into()));
+            if sleep.as_mut().poll(&mut Context::from_waker(&waker)).is_ready() {
+                waker.wake_by_ref();
+            }
+            alarm.sleep = Some(sleep);
+        }
+    }
+
+    fn alarm(&self) -> MutexGuard<'_, Alarm> {
+        self.alarm.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Returns once no leader message came for `quiet`: at `until` at the earliest (the end
+    /// of the quiet span after the last contact), and `quiet` after every later contact.
+    pub fn quiet(&self, until: Instant, quiet: Duration) -> Quiet<'_> {
+        Quiet { contact: self, until, quiet }
     }
 
     /// The last accepted leader message, if any.
@@ -65,6 +110,40 @@ impl LeaderContact {
         let notified = self.wake.notified();
         self.armed.store(true, Ordering::Release);
         notified.await;
+    }
+}
+
+/// The future of [`LeaderContact::quiet`].
+pub struct Quiet<'a> {
+    contact: &'a LeaderContact,
+    until: Instant,
+    quiet: Duration,
+}
+
+impl Future for Quiet<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut alarm = self.contact.alarm();
+        alarm.quiet = self.quiet;
+        if !alarm.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            alarm.waker = Some(cx.waker().clone());
+        }
+        let until = self.until;
+        let sleep = alarm.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until.into())));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                *alarm = Alarm::default();
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Quiet<'_> {
+    fn drop(&mut self) {
+        *self.contact.alarm() = Alarm::default();
     }
 }
 
@@ -152,6 +231,49 @@ mod tests {
         c.heard(t1 - Duration::from_millis(3)); // a late reply never moves it back
         assert_eq!(c.last(), Some(t1));
         assert!(!c.armed.load(Ordering::Acquire), "nobody waited, so nothing was armed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn quiet_returns_only_after_a_quiet_span_without_contact() {
+        let c = std::sync::Arc::new(LeaderContact::default());
+        let quiet = Duration::from_millis(300);
+        let t0 = tokio::time::Instant::now().into_std();
+        c.heard(t0);
+        let waiter = tokio::spawn({
+            let c = c.clone();
+            async move {
+                c.quiet(t0 + quiet, quiet).await;
+                tokio::time::Instant::now().into_std()
+            }
+        });
+        // Contacts every 100 ms for a second keep it waiting.
+        let mut last = t0;
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            last = tokio::time::Instant::now().into_std();
+            c.heard(last);
+            assert!(!waiter.is_finished(), "woke while the leader was heard");
+        }
+        let woke =
+            tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("woken").expect("joined");
+        assert_eq!(woke, last + quiet, "it returns one quiet span after the last contact");
+        // The finished wait left no timer behind for contacts to replace.
+        assert!(c.alarm().waker.is_none() && c.alarm().sleep.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_quiet_wait_leaves_nothing_for_contacts_to_rearm() {
+        let c = LeaderContact::default();
+        let t0 = tokio::time::Instant::now().into_std();
+        let r = tokio::time::timeout(
+            Duration::from_millis(50),
+            c.quiet(t0 + Duration::from_secs(1), Duration::from_secs(1)),
+        )
+        .await;
+        assert!(r.is_err(), "still waiting when dropped");
+        assert!(c.alarm().waker.is_none() && c.alarm().sleep.is_none());
+        c.heard(t0 + Duration::from_millis(60));
+        assert!(c.alarm().sleep.is_none(), "a contact with nobody waiting sets no timer");
     }
 
     #[tokio::test]

@@ -681,7 +681,7 @@ async fn watch_leadership<M: Machine>(
         };
         let look_again = async {
             match ticks {
-                TickPlan::RestUntil(t) => tokio::time::sleep_until(t.into()).await,
+                TickPlan::RestUntil(t) => contact.quiet(t, quiet).await,
                 TickPlan::RunUntilHeard => contact.next().await,
                 TickPlan::Run | TickPlan::Rest => std::future::pending().await,
             }
