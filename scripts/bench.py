@@ -16,7 +16,8 @@ RPC"), opens a `stream` subscription for `user` events on every node, and measur
           and counts N members (voters + learners); then both implementations rest
           BENCH_SETTLE_S, so that rss and cpu see an idle cluster, not the end of the joins.
   rss     VmRSS (/proc/PID/status) of each agent after settling; median over agents.
-  cpu     utime+stime (/proc/PID/stat) over a BENCH_IDLE_S idle window after settling, as %
+  cpu     CPU time (the sum over the agent's threads of /proc/PID/task/TID/schedstat, in ns)
+          over a BENCH_IDLE_S idle window after settling, as %
           of one core; median over agents.
   event   t0: one user event (Coalesce false) sent through node 0's RPC `event`. Done when every
           node's stream has delivered it.
@@ -273,10 +274,21 @@ def proc_rss_mb(pid):
         return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
 
 
-def proc_cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+def proc_cpu_ns(pid):
+    """CPU time of each thread of `pid` in nanoseconds, by thread id: the first field of
+    /proc/PID/task/TID/schedstat (the scheduler's own account, not stat's 10 ms ticks)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                out[tid] = int(f.read().split()[0])
+    return out
+
+
+def cpu_between(before, after):
+    """CPU seconds between two proc_cpu_ns samples: threads in both count their difference,
+    threads born in between count whole; a thread that ended in between loses its last part."""
+    return sum(ns - before.get(tid, 0) for tid, ns in after.items()) / 1e9
 
 
 def measure_event(conn0, streams, name, deadline):
@@ -332,11 +344,10 @@ def run_once(impl, n, rep):
             metric = "rss"
             res["rss"] = statistics.median(proc_rss_mb(a.pid) for a in agents)
             metric = "cpu"
-            before, t0 = [proc_cpu_ticks(a.pid) for a in agents], time.monotonic()
+            before, t0 = [proc_cpu_ns(a.pid) for a in agents], time.monotonic()
             time.sleep(IDLE_S)
-            after, elapsed = [proc_cpu_ticks(a.pid) for a in agents], time.monotonic() - t0
-            hz = os.sysconf("SC_CLK_TCK")
-            res["cpu"] = statistics.median(100 * (b - a) / hz / elapsed for a, b in zip(before, after))
+            after, elapsed = [proc_cpu_ns(a.pid) for a in agents], time.monotonic() - t0
+            res["cpu"] = statistics.median(100 * cpu_between(a, b) / elapsed for a, b in zip(before, after))
             # user event through node 0, seen by every stream
             metric = "event"
             res["event"] = measure_event(conns[0], streams, f"bench-{n}-{rep}",
@@ -403,7 +414,7 @@ def header():
         f"Linux {os.uname().release}.",
         f"Workload: sizes {' '.join(map(str, SIZES))}, {REPEATS} repeats (medians), LAN profile, "
         f"127.0.0.1, members poll every {POLL_S * 1000:.0f} ms, settle {SETTLE_S:.0f} s, idle window {IDLE_S:.0f} s "
-        f"(CPU resolution {100 / os.sysconf('SC_CLK_TCK') / IDLE_S:.2f} %), timeout {TIMEOUT_S:.0f} s.",
+        f"(CPU time from each thread's schedstat, in ns), timeout {TIMEOUT_S:.0f} s.",
         f"Versions: {ENV.get('BENCH_VERSIONS', '?')}.",
         f"Load average (1 min) at start {LOAD_AT_START:.2f}, at end {os.getloadavg()[0]:.2f}; "
         "other work on the machine shows up as outliers (see the samples below the table).",
