@@ -27,7 +27,7 @@ use plan::{
 
 /// How often the controller looks at the world (also on every member change).
 const TICK: Duration = Duration::from_millis(500);
-/// How often a settled follower looks (see the end of [`run`]).
+/// How often the controller of a settled cluster looks (see the end of [`run`]).
 const SETTLED_TICK: Duration = Duration::from_secs(30);
 /// How long one membership change may take.
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -209,8 +209,10 @@ pub async fn run<M: Machine>(
             *cur = info;
             changed
         });
+        let mut autopilot_settled = false;
         if lead.leader_id == Some(cfg.id) && merge_seen.is_none() {
-            autopilot(&cfg, &consensus, &el, &mut missing_since, &mut last_transfer).await;
+            autopilot_settled =
+                autopilot(&cfg, &consensus, &el, &mut missing_since, &mut last_transfer).await;
         }
 
         let my_mode = match lead.role {
@@ -222,12 +224,13 @@ pub async fn run<M: Machine>(
         assign_modes(&mut with_modes, &cfg.name, my_mode, lead.leader_name.as_deref());
         out.members.send_replace(Arc::new(with_modes));
 
-        // A follower of a known leader in a settled cluster has nothing that comes due with
-        // time alone: member and leadership changes wake it.
+        // A settled cluster has nothing that comes due with time alone: member and leadership
+        // changes (voters and learners included) wake the controller. On the leader that takes
+        // an autopilot with nothing to do and nothing to wait for.
         let settled = initialized
             && cluster_id.is_some()
             && merge_seen.is_none()
-            && lead.leader_id.is_some_and(|l| l != cfg.id);
+            && lead.leader_id.is_some_and(|l| l != cfg.id || autopilot_settled);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = members_rx.changed() => {}
@@ -330,8 +333,8 @@ async fn autopilot<M: Machine>(
     el: &BTreeMap<u64, plan::Eligible>,
     missing_since: &mut HashMap<u64, Instant>,
     last_transfer: &mut Option<Instant>,
-) {
-    let Some(raft) = consensus.raft() else { return };
+) -> bool {
+    let Some(raft) = consensus.raft() else { return false };
     let (voters, learners, based_on, caught_up) = {
         let m = raft.metrics();
         let m = openraft::async_runtime::WatchReceiver::borrow_watched(&m).clone();
@@ -366,7 +369,11 @@ async fn autopilot<M: Machine>(
     let r = match &step {
         Step::Nothing => {
             prefer(consensus, &voters, el, cfg.id, last_transfer).await;
-            return;
+            // Settled: no member missing (its grace would run out), no learner still catching
+            // up (it would be promoted), and no hand-over to a preferred voter pending.
+            return missing_since.is_empty()
+                && learners.iter().all(|l| caught_up.contains(l))
+                && plan::preferred_leader(cfg.id, &voters, el).is_none();
         }
         Step::AddLearner(id, node) => {
             tracing::info!(raft.id = %format!("{id:x}"), member = %node.name, "autopilot: adding a learner");
@@ -386,4 +393,5 @@ async fn autopilot<M: Machine>(
         Ok(Err(e)) => tracing::warn!(error = %e, step = ?step, "autopilot: change failed"),
         Err(_) => tracing::warn!(step = ?step, "autopilot: change timed out"),
     }
+    false
 }
