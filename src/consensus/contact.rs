@@ -36,11 +36,16 @@ pub struct LeaderContact {
     armed: AtomicBool,
     wake: Notify,
     alarm: Mutex<Alarm>,
+    /// Numbers the [`Quiet`] waits.
+    waits: AtomicU64,
 }
 
 /// The timer of a watcher waiting for the leader to go quiet ([`LeaderContact::quiet`]).
 #[derive(Default)]
 struct Alarm {
+    /// Which [`Quiet`] set it (0: none), so that a wait dropped late (a member's old watcher
+    /// after a reset) cannot clear the alarm of the one that replaced it.
+    owner: u64,
     /// The waiting watcher; none: nobody waits, and contacts leave the timer alone.
     waker: Option<Waker>,
     sleep: Option<Pin<Box<Sleep>>>,
@@ -61,6 +66,7 @@ impl Default for LeaderContact {
             armed: AtomicBool::new(false),
             wake: Notify::new(),
             alarm: Mutex::new(Alarm::default()),
+            waits: AtomicU64::new(0),
         }
     }
 }
@@ -93,7 +99,7 @@ impl LeaderContact {
     /// Returns once no leader message came for `quiet`: at `until` at the earliest (the end
     /// of the quiet span after the last contact), and `quiet` after every later contact.
     pub fn quiet(&self, until: Instant, quiet: Duration) -> Quiet<'_> {
-        Quiet { contact: self, until, quiet }
+        Quiet { contact: self, until, quiet, id: self.waits.fetch_add(1, Ordering::Relaxed) + 1 }
     }
 
     /// The last accepted leader message, if any.
@@ -118,6 +124,7 @@ pub struct Quiet<'a> {
     contact: &'a LeaderContact,
     until: Instant,
     quiet: Duration,
+    id: u64,
 }
 
 impl Future for Quiet<'_> {
@@ -125,7 +132,9 @@ impl Future for Quiet<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut alarm = self.contact.alarm();
-        alarm.quiet = self.quiet;
+        if alarm.owner != self.id {
+            *alarm = Alarm { owner: self.id, quiet: self.quiet, ..Alarm::default() };
+        }
         if !alarm.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             alarm.waker = Some(cx.waker().clone());
         }
@@ -143,7 +152,10 @@ impl Future for Quiet<'_> {
 
 impl Drop for Quiet<'_> {
     fn drop(&mut self) {
-        *self.contact.alarm() = Alarm::default();
+        let mut alarm = self.contact.alarm();
+        if alarm.owner == self.id {
+            *alarm = Alarm::default();
+        }
     }
 }
 
@@ -274,6 +286,31 @@ mod tests {
         assert!(c.alarm().waker.is_none() && c.alarm().sleep.is_none());
         c.heard(t0 + Duration::from_millis(60));
         assert!(c.alarm().sleep.is_none(), "a contact with nobody waiting sets no timer");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_older_wait_dropped_late_leaves_the_newer_one_armed() {
+        let c = std::sync::Arc::new(LeaderContact::default());
+        let quiet = Duration::from_millis(300);
+        let t0 = tokio::time::Instant::now().into_std();
+        let old = tokio::spawn({
+            let c = c.clone();
+            async move { c.quiet(t0 + Duration::from_secs(60), quiet).await }
+        });
+        tokio::task::yield_now().await;
+        let new = tokio::spawn({
+            let c = c.clone();
+            async move { c.quiet(t0 + quiet, quiet).await }
+        });
+        tokio::task::yield_now().await;
+        old.abort(); // dropped after the new wait took the alarm over
+        assert!(old.await.is_err());
+        c.heard(t0 + Duration::from_millis(100));
+        tokio::time::timeout(Duration::from_secs(5), new)
+            .await
+            .expect("the newer wait still wakes")
+            .expect("joined");
+        assert_eq!(tokio::time::Instant::now().into_std(), t0 + Duration::from_millis(400));
     }
 
     #[tokio::test]
