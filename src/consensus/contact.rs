@@ -38,6 +38,8 @@ pub struct LeaderContact {
     alarm: Mutex<Alarm>,
     /// Numbers the [`Quiet`] waits.
     waits: AtomicU64,
+    /// How long without a leader message counts as quiet.
+    quiet: Duration,
 }
 
 /// The timer of a watcher waiting for the leader to go quiet ([`LeaderContact::quiet`]).
@@ -49,7 +51,6 @@ struct Alarm {
     /// The waiting watcher; none: nobody waits, and contacts leave the timer alone.
     waker: Option<Waker>,
     sleep: Option<Pin<Box<Sleep>>>,
-    quiet: Duration,
 }
 
 impl std::fmt::Debug for LeaderContact {
@@ -58,8 +59,9 @@ impl std::fmt::Debug for LeaderContact {
     }
 }
 
-impl Default for LeaderContact {
-    fn default() -> Self {
+impl LeaderContact {
+    /// Contacts of a member whose leader counts as gone after `quiet` without a message.
+    pub fn new(quiet: Duration) -> Self {
         LeaderContact {
             base: Instant::now(),
             at_ns: AtomicU64::new(0),
@@ -67,11 +69,10 @@ impl Default for LeaderContact {
             wake: Notify::new(),
             alarm: Mutex::new(Alarm::default()),
             waits: AtomicU64::new(0),
+            quiet,
         }
     }
-}
 
-impl LeaderContact {
     /// A leader's message was accepted at `now`.
     pub fn heard(&self, now: Instant) {
         let ns = u64::try_from(now.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX - 1);
@@ -84,7 +85,7 @@ impl LeaderContact {
             // A new timer in place of the old one, registered with the waiter's waker. tokio
             // would move an existing timer later only lazily: its driver would still wake at
             // the first deadline. Dropping the old one takes it out of the driver's wheel.
-            let mut sleep = Box::pin(tokio::time::sleep_until((now + alarm.quiet).into()));
+            let mut sleep = Box::pin(tokio::time::sleep_until((now + self.quiet).into()));
             if sleep.as_mut().poll(&mut Context::from_waker(&waker)).is_ready() {
                 waker.wake_by_ref();
             }
@@ -96,10 +97,15 @@ impl LeaderContact {
         self.alarm.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Returns once no leader message came for `quiet`: at `until` at the earliest (the end
-    /// of the quiet span after the last contact), and `quiet` after every later contact.
-    pub fn quiet(&self, until: Instant, quiet: Duration) -> Quiet<'_> {
-        Quiet { contact: self, until, quiet, id: self.waits.fetch_add(1, Ordering::Relaxed) + 1 }
+    /// How long without a leader message counts as quiet.
+    pub fn quiet_span(&self) -> Duration {
+        self.quiet
+    }
+
+    /// Returns once no leader message came for the quiet span: at `until` at the earliest (the
+    /// end of the span after the last contact), and a span after every later contact.
+    pub fn quiet(&self, until: Instant) -> Quiet<'_> {
+        Quiet { contact: self, until, id: self.waits.fetch_add(1, Ordering::Relaxed) + 1 }
     }
 
     /// The last accepted leader message, if any.
@@ -123,7 +129,6 @@ impl LeaderContact {
 pub struct Quiet<'a> {
     contact: &'a LeaderContact,
     until: Instant,
-    quiet: Duration,
     id: u64,
 }
 
@@ -133,7 +138,7 @@ impl Future for Quiet<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut alarm = self.contact.alarm();
         if alarm.owner != self.id {
-            *alarm = Alarm { owner: self.id, quiet: self.quiet, ..Alarm::default() };
+            *alarm = Alarm { owner: self.id, ..Alarm::default() };
         }
         if !alarm.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             alarm.waker = Some(cx.waker().clone());
@@ -236,7 +241,7 @@ mod tests {
 
     #[test]
     fn contact_keeps_the_latest_time_and_wakes_only_an_armed_waiter() {
-        let c = LeaderContact::default();
+        let c = LeaderContact::new(QUIET);
         assert_eq!(c.last(), None);
         let t1 = Instant::now() + Duration::from_millis(5);
         c.heard(t1);
@@ -247,14 +252,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn quiet_returns_only_after_a_quiet_span_without_contact() {
-        let c = std::sync::Arc::new(LeaderContact::default());
         let quiet = Duration::from_millis(300);
+        let c = std::sync::Arc::new(LeaderContact::new(quiet));
         let t0 = tokio::time::Instant::now().into_std();
         c.heard(t0);
         let waiter = tokio::spawn({
             let c = c.clone();
             async move {
-                c.quiet(t0 + quiet, quiet).await;
+                c.quiet(t0 + quiet).await;
                 tokio::time::Instant::now().into_std()
             }
         });
@@ -275,13 +280,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_dropped_quiet_wait_leaves_nothing_for_contacts_to_rearm() {
-        let c = LeaderContact::default();
+        let c = LeaderContact::new(QUIET);
         let t0 = tokio::time::Instant::now().into_std();
-        let r = tokio::time::timeout(
-            Duration::from_millis(50),
-            c.quiet(t0 + Duration::from_secs(1), Duration::from_secs(1)),
-        )
-        .await;
+        let r = tokio::time::timeout(Duration::from_millis(50), c.quiet(t0 + Duration::from_secs(1))).await;
         assert!(r.is_err(), "still waiting when dropped");
         assert!(c.alarm().waker.is_none() && c.alarm().sleep.is_none());
         c.heard(t0 + Duration::from_millis(60));
@@ -290,17 +291,17 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_older_wait_dropped_late_leaves_the_newer_one_armed() {
-        let c = std::sync::Arc::new(LeaderContact::default());
         let quiet = Duration::from_millis(300);
+        let c = std::sync::Arc::new(LeaderContact::new(quiet));
         let t0 = tokio::time::Instant::now().into_std();
         let old = tokio::spawn({
             let c = c.clone();
-            async move { c.quiet(t0 + Duration::from_secs(60), quiet).await }
+            async move { c.quiet(t0 + Duration::from_secs(60)).await }
         });
         tokio::task::yield_now().await;
         let new = tokio::spawn({
             let c = c.clone();
-            async move { c.quiet(t0 + quiet, quiet).await }
+            async move { c.quiet(t0 + quiet).await }
         });
         tokio::task::yield_now().await;
         old.abort(); // dropped after the new wait took the alarm over
@@ -315,7 +316,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiter_wakes_at_the_next_contact() {
-        let c = std::sync::Arc::new(LeaderContact::default());
+        let c = std::sync::Arc::new(LeaderContact::new(QUIET));
         let waiter = tokio::spawn({
             let c = c.clone();
             async move { c.next().await }

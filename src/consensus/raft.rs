@@ -204,7 +204,7 @@ impl<M: Machine> Consensus<M> {
         let (tx, leadership) = watch::channel(Leadership::unknown());
         let leadership_tx = Arc::new(tx);
         let quorum = Arc::new(QuorumLease::new());
-        let contact = Arc::new(LeaderContact::default());
+        let contact = Arc::new(LeaderContact::new(Duration::from_millis(cfg.timing.quiet_ms())));
         let (member, reader) =
             start_member(&cfg, &cluster, &leadership_tx, &quorum, &contact, machine).await?;
         Ok(Consensus {
@@ -605,7 +605,7 @@ async fn watch_leadership<M: Machine>(
     contact: Arc<LeaderContact>,
 ) {
     let lease = timing.lease();
-    let quiet = Duration::from_millis(timing.quiet_ms());
+    let quiet = contact.quiet_span();
     let mut metrics = raft.metrics();
     let mut leader_since: Option<Instant> = None;
     let mut led_term: Option<u64> = None;
@@ -681,7 +681,7 @@ async fn watch_leadership<M: Machine>(
         };
         let look_again = async {
             match ticks {
-                TickPlan::RestUntil(t) => contact.quiet(t, quiet).await,
+                TickPlan::RestUntil(t) => contact.quiet(t).await,
                 TickPlan::RunUntilHeard => contact.next().await,
                 TickPlan::Run | TickPlan::Rest => std::future::pending().await,
             }
